@@ -1,0 +1,1 @@
+"""Greenlight: a GraphQL API that gates continuous deployment behind image approvals."""

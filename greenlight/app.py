@@ -1,0 +1,127 @@
+"""The ASGI application: routes, authentication, context, background jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.routing import Route, WebSocketRoute
+from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http import GraphQLHTTPResponse
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.types import ExecutionResult
+
+from greenlight import db
+from greenlight.config import Settings
+from greenlight.policies import Actor, Authorizer
+from greenlight.rollout.simulator import run_periodic_jobs
+from greenlight.schema import schema
+from greenlight.schema.context import Context
+from greenlight.schema.errors import to_contract
+from greenlight.workflow.errors import Unauthenticated
+from greenlight.workflow.identity import authenticate
+
+log = logging.getLogger("greenlight")
+
+
+class GreenlightGraphQL(GraphQL):
+    def __init__(self, authorizer: Authorizer, settings: Settings) -> None:
+        super().__init__(schema, subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,))
+        self.authorizer = authorizer
+        self.settings = settings
+
+    async def _actor(self, authorization: str | None) -> Actor:
+        user = await authenticate(authorization)
+        await self.authorizer.refresh()
+        return Actor(user=user, authorizer=self.authorizer)
+
+    async def get_context(self, request, response) -> Context:
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        context = Context(
+            request=request,
+            response=response,
+            request_id=request_id,
+            actor_or_none=None,
+            settings=self.settings,
+        )
+        if request.scope["type"] == "http":
+            try:
+                context.actor_or_none = await self._actor(request.headers.get("authorization"))
+            except Unauthenticated as error:
+                context.auth_error = error.message
+        return context
+
+    async def process_result(self, request, result: ExecutionResult) -> GraphQLHTTPResponse:
+        """Parse and validation errors never reach the schema's extensions; code them here."""
+        if result.errors:
+            request_id = request.headers.get("x-request-id") or "-"
+            result.errors = [to_contract(error, request_id) for error in result.errors]
+        return await super().process_result(request, result)
+
+    async def on_ws_connect(self, context: Context):
+        params = getattr(context, "connection_params", None) or {}
+        authorization = None
+        if isinstance(params, dict):
+            for key, value in params.items():
+                if str(key).lower() == "authorization" and isinstance(value, str):
+                    authorization = value
+        try:
+            context.actor_or_none = await self._actor(authorization)
+        except Unauthenticated as error:
+            raise ConnectionRejectionError({"reason": error.message}) from None
+        return None
+
+
+async def healthz(request: Request) -> PlainTextResponse:
+    return PlainTextResponse("ok")
+
+
+async def readyz(request: Request) -> JSONResponse:
+    if await db.ping():
+        return JSONResponse({"status": "ready"})
+    return JSONResponse({"status": "database unavailable"}, status_code=503)
+
+
+def create_app(settings: Settings, *, manage_database: bool = True) -> Starlette:
+    """`manage_database`: connect and migrate on start-up (tests connect themselves)."""
+    authorizer = Authorizer()
+    graphql = GreenlightGraphQL(authorizer, settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if manage_database:
+            await db.migrate(settings.database_url)
+            await db.connect(settings.database_url)
+        jobs = None
+        if settings.background_jobs:
+            jobs = asyncio.create_task(
+                run_periodic_jobs(settings.rollout_seconds, settings.rollout_poll_seconds)
+            )
+        try:
+            yield
+        finally:
+            if jobs is not None:
+                jobs.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await jobs
+            if manage_database:
+                await db.close()
+
+    app = Starlette(
+        routes=[
+            Route("/graphql", graphql, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", graphql),
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.authorizer = authorizer
+    return app

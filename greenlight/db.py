@@ -1,0 +1,61 @@
+"""Connecting to the database and applying migrations."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from tortoise import Tortoise, connections
+from tortoise.backends.base.executor import EXECUTOR_CACHE
+from tortoise.migrations.api import migrate as tortoise_migrate
+
+
+def tortoise_config(database_url: str) -> dict[str, Any]:
+    if database_url.startswith("postgresql://"):
+        database_url = "postgres://" + database_url.removeprefix("postgresql://")
+    return {
+        "connections": {"default": database_url},
+        "apps": {
+            "models": {
+                "models": ["greenlight.models"],
+                "migrations": "greenlight.migrations",
+                "default_connection": "default",
+            }
+        },
+        "use_tz": True,
+        "timezone": "UTC",
+    }
+
+
+# Used by Tortoise's own CLI (`tortoise makemigrations`), see pyproject.toml.
+TORTOISE_ORM = tortoise_config(os.environ.get("GREENLIGHT_DATABASE_URL", "sqlite://:memory:"))
+
+
+async def migrate(database_url: str) -> None:
+    """Apply every pending migration, then leave the connections closed."""
+    await tortoise_migrate(config=tortoise_config(database_url))
+    await Tortoise.close_connections()
+
+
+async def connect(database_url: str) -> None:
+    # Tortoise caches SQL per connection name, not per dialect: a process that moves
+    # between SQLite and PostgreSQL (the test suite does) must start from a clean cache.
+    EXECUTOR_CACHE.clear()
+    await Tortoise.init(config=tortoise_config(database_url), _enable_global_fallback=True)
+
+
+async def close() -> None:
+    await Tortoise.close_connections()
+
+
+def is_postgres() -> bool:
+    return connections.get("default").capabilities.dialect == "postgres"
+
+
+async def ping() -> bool:
+    """Whether the database answers a trivial query right now."""
+    try:
+        await connections.get("default").execute_query("SELECT 1")
+    except Exception:
+        return False
+    return True

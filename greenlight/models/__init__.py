@@ -1,0 +1,45 @@
+"""Tortoise models: what Greenlight stores."""
+
+from greenlight.models.catalog import Application, Environment, Image, Pipeline
+from greenlight.models.enums import (
+    ACTIVE_STATUSES,
+    LIVE_STATES,
+    ApprovalState,
+    DeploymentStatus,
+    DeploymentStrategy,
+    Role,
+    TriggerType,
+)
+from greenlight.models.identity import ApiToken, PolicyVersion, RoleBinding, User
+from greenlight.models.workflow import (
+    Approval,
+    ApprovalRequest,
+    AuditEvent,
+    Deployment,
+    NamedApprover,
+    Rejection,
+)
+
+__all__ = [
+    "ACTIVE_STATUSES",
+    "LIVE_STATES",
+    "ApiToken",
+    "Application",
+    "Approval",
+    "ApprovalRequest",
+    "ApprovalState",
+    "AuditEvent",
+    "Deployment",
+    "DeploymentStatus",
+    "DeploymentStrategy",
+    "Environment",
+    "Image",
+    "NamedApprover",
+    "Pipeline",
+    "PolicyVersion",
+    "Rejection",
+    "Role",
+    "RoleBinding",
+    "TriggerType",
+    "User",
+]

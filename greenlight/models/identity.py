@@ -1,0 +1,61 @@
+"""Users, their API tokens and their role bindings."""
+
+from tortoise import fields
+from tortoise.models import Model
+
+from greenlight.models.enums import Role
+
+
+class User(Model):
+    id = fields.IntField(primary_key=True)
+    email = fields.CharField(max_length=320, unique=True)
+    name = fields.CharField(max_length=200)
+    is_active = fields.BooleanField(default=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "users"
+
+
+class ApiToken(Model):
+    id = fields.IntField(primary_key=True)
+    user = fields.ForeignKeyField("models.User", related_name="api_tokens")
+    name = fields.CharField(max_length=200)
+    token_hash = fields.CharField(max_length=64, unique=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    expires_at = fields.DatetimeField(null=True)
+    revoked_at = fields.DatetimeField(null=True)
+    last_used_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "api_tokens"
+
+
+class RoleBinding(Model):
+    """One role granted to one user on one scope: an application and an environment, each a name or the wildcard."""
+
+    id = fields.IntField(primary_key=True)
+    user = fields.ForeignKeyField("models.User", related_name="role_bindings")
+    role = fields.CharEnumField(Role, max_length=32)
+    application = fields.CharField(max_length=63)
+    environment = fields.CharField(max_length=63)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "role_bindings"
+        unique_together = (("user", "role", "application", "environment"),)
+
+
+class PolicyVersion(Model):
+    """A single row whose version moves with every change to role bindings.
+
+    Every server process compares it with the version it has loaded, so a grant or a
+    revocation made through any process is enforced by all of them on their next request
+    (R5).
+    """
+
+    id = fields.IntField(primary_key=True)
+    version = fields.BigIntField(default=0)
+
+    class Meta:
+        table = "policy_version"

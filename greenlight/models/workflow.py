@@ -1,0 +1,103 @@
+"""Approval requests, their decisions, deployments and the audit log."""
+
+from tortoise import fields
+from tortoise.models import Model
+
+from greenlight.models.enums import ApprovalState, DeploymentStatus, DeploymentStrategy
+
+
+class ApprovalRequest(Model):
+    """One image asked to be approved for one pipeline.
+
+    `state` is the stored state. A PENDING or APPROVED request whose `expires_at` has
+    passed reads as EXPIRED everywhere (R15); `greenlight.workflow.states` decides that.
+    `live_key` is set to "<image>:<pipeline>" while the stored state is PENDING or
+    APPROVED and cleared otherwise, so the database itself refuses a second live
+    request for the same pair (R6), even under races.
+    """
+
+    id = fields.IntField(primary_key=True)
+    image = fields.ForeignKeyField("models.Image", related_name="approval_requests")
+    pipeline = fields.ForeignKeyField("models.Pipeline", related_name="approval_requests")
+    requested_by = fields.ForeignKeyField("models.User", related_name="approval_requests")
+    state = fields.CharEnumField(ApprovalState, max_length=16, db_index=True)
+    live_key = fields.CharField(max_length=64, null=True, unique=True)
+    requested_at = fields.DatetimeField(auto_now_add=True)
+    comment = fields.TextField(null=True)
+    required_approvals = fields.SmallIntField()
+    expires_at = fields.DatetimeField(null=True, db_index=True)
+    closed_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "approval_requests"
+        indexes = (("pipeline_id", "state"), ("image_id", "pipeline_id"))
+
+
+class Approval(Model):
+    id = fields.IntField(primary_key=True)
+    request = fields.ForeignKeyField("models.ApprovalRequest", related_name="approvals")
+    user = fields.ForeignKeyField("models.User", related_name="approvals")
+    decided_at = fields.DatetimeField(auto_now_add=True)
+    comment = fields.TextField(null=True)
+
+    class Meta:
+        table = "approvals"
+        unique_together = (("request", "user"),)
+
+
+class Rejection(Model):
+    id = fields.IntField(primary_key=True)
+    request = fields.OneToOneField("models.ApprovalRequest", related_name="rejection")
+    user = fields.ForeignKeyField("models.User", related_name="rejections")
+    decided_at = fields.DatetimeField(auto_now_add=True)
+    reason = fields.TextField()
+
+    class Meta:
+        table = "rejections"
+
+
+class NamedApprover(Model):
+    """An approver the requester named on a request (R8)."""
+
+    id = fields.IntField(primary_key=True)
+    request = fields.ForeignKeyField("models.ApprovalRequest", related_name="named_approvers")
+    user = fields.ForeignKeyField("models.User", related_name="named_on")
+
+    class Meta:
+        table = "named_approvers"
+        unique_together = (("request", "user"),)
+
+
+class Deployment(Model):
+    id = fields.IntField(primary_key=True)
+    pipeline = fields.ForeignKeyField("models.Pipeline", related_name="deployments")
+    image = fields.ForeignKeyField("models.Image", related_name="deployments")
+    status = fields.CharEnumField(DeploymentStatus, max_length=16)
+    strategy = fields.CharEnumField(DeploymentStrategy, max_length=16)
+    triggered_by = fields.ForeignKeyField("models.User", related_name="deployments")
+    approval_request = fields.ForeignKeyField("models.ApprovalRequest", related_name="deployments", null=True)
+    started_at = fields.DatetimeField(auto_now_add=True)
+    finished_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "deployments"
+        indexes = (("pipeline_id", "status"),)
+
+
+class AuditEvent(Model):
+    """Append-only: one row per state change, written in the transaction that made it."""
+
+    id = fields.BigIntField(primary_key=True)
+    at = fields.DatetimeField(auto_now_add=True, db_index=True)
+    actor = fields.ForeignKeyField("models.User", related_name="audit_events", null=True)
+    action = fields.CharField(max_length=64, db_index=True)
+    object_type = fields.CharField(max_length=32)
+    object_id = fields.IntField()
+    application = fields.CharField(max_length=63, null=True)
+    environment = fields.CharField(max_length=63, null=True)
+    before = fields.JSONField(null=True)
+    after = fields.JSONField(null=True)
+
+    class Meta:
+        table = "audit_events"
+        indexes = (("object_type", "object_id"),)

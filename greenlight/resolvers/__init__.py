@@ -1,0 +1,1 @@
+"""Thin resolvers: arguments in, one workflow call, the result out."""

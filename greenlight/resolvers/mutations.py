@@ -1,0 +1,149 @@
+"""Mutation resolvers: each is one workflow call, hence one transaction."""
+
+from __future__ import annotations
+
+import strawberry
+
+from greenlight.models import DeploymentStrategy, Role, TriggerType
+from greenlight.schema import ids
+from greenlight.schema.context import Info
+from greenlight.schema.inputs import (
+    ApprovalPolicyInput,
+    CreatePipelineInput,
+    CreateUserInput,
+    DeployImageInput,
+    IssueApiTokenInput,
+    RegisterImageInput,
+    RequestApprovalInput,
+    RoleBindingInput,
+)
+from greenlight.schema.types import (
+    ApiToken,
+    Application,
+    ApprovalRequest,
+    Deployment,
+    Environment,
+    Image,
+    IssuedApiToken,
+    Pipeline,
+    RoleBinding,
+    User,
+)
+from greenlight.workflow import approvals, catalog, deployments, identity
+
+
+async def register_image(info: Info, input: RegisterImageInput) -> Image:
+    image = await catalog.register_image(
+        info.context.actor, input.application, input.repository, input.tag, input.digest
+    )
+    return Image(model=image)
+
+
+async def request_approval(info: Info, input: RequestApprovalInput) -> ApprovalRequest:
+    request = await approvals.request_approval(
+        info.context.actor,
+        pipeline_id=ids.decode("Pipeline", input.pipeline_id, "pipelineId"),
+        image_id=ids.decode("Image", input.image_id, "imageId"),
+        approver_ids=[ids.decode("User", a, "approverIds") for a in input.approver_ids or []],
+        comment=input.comment,
+    )
+    return ApprovalRequest(model=request)
+
+
+async def approve_request(info: Info, id: strawberry.ID, comment: str | None = None) -> ApprovalRequest:
+    request_id = ids.decode("ApprovalRequest", id, "id")
+    return ApprovalRequest(model=await approvals.approve(info.context.actor, request_id, comment))
+
+
+async def reject_request(info: Info, id: strawberry.ID, reason: str) -> ApprovalRequest:
+    request_id = ids.decode("ApprovalRequest", id, "id")
+    return ApprovalRequest(model=await approvals.reject(info.context.actor, request_id, reason))
+
+
+async def cancel_approval_request(info: Info, id: strawberry.ID) -> ApprovalRequest:
+    request_id = ids.decode("ApprovalRequest", id, "id")
+    return ApprovalRequest(model=await approvals.cancel(info.context.actor, request_id))
+
+
+async def expire_approval(info: Info, id: strawberry.ID) -> ApprovalRequest:
+    request_id = ids.decode("ApprovalRequest", id, "id")
+    return ApprovalRequest(model=await approvals.expire(info.context.actor, request_id))
+
+
+async def deploy_image(info: Info, input: DeployImageInput) -> Deployment:
+    deployment = await deployments.deploy(
+        info.context.actor,
+        pipeline_id=ids.decode("Pipeline", input.pipeline_id, "pipelineId"),
+        image_id=ids.decode("Image", input.image_id, "imageId"),
+    )
+    return Deployment(model=deployment)
+
+
+async def create_user(info: Info, input: CreateUserInput) -> User:
+    return User(model=await identity.create_user(info.context.actor, input.email, input.name))
+
+
+async def issue_api_token(info: Info, input: IssueApiTokenInput) -> IssuedApiToken:
+    secret, api_token = await identity.issue_api_token(
+        info.context.actor,
+        ids.decode("User", input.user_id, "userId"),
+        input.name,
+        input.ttl_hours,
+    )
+    return IssuedApiToken(token=secret, api_token=ApiToken(model=api_token))
+
+
+async def revoke_api_token(info: Info, id: strawberry.ID) -> ApiToken:
+    token_id = ids.decode("ApiToken", id, "id")
+    return ApiToken(model=await identity.revoke_api_token(info.context.actor, token_id))
+
+
+async def create_application(info: Info, name: str) -> Application:
+    return Application(model=await catalog.create_application(info.context.actor, name))
+
+
+async def create_environment(info: Info, name: str) -> Environment:
+    return Environment(model=await catalog.create_environment(info.context.actor, name))
+
+
+async def create_pipeline(info: Info, input: CreatePipelineInput) -> Pipeline:
+    pipeline = await catalog.create_pipeline(
+        info.context.actor,
+        application_id=ids.decode("Application", input.application_id, "applicationId"),
+        environment_id=ids.decode("Environment", input.environment_id, "environmentId"),
+        strategy=DeploymentStrategy(input.strategy or DeploymentStrategy.ROLLING),
+        trigger_type=TriggerType(input.trigger_type or TriggerType.MANUAL),
+        required_approvals=input.required_approvals or 0,
+        ttl_hours=input.ttl_hours,
+        approvers_can_deploy=bool(input.approvers_can_deploy),
+    )
+    return Pipeline(model=pipeline)
+
+
+async def update_approval_policy(
+    info: Info, pipeline_id: strawberry.ID, input: ApprovalPolicyInput
+) -> Pipeline:
+    pipeline = await catalog.update_approval_policy(
+        info.context.actor,
+        ids.decode("Pipeline", pipeline_id, "pipelineId"),
+        required_approvals=input.required_approvals,
+        ttl_hours=input.ttl_hours,
+        approvers_can_deploy=bool(input.approvers_can_deploy),
+    )
+    return Pipeline(model=pipeline)
+
+
+async def grant_role(info: Info, input: RoleBindingInput) -> RoleBinding:
+    binding = await identity.grant_role(
+        info.context.actor,
+        ids.decode("User", input.user_id, "userId"),
+        Role(input.role),
+        input.application or "*",
+        input.environment or "*",
+    )
+    return RoleBinding(model=binding)
+
+
+async def revoke_role(info: Info, id: strawberry.ID) -> RoleBinding:
+    binding_id = ids.decode("RoleBinding", id, "id")
+    return RoleBinding(model=await identity.revoke_role(info.context.actor, binding_id))

@@ -1,0 +1,105 @@
+"""Query resolvers."""
+
+from __future__ import annotations
+
+import strawberry
+
+from greenlight.models import ApprovalState
+from greenlight.schema import ids
+from greenlight.schema.context import Info
+from greenlight.schema.inputs import ApprovalRequestFilter
+from greenlight.schema.types import (
+    Application,
+    ApprovalRequest,
+    Connection,
+    Deployment,
+    Environment,
+    Image,
+    Pipeline,
+    User,
+    connection,
+)
+from greenlight.workflow import approvals, reads
+from greenlight.workflow.errors import NotFound
+from greenlight.workflow.guards import visible_deployment, visible_request
+
+
+def me(info: Info) -> User:
+    return User(model=info.context.actor.user)
+
+
+async def applications(info: Info) -> list[Application]:
+    return [Application(model=a) for a in await reads.applications(info.context.actor)]
+
+
+async def environments(info: Info) -> list[Environment]:
+    return [Environment(model=e) for e in await reads.environments(info.context.actor)]
+
+
+async def pipeline(info: Info, id: strawberry.ID) -> Pipeline | None:
+    pid = ids.decode("Pipeline", id, "id")
+    try:
+        return Pipeline(model=await reads.pipeline(info.context.actor, pid))
+    except NotFound:
+        return None
+
+
+async def pipeline_for(info: Info, application: str, environment: str) -> Pipeline | None:
+    found = await reads.pipeline_for(info.context.actor, application, environment)
+    return Pipeline(model=found) if found else None
+
+
+async def images(
+    info: Info, application_id: strawberry.ID, first: int | None = 20, after: str | None = None
+) -> Connection[Image]:
+    app_id = ids.decode("Application", application_id, "applicationId")
+    found = await reads.images(info.context.actor, app_id, first, ids.decode_cursor(after))
+    return connection(found, Image)
+
+
+async def approval_requests(
+    info: Info,
+    filter: ApprovalRequestFilter | None = None,
+    first: int | None = 20,
+    after: str | None = None,
+) -> Connection[ApprovalRequest]:
+    states = [ApprovalState(s) for s in filter.states] if filter and filter.states is not None else None
+    pipeline_id = ids.decode_optional("Pipeline", filter.pipeline_id if filter else None, "pipelineId")
+    found = await reads.approval_requests(
+        info.context.actor,
+        states=states,
+        pipeline_id=pipeline_id,
+        awaiting_my_approval=bool(filter and filter.awaiting_my_approval),
+        first=first,
+        after_id=ids.decode_cursor(after),
+    )
+    return connection(found, ApprovalRequest)
+
+
+async def approval_request(info: Info, id: strawberry.ID) -> ApprovalRequest | None:
+    rid = ids.decode("ApprovalRequest", id, "id")
+    try:
+        return ApprovalRequest(model=await visible_request(info.context.actor, rid))
+    except NotFound:
+        return None
+
+
+async def eligible_approvers(info: Info, pipeline_id: strawberry.ID, image_id: strawberry.ID) -> list[User]:
+    found = await approvals.eligible_approvers_for_caller(
+        info.context.actor,
+        ids.decode("Pipeline", pipeline_id, "pipelineId"),
+        ids.decode("Image", image_id, "imageId"),
+    )
+    return [User(model=u) for u in found]
+
+
+async def deployment(info: Info, id: strawberry.ID) -> Deployment | None:
+    did = ids.decode("Deployment", id, "id")
+    try:
+        return Deployment(model=await visible_deployment(info.context.actor, did))
+    except NotFound:
+        return None
+
+
+async def users(info: Info) -> list[User]:
+    return [User(model=u) for u in await reads.users(info.context.actor)]

@@ -1,0 +1,1 @@
+"""Rolling deployments out. The built-in simulator is the default driver."""

@@ -1,0 +1,68 @@
+"""The GraphQL schema: the contract's Query, Mutation and Subscription, wired to resolvers."""
+
+from __future__ import annotations
+
+import strawberry
+from strawberry.extensions import ParserCache, ValidationCache
+
+from greenlight.resolvers import mutations, queries
+from greenlight.schema.errors import Authentication, ErrorCodes
+from greenlight.schema.subscriptions import Subscription
+
+
+@strawberry.type
+class Query:
+    me = strawberry.field(resolver=queries.me)
+    applications = strawberry.field(
+        resolver=queries.applications, description="Only those the caller can see."
+    )
+    environments = strawberry.field(resolver=queries.environments)
+    pipeline = strawberry.field(resolver=queries.pipeline)
+    pipeline_for = strawberry.field(resolver=queries.pipeline_for)
+    images = strawberry.field(resolver=queries.images, description="Newest first.")
+    approval_requests = strawberry.field(resolver=queries.approval_requests)
+    approval_request = strawberry.field(resolver=queries.approval_request)
+    eligible_approvers = strawberry.field(
+        resolver=queries.eligible_approvers,
+        description="Who could approve the caller's request (R9); builder and caller excluded.",
+    )
+    deployment = strawberry.field(resolver=queries.deployment)
+    users = strawberry.field(resolver=queries.users, description="Super-admins only.")
+
+
+@strawberry.type
+class Mutation:
+    register_image = strawberry.mutation(resolver=mutations.register_image)
+    request_approval = strawberry.mutation(resolver=mutations.request_approval)
+    approve_request = strawberry.mutation(resolver=mutations.approve_request)
+    reject_request = strawberry.mutation(resolver=mutations.reject_request)
+    cancel_approval_request = strawberry.mutation(resolver=mutations.cancel_approval_request)
+    expire_approval = strawberry.mutation(resolver=mutations.expire_approval)
+    deploy_image = strawberry.mutation(resolver=mutations.deploy_image)
+    create_user = strawberry.mutation(resolver=mutations.create_user)
+    issue_api_token = strawberry.mutation(resolver=mutations.issue_api_token)
+    revoke_api_token = strawberry.mutation(resolver=mutations.revoke_api_token)
+    create_application = strawberry.mutation(resolver=mutations.create_application)
+    create_environment = strawberry.mutation(resolver=mutations.create_environment)
+    create_pipeline = strawberry.mutation(resolver=mutations.create_pipeline)
+    update_approval_policy = strawberry.mutation(resolver=mutations.update_approval_policy)
+    grant_role = strawberry.mutation(resolver=mutations.grant_role)
+    revoke_role = strawberry.mutation(resolver=mutations.revoke_role)
+
+
+class GreenlightSchema(strawberry.Schema):
+    def process_errors(self, errors, execution_context=None) -> None:
+        """Logging happens in ErrorCodes, only for unexpected errors."""
+
+
+schema = GreenlightSchema(
+    query=Query,
+    mutation=Mutation,
+    subscription=Subscription,
+    extensions=[
+        Authentication,
+        ErrorCodes,
+        ParserCache(maxsize=512),
+        ValidationCache(maxsize=512),
+    ],
+)

@@ -1,0 +1,32 @@
+"""What every resolver receives: the request, the authenticated actor, the loaders."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from strawberry.types import Info as StrawberryInfo
+
+from greenlight.policies import Actor
+from greenlight.schema.loaders import Loaders
+from greenlight.workflow.errors import Unauthenticated
+
+
+@dataclass
+class Context:
+    request: Any
+    response: Any
+    request_id: str
+    actor_or_none: Actor | None
+    auth_error: str | None = None
+    loaders: Loaders = field(default_factory=Loaders)
+    settings: Any = None
+
+    @property
+    def actor(self) -> Actor:
+        if self.actor_or_none is None:
+            raise Unauthenticated(self.auth_error or "authentication required")
+        return self.actor_or_none
+
+
+Info = StrawberryInfo[Context, None]

@@ -1,0 +1,11 @@
+"""GraphQL enums, the domain's own (greenlight.models.enums) under the contract's names."""
+
+import strawberry
+
+from greenlight import models
+
+Role = strawberry.enum(models.Role, name="Role")
+ApprovalState = strawberry.enum(models.ApprovalState, name="ApprovalState")
+DeploymentStatus = strawberry.enum(models.DeploymentStatus, name="DeploymentStatus")
+DeploymentStrategy = strawberry.enum(models.DeploymentStrategy, name="DeploymentStrategy")
+TriggerType = strawberry.enum(models.TriggerType, name="TriggerType")

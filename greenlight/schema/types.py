@@ -1,0 +1,410 @@
+"""GraphQL object types of the contract. Each wraps a model; relations go through loaders."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Generic, TypeVar
+
+import strawberry
+
+from greenlight import models
+from greenlight.schema import ids
+from greenlight.schema.context import Info
+from greenlight.schema.enums import (
+    ApprovalState,
+    DeploymentStatus,
+    DeploymentStrategy,
+    Role,
+    TriggerType,
+)
+from greenlight.workflow import reads
+from greenlight.workflow.deployments import deployable_images
+from greenlight.workflow.states import active_deployment, effective_state
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    end_cursor: str | None
+
+
+def _page_info(page: reads.Page) -> PageInfo:
+    end = ids.encode_cursor(page.items[-1].id) if page.items else None
+    return PageInfo(has_next_page=page.has_next, end_cursor=end)
+
+
+@strawberry.type
+class User:
+    model: strawberry.Private[models.User]
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(ids.encode_model(self.model))
+
+    @strawberry.field
+    def email(self) -> str:
+        return self.model.email
+
+    @strawberry.field
+    def name(self) -> str:
+        return self.model.name
+
+    @strawberry.field
+    def is_super_admin(self, info: Info) -> bool:
+        return info.context.actor.authorizer.is_super_admin(self.model.id)
+
+    @strawberry.field(description="Visible to the user themself and to super-admins.")
+    async def role_bindings(self, info: Info) -> list[RoleBinding]:
+        bindings = await reads.role_bindings_of(info.context.actor, self.model)
+        return [RoleBinding(model=b) for b in bindings]
+
+
+async def _user(info: Info, user_id: int) -> User:
+    return User(model=await info.context.loaders.user.load(user_id))
+
+
+@strawberry.type
+class RoleBinding:
+    model: strawberry.Private[models.RoleBinding]
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(ids.encode_model(self.model))
+
+    @strawberry.field
+    async def user(self, info: Info) -> User:
+        return await _user(info, self.model.user_id)
+
+    @strawberry.field
+    def role(self) -> Role:
+        return models.Role(self.model.role)
+
+    @strawberry.field
+    def application(self) -> str:
+        return self.model.application
+
+    @strawberry.field
+    def environment(self) -> str:
+        return self.model.environment
+
+
+@strawberry.type
+class Environment:
+    model: strawberry.Private[models.Environment]
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(ids.encode_model(self.model))
+
+    @strawberry.field
+    def name(self) -> str:
+        return self.model.name
+
+
+@strawberry.type
+class Application:
+    model: strawberry.Private[models.Application]
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(ids.encode_model(self.model))
+
+    @strawberry.field
+    def name(self) -> str:
+        return self.model.name
+
+    @strawberry.field
+    async def pipelines(self, info: Info) -> list[Pipeline]:
+        found = await reads.pipelines_of(info.context.actor, self.model.id)
+        return [Pipeline(model=p) for p in found]
+
+
+@strawberry.type
+class ApprovalPolicy:
+    required_approvals: int
+    ttl_hours: int | None
+    approvers_can_deploy: bool
+
+
+@strawberry.type
+class Pipeline:
+    model: strawberry.Private[models.Pipeline]
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(ids.encode_model(self.model))
+
+    @strawberry.field
+    async def application(self, info: Info) -> Application:
+        return Application(model=await info.context.loaders.application.load(self.model.application_id))
+
+    @strawberry.field
+    async def environment(self, info: Info) -> Environment:
+        return Environment(model=await info.context.loaders.environment.load(self.model.environment_id))
+
+    @strawberry.field
+    def strategy(self) -> DeploymentStrategy:
+        return models.DeploymentStrategy(self.model.strategy)
+
+    @strawberry.field
+    def trigger_type(self) -> TriggerType:
+        return models.TriggerType(self.model.trigger_type)
+
+    @strawberry.field
+    def approval_policy(self) -> ApprovalPolicy:
+        return ApprovalPolicy(
+            required_approvals=self.model.required_approvals,
+            ttl_hours=self.model.ttl_hours,
+            approvers_can_deploy=self.model.approvers_can_deploy,
+        )
+
+    @strawberry.field(description='The image "Active on <environment>" (R23).')
+    async def active_image(self, info: Info) -> Image | None:
+        deployment = await active_deployment(self.model.id)
+        if deployment is None:
+            return None
+        return Image(model=await info.context.loaders.image.load(deployment.image_id))
+
+    @strawberry.field
+    async def active_deployment(self) -> Deployment | None:
+        deployment = await active_deployment(self.model.id)
+        return Deployment(model=deployment) if deployment else None
+
+    @strawberry.field(description='What "Select Image" lists, newest first (R19).')
+    async def deployable_images(self) -> list[Image]:
+        return [Image(model=i) for i in await deployable_images(self.model)]
+
+    @strawberry.field
+    async def deployments(self, first: int | None = 20, after: str | None = None) -> Connection[Deployment]:
+        found = await reads.deployments_of(self.model, first, ids.decode_cursor(after))
+        return connection(found, Deployment)
+
+
+@strawberry.type
+class Image:
+    model: strawberry.Private[models.Image]
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(ids.encode_model(self.model))
+
+    @strawberry.field
+    async def application(self, info: Info) -> Application:
+        return Application(model=await info.context.loaders.application.load(self.model.application_id))
+
+    @strawberry.field
+    def repository(self) -> str:
+        return self.model.repository
+
+    @strawberry.field
+    def tag(self) -> str:
+        return self.model.tag
+
+    @strawberry.field
+    def digest(self) -> str:
+        return self.model.digest
+
+    @strawberry.field
+    async def built_by(self, info: Info) -> User:
+        return await _user(info, self.model.built_by_id)
+
+    @strawberry.field
+    def created_at(self) -> datetime:
+        return self.model.created_at
+
+    @strawberry.field(description="Environments where this image is active.")
+    async def active_on(self, info: Info) -> list[Environment]:
+        return [Environment(model=e) for e in await reads.active_on(info.context.actor, self.model)]
+
+    @strawberry.field(description="The latest request's state on that pipeline; null if never requested.")
+    async def approval_state(self, info: Info, pipeline_id: strawberry.ID) -> ApprovalState | None:
+        pid = ids.decode("Pipeline", pipeline_id, "pipelineId")
+        return await reads.latest_request_state(info.context.actor, self.model, pid)
+
+
+@strawberry.type
+class Approval:
+    user_id: strawberry.Private[int]
+    decided_at: datetime
+    comment: str | None
+
+    @strawberry.field
+    async def user(self, info: Info) -> User:
+        return await _user(info, self.user_id)
+
+
+@strawberry.type
+class ApprovalRequest:
+    model: strawberry.Private[models.ApprovalRequest]
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(ids.encode_model(self.model))
+
+    @strawberry.field
+    async def image(self, info: Info) -> Image:
+        return Image(model=await info.context.loaders.image.load(self.model.image_id))
+
+    @strawberry.field
+    async def pipeline(self, info: Info) -> Pipeline:
+        return Pipeline(model=await info.context.loaders.pipeline.load(self.model.pipeline_id))
+
+    @strawberry.field
+    def state(self) -> ApprovalState:
+        return effective_state(self.model)
+
+    @strawberry.field
+    async def requested_by(self, info: Info) -> User:
+        return await _user(info, self.model.requested_by_id)
+
+    @strawberry.field
+    def requested_at(self) -> datetime:
+        return self.model.requested_at
+
+    @strawberry.field
+    def comment(self) -> str | None:
+        return self.model.comment
+
+    @strawberry.field(description="Fixed when the request is made (R7).")
+    def required_approvals(self) -> int:
+        return self.model.required_approvals
+
+    @strawberry.field
+    async def approvals(self, info: Info) -> list[Approval]:
+        rows = await info.context.loaders.approvals.load(self.model.id)
+        return [Approval(user_id=a.user_id, decided_at=a.decided_at, comment=a.comment) for a in rows]
+
+    @strawberry.field(description="Set when REJECTED; comment holds the reason.")
+    async def rejection(self, info: Info) -> Approval | None:
+        row = await info.context.loaders.rejection.load(self.model.id)
+        if row is None:
+            return None
+        return Approval(user_id=row.user_id, decided_at=row.decided_at, comment=row.reason)
+
+    @strawberry.field(description="The approvers the requester named (R8).")
+    async def notified_approvers(self, info: Info) -> list[User]:
+        rows = await info.context.loaders.named_approvers.load(self.model.id)
+        return [await _user(info, row.user_id) for row in rows]
+
+    @strawberry.field
+    def expires_at(self) -> datetime | None:
+        return self.model.expires_at
+
+    @strawberry.field(description="Whether the caller may approve it right now.")
+    async def viewer_can_approve(self, info: Info) -> bool:
+        loaders = info.context.loaders
+        request = self.model
+        approvals = await loaders.approvals.load(request.id)
+        image = await loaders.image.load(request.image_id)
+        pipeline = await loaders.pipeline.load(request.pipeline_id)
+        application = await loaders.application.load(pipeline.application_id)
+        environment = await loaders.environment.load(pipeline.environment_id)
+        return reads.viewer_can_approve(
+            info.context.actor,
+            request,
+            built_by_id=image.built_by_id,
+            approver_ids={a.user_id for a in approvals},
+            application=application.name,
+            environment=environment.name,
+        )
+
+
+@strawberry.type
+class Deployment:
+    model: strawberry.Private[models.Deployment]
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(ids.encode_model(self.model))
+
+    @strawberry.field
+    async def pipeline(self, info: Info) -> Pipeline:
+        return Pipeline(model=await info.context.loaders.pipeline.load(self.model.pipeline_id))
+
+    @strawberry.field
+    async def image(self, info: Info) -> Image:
+        return Image(model=await info.context.loaders.image.load(self.model.image_id))
+
+    @strawberry.field
+    def status(self) -> DeploymentStatus:
+        return models.DeploymentStatus(self.model.status)
+
+    @strawberry.field
+    def strategy(self) -> DeploymentStrategy:
+        return models.DeploymentStrategy(self.model.strategy)
+
+    @strawberry.field
+    async def triggered_by(self, info: Info) -> User:
+        return await _user(info, self.model.triggered_by_id)
+
+    @strawberry.field
+    async def approval_request(self, info: Info) -> ApprovalRequest | None:
+        if self.model.approval_request_id is None:
+            return None
+        return ApprovalRequest(model=await info.context.loaders.request.load(self.model.approval_request_id))
+
+    @strawberry.field
+    def started_at(self) -> datetime:
+        return self.model.started_at
+
+    @strawberry.field
+    def finished_at(self) -> datetime | None:
+        return self.model.finished_at
+
+
+T = TypeVar("T")
+
+
+@strawberry.type
+class Edge(Generic[T]):
+    cursor: str
+    node: T
+
+
+@strawberry.type
+class Connection(Generic[T]):
+    """Named ImageConnection, ApprovalRequestConnection, ... by its node type."""
+
+    edges: list[Edge[T]]
+    page_info: PageInfo
+    total_count: int
+
+
+def connection(page: reads.Page, node: type[T]) -> Connection[T]:
+    edges = [Edge(cursor=ids.encode_cursor(m.id), node=node(model=m)) for m in page.items]
+    return Connection(edges=edges, page_info=_page_info(page), total_count=page.total)
+
+
+@strawberry.type
+class ApiToken:
+    model: strawberry.Private[models.ApiToken]
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(ids.encode_model(self.model))
+
+    @strawberry.field
+    def name(self) -> str:
+        return self.model.name
+
+    @strawberry.field
+    async def user(self, info: Info) -> User:
+        return await _user(info, self.model.user_id)
+
+    @strawberry.field
+    def expires_at(self) -> datetime | None:
+        return self.model.expires_at
+
+    @strawberry.field
+    def created_at(self) -> datetime:
+        return self.model.created_at
+
+    @strawberry.field
+    def revoked_at(self) -> datetime | None:
+        return self.model.revoked_at
+
+
+@strawberry.type(description="The secret is shown once, here.")
+class IssuedApiToken:
+    token: str
+    api_token: ApiToken

@@ -1,0 +1,1 @@
+"""The rules of RULES.md: one function per action, one transaction each."""

@@ -1,0 +1,262 @@
+"""The approval workflow: request, approve, reject, cancel, expire (R6 to R18)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from greenlight.models import (
+    LIVE_STATES,
+    Approval,
+    ApprovalRequest,
+    ApprovalState,
+    Image,
+    NamedApprover,
+    Pipeline,
+    Rejection,
+    User,
+)
+from greenlight.policies import Action, Actor
+from greenlight.workflow import audit, validation
+from greenlight.workflow.catalog import close_request
+from greenlight.workflow.clock import now
+from greenlight.workflow.errors import (
+    BadUserInput,
+    Conflict,
+    Forbidden,
+    InvalidState,
+    SelfApproval,
+)
+from greenlight.workflow.guards import (
+    image_of_pipeline,
+    pipeline_scope,
+    require,
+    visible_image,
+    visible_pipeline,
+    visible_request,
+)
+from greenlight.workflow.states import active_image_id, approval_count, effective_state
+from greenlight.workflow.tx import transaction
+
+
+async def eligible_approvers(actor: Actor, pipeline: Pipeline, image: Image, requester_id: int) -> list[User]:
+    """R9: image-approvers on the scope plus super-admins, minus builder and requester."""
+    ids = actor.authorizer.users_with(Action.APPROVE, pipeline_scope(pipeline))
+    ids -= {image.built_by_id, requester_id}
+    if not ids:
+        return []
+    return await User.filter(id__in=ids, is_active=True).order_by("name", "id")
+
+
+async def eligible_approvers_for_caller(actor: Actor, pipeline_id: int, image_id: int) -> list[User]:
+    """Who the caller could name on a request for this image and pipeline (R8, R9)."""
+    pipeline = await visible_pipeline(actor, pipeline_id)
+    image = await visible_image(actor, image_id)
+    image_of_pipeline(image, pipeline)
+    return await eligible_approvers(actor, pipeline, image, actor.id)
+
+
+async def _lock(actor: Actor, request_id: int) -> tuple[ApprovalRequest, Pipeline]:
+    """Lock the request's pipeline, then the request (always in this order), and read both."""
+    request = await visible_request(actor, request_id)
+    pipeline = await visible_pipeline(actor, request.pipeline_id, lock=True)
+    locked = await ApprovalRequest.select_for_update().get(id=request.id)
+    await locked.fetch_related("image")
+    locked.pipeline = pipeline
+    return locked, pipeline
+
+
+async def request_approval(
+    actor: Actor,
+    pipeline_id: int,
+    image_id: int,
+    approver_ids: list[int],
+    comment: str | None,
+) -> ApprovalRequest:
+    """R3, R6, R7, R8, R9."""
+    comment = validation.text("comment", comment)
+    pipeline = await visible_pipeline(actor, pipeline_id)
+    scope = pipeline_scope(pipeline)
+    require(actor, Action.REQUEST_APPROVAL, scope, "request approval")
+    image = await visible_image(actor, image_id)
+    image_of_pipeline(image, pipeline)
+    async with transaction():
+        pipeline = await visible_pipeline(actor, pipeline_id, lock=True)
+        if pipeline.required_approvals == 0:
+            raise BadUserInput(
+                f"pipeline {scope.domain} needs no approval (requiredApprovals is 0): deploy directly"
+            )
+        if await active_image_id(pipeline.id) == image.id:
+            raise Conflict(f"this image is already active on {scope.environment}")
+        existing = await ApprovalRequest.select_for_update().get_or_none(
+            image_id=image.id, pipeline_id=pipeline.id, state__in=list(LIVE_STATES)
+        )
+        if existing is not None:
+            if effective_state(existing) != ApprovalState.EXPIRED:
+                raise Conflict(
+                    "a live approval request for this image and pipeline exists",
+                    existing=existing,
+                )
+            await close_request(existing, ApprovalState.EXPIRED, actor_id=None, scope=scope)
+
+        wanted = list(dict.fromkeys(approver_ids))
+        if wanted:
+            eligible = {u.id for u in await eligible_approvers(actor, pipeline, image, actor.id)}
+            ineligible = [i for i in wanted if i not in eligible]
+            if ineligible:
+                raise BadUserInput(
+                    f"approverIds: {len(ineligible)} of the named users may not approve this "
+                    "request (see eligibleApprovers)",
+                    field="approverIds",
+                    ineligibleUserIds=ineligible,
+                )
+        requested_at = now()
+        expires_at = requested_at + timedelta(hours=pipeline.ttl_hours) if pipeline.ttl_hours else None
+        request = await ApprovalRequest.create(
+            image=image,
+            pipeline=pipeline,
+            requested_by_id=actor.id,
+            state=ApprovalState.PENDING,
+            live_key=f"{image.id}:{pipeline.id}",
+            requested_at=requested_at,
+            comment=comment,
+            required_approvals=pipeline.required_approvals,
+            expires_at=expires_at,
+        )
+        await NamedApprover.bulk_create(
+            [NamedApprover(request_id=request.id, user_id=user_id) for user_id in wanted]
+        )
+        await audit.record(
+            "request_approval",
+            request,
+            actor_id=actor.id,
+            after={
+                "state": ApprovalState.PENDING.value,
+                "image": image.id,
+                "requiredApprovals": request.required_approvals,
+                "namedApprovers": wanted,
+            },
+            application=scope.application,
+            environment=scope.environment,
+        )
+    return request
+
+
+def _refuse_self_approval(actor: Actor, request: ApprovalRequest, verb: str) -> None:
+    if actor.id == request.image.built_by_id:
+        raise SelfApproval(f"you built this image, so you may not {verb} it")
+    if actor.id == request.requested_by_id:
+        raise SelfApproval(f"you requested this approval, so you may not {verb} it")
+
+
+async def approve(actor: Actor, request_id: int, comment: str | None) -> ApprovalRequest:
+    """R4, R10, R11, R12, R16, R17."""
+    comment = validation.text("comment", comment)
+    async with transaction():
+        request, pipeline = await _lock(actor, request_id)
+        scope = pipeline_scope(pipeline)
+        require(actor, Action.APPROVE, scope, "approve requests")
+        _refuse_self_approval(actor, request, "approve")
+        state = effective_state(request)
+        if state != ApprovalState.PENDING:
+            raise InvalidState(f"this request is {state.value}; only a PENDING one can be approved")
+        if await Approval.exists(request_id=request.id, user_id=actor.id):
+            raise InvalidState("you have approved this request already")
+        await Approval.create(request_id=request.id, user_id=actor.id, comment=comment)
+        count = await approval_count(request.id)
+        await audit.record(
+            "approve",
+            request,
+            actor_id=actor.id,
+            before={"state": state.value, "approvals": count - 1},
+            after={"state": state.value, "approvals": count},
+            application=scope.application,
+            environment=scope.environment,
+        )
+        if count >= request.required_approvals:
+            request.state = ApprovalState.APPROVED
+            await request.save(update_fields=["state"])
+            await audit.record(
+                "request_approved",
+                request,
+                actor_id=actor.id,
+                before={"state": ApprovalState.PENDING.value},
+                after={"state": ApprovalState.APPROVED.value},
+                application=scope.application,
+                environment=scope.environment,
+            )
+    return request
+
+
+async def reject(actor: Actor, request_id: int, reason: str) -> ApprovalRequest:
+    """R4, R10, R13, R16: a PENDING or APPROVED (not yet used) request can be rejected."""
+    reason = validation.text("reason", reason, required=True)
+    async with transaction():
+        request, pipeline = await _lock(actor, request_id)
+        scope = pipeline_scope(pipeline)
+        require(actor, Action.APPROVE, scope, "reject requests")
+        _refuse_self_approval(actor, request, "reject")
+        state = effective_state(request)
+        if state not in LIVE_STATES:
+            raise InvalidState(f"this request is {state.value}; it can no longer be rejected")
+        await Rejection.create(request_id=request.id, user_id=actor.id, reason=reason)
+        await close_request(request, ApprovalState.REJECTED, actor_id=actor.id, scope=scope)
+    return request
+
+
+async def _close_by_requester_or_admin(
+    actor: Actor, request_id: int, new_state: ApprovalState, allowed: tuple, verb: str
+) -> ApprovalRequest:
+    """R14, R15: the requester, or a super-admin, closes a request."""
+    async with transaction():
+        request, pipeline = await _lock(actor, request_id)
+        scope = pipeline_scope(pipeline)
+        if actor.id != request.requested_by_id and not actor.may(Action.CLOSE_ANY_REQUEST, scope):
+            raise Forbidden("only the requester or a super-admin may close this request")
+        state = effective_state(request)
+        if state not in allowed:
+            names = " or ".join(s.value for s in allowed)
+            raise InvalidState(f"this request is {state.value}; only a {names} one can {verb}")
+        await close_request(request, new_state, actor_id=actor.id, scope=scope)
+    return request
+
+
+async def cancel(actor: Actor, request_id: int) -> ApprovalRequest:
+    """R14, R16, R17."""
+    return await _close_by_requester_or_admin(
+        actor, request_id, ApprovalState.CANCELLED, LIVE_STATES, "be cancelled"
+    )
+
+
+async def expire(actor: Actor, request_id: int) -> ApprovalRequest:
+    """R15, R16."""
+    return await _close_by_requester_or_admin(
+        actor, request_id, ApprovalState.EXPIRED, (ApprovalState.APPROVED,), "be let expire"
+    )
+
+
+async def sweep_expired() -> int:
+    """Write EXPIRED on live requests whose expiry has passed (R15, R25: audit).
+
+    Reads already treat them as EXPIRED; this only makes the stored state and the audit
+    log catch up. Returns how many it closed.
+    """
+    closed = 0
+    due = await ApprovalRequest.filter(state__in=list(LIVE_STATES), expires_at__lte=now()).values_list(
+        "id", flat=True
+    )
+    for request_id in due:
+        async with transaction():
+            request = await ApprovalRequest.select_for_update().get_or_none(id=request_id)
+            if request is None or request.state not in LIVE_STATES:
+                continue
+            if effective_state(request) != ApprovalState.EXPIRED:
+                continue
+            await request.fetch_related("pipeline__application", "pipeline__environment")
+            await close_request(
+                request,
+                ApprovalState.EXPIRED,
+                actor_id=None,
+                scope=pipeline_scope(request.pipeline),
+            )
+            closed += 1
+    return closed

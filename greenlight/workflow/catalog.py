@@ -1,0 +1,204 @@
+"""Applications, environments, pipelines with their approval policies, and images."""
+
+from __future__ import annotations
+
+from greenlight.models import (
+    LIVE_STATES,
+    Application,
+    ApprovalRequest,
+    ApprovalState,
+    DeploymentStrategy,
+    Environment,
+    Image,
+    Pipeline,
+    TriggerType,
+)
+from greenlight.policies import Action, Actor
+from greenlight.workflow import audit, validation
+from greenlight.workflow.clock import now
+from greenlight.workflow.errors import Conflict, Forbidden, not_found
+from greenlight.workflow.guards import pipeline_scope, require_admin, sees_application
+from greenlight.workflow.states import effective_state
+from greenlight.workflow.tx import transaction
+
+
+async def create_application(actor: Actor, name: str) -> Application:
+    """R2."""
+    require_admin(actor, "create applications")
+    validation.name("name", name)
+    async with transaction():
+        existing = await Application.get_or_none(name=name)
+        if existing is not None:
+            raise Conflict(f"application {name} exists", existing=existing)
+        application = await Application.create(name=name)
+        await audit.record("create_application", application, actor_id=actor.id, application=name)
+    return application
+
+
+async def create_environment(actor: Actor, name: str) -> Environment:
+    """R2."""
+    require_admin(actor, "create environments")
+    validation.name("name", name)
+    async with transaction():
+        existing = await Environment.get_or_none(name=name)
+        if existing is not None:
+            raise Conflict(f"environment {name} exists", existing=existing)
+        environment = await Environment.create(name=name)
+        await audit.record("create_environment", environment, actor_id=actor.id, environment=name)
+    return environment
+
+
+def _policy(pipeline: Pipeline) -> dict:
+    return {
+        "requiredApprovals": pipeline.required_approvals,
+        "ttlHours": pipeline.ttl_hours,
+        "approversCanDeploy": pipeline.approvers_can_deploy,
+    }
+
+
+async def create_pipeline(
+    actor: Actor,
+    application_id: int,
+    environment_id: int,
+    strategy: DeploymentStrategy,
+    trigger_type: TriggerType,
+    required_approvals: int,
+    ttl_hours: int | None,
+    approvers_can_deploy: bool,
+) -> Pipeline:
+    """R2; the policy ranges of RULES.md 'Things'."""
+    require_admin(actor, "create pipelines")
+    validation.approval_policy(required_approvals, ttl_hours)
+    async with transaction():
+        application = await Application.get_or_none(id=application_id)
+        if application is None:
+            raise not_found("application")
+        environment = await Environment.get_or_none(id=environment_id)
+        if environment is None:
+            raise not_found("environment")
+        existing = await Pipeline.get_or_none(application_id=application_id, environment_id=environment_id)
+        if existing is not None:
+            raise Conflict(
+                f"a pipeline for {application.name} on {environment.name} exists",
+                existing=existing,
+            )
+        pipeline = await Pipeline.create(
+            application=application,
+            environment=environment,
+            strategy=strategy,
+            trigger_type=trigger_type,
+            required_approvals=required_approvals,
+            ttl_hours=ttl_hours,
+            approvers_can_deploy=approvers_can_deploy,
+        )
+        await audit.record(
+            "create_pipeline",
+            pipeline,
+            actor_id=actor.id,
+            after=_policy(pipeline),
+            application=application.name,
+            environment=environment.name,
+        )
+    return pipeline
+
+
+async def update_approval_policy(
+    actor: Actor,
+    pipeline_id: int,
+    required_approvals: int,
+    ttl_hours: int | None,
+    approvers_can_deploy: bool,
+) -> Pipeline:
+    """R2, R7 (requests keep their snapshot), R18 (0 cancels live requests)."""
+    require_admin(actor, "change approval policies")
+    validation.approval_policy(required_approvals, ttl_hours)
+    async with transaction():
+        pipeline = await Pipeline.select_for_update().get_or_none(id=pipeline_id)
+        if pipeline is None:
+            raise not_found("pipeline")
+        await pipeline.fetch_related("application", "environment")
+        scope = pipeline_scope(pipeline)
+        before = _policy(pipeline)
+        pipeline.required_approvals = required_approvals
+        pipeline.ttl_hours = ttl_hours
+        pipeline.approvers_can_deploy = approvers_can_deploy
+        await pipeline.save(update_fields=["required_approvals", "ttl_hours", "approvers_can_deploy"])
+        await audit.record(
+            "update_approval_policy",
+            pipeline,
+            actor_id=actor.id,
+            before=before,
+            after=_policy(pipeline),
+            application=scope.application,
+            environment=scope.environment,
+        )
+        if required_approvals == 0:
+            live = await ApprovalRequest.select_for_update().filter(
+                pipeline_id=pipeline.id, state__in=list(LIVE_STATES)
+            )
+            for request in live:
+                # One that has already run out reads EXPIRED; record it as such.
+                new_state = (
+                    ApprovalState.EXPIRED
+                    if effective_state(request) == ApprovalState.EXPIRED
+                    else ApprovalState.CANCELLED
+                )
+                await close_request(request, new_state, actor_id=actor.id, scope=scope)
+    return pipeline
+
+
+async def close_request(
+    request: ApprovalRequest, new_state: ApprovalState, *, actor_id: int | None, scope
+) -> None:
+    """Move a locked live request to a final state and audit it."""
+    before = effective_state(request).value
+    request.state = new_state
+    request.live_key = None
+    request.closed_at = now()
+    await request.save(update_fields=["state", "live_key", "closed_at"])
+    await audit.record(
+        f"request_{new_state.value.lower()}",
+        request,
+        actor_id=actor_id,
+        before={"state": before},
+        after={"state": new_state.value},
+        application=scope.application,
+        environment=scope.environment,
+    )
+
+
+async def register_image(
+    actor: Actor, application_name: str, repository: str, tag: str, digest: str
+) -> Image:
+    """R3: build-and-deploy on any environment of the application registers its images."""
+    validation.name("application", application_name)
+    validation.repository(repository)
+    validation.tag(tag)
+    validation.digest(digest)
+    application = await Application.get_or_none(name=application_name)
+    if application is None or not sees_application(actor, application_name):
+        raise not_found("application")
+    if not any(s.application in ("*", application_name) for s in actor.scopes(Action.REGISTER_IMAGE)):
+        raise Forbidden(f"you may not register images for {application_name}")
+    async with transaction():
+        existing = await Image.get_or_none(application_id=application.id, digest=digest)
+        if existing is not None:
+            raise Conflict(
+                f"digest {digest} is registered for {application_name} already",
+                existing=existing,
+            )
+        image = await Image.create(
+            application=application,
+            repository=repository,
+            tag=tag,
+            digest=digest,
+            built_by_id=actor.id,
+        )
+        await audit.record(
+            "register_image",
+            image,
+            actor_id=actor.id,
+            after={"repository": repository, "tag": tag, "digest": digest},
+            application=application_name,
+        )
+    return image

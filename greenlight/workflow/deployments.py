@@ -1,0 +1,153 @@
+"""Deploying an image on a pipeline and finishing rollouts (R19 to R23)."""
+
+from __future__ import annotations
+
+from greenlight.models import (
+    Approval,
+    ApprovalRequest,
+    ApprovalState,
+    Deployment,
+    DeploymentStatus,
+    Image,
+    Pipeline,
+)
+from greenlight.policies import Action, Actor
+from greenlight.workflow import audit
+from greenlight.workflow.catalog import close_request
+from greenlight.workflow.clock import now
+from greenlight.workflow.errors import (
+    ApproverCannotDeploy,
+    Conflict,
+    InvalidState,
+    NotApproved,
+    not_found,
+)
+from greenlight.workflow.guards import (
+    image_of_pipeline,
+    pipeline_scope,
+    require,
+    visible_image,
+    visible_pipeline,
+)
+from greenlight.workflow.states import active_deployment, approval_count, effective_state
+from greenlight.workflow.tx import transaction
+
+TERMINAL = (
+    DeploymentStatus.HEALTHY,
+    DeploymentStatus.DEGRADED,
+    DeploymentStatus.FAILED,
+    DeploymentStatus.SUPERSEDED,
+)
+
+
+async def deployable_images(pipeline: Pipeline) -> list[Image]:
+    """R19: what "Select Image" lists for a pipeline, newest first."""
+    active = await active_deployment(pipeline.id)
+    query = Image.filter(application_id=pipeline.application_id)
+    if pipeline.required_approvals > 0:
+        approved_ids = [
+            r.image_id
+            for r in await ApprovalRequest.filter(pipeline_id=pipeline.id, state=ApprovalState.APPROVED)
+            if effective_state(r) == ApprovalState.APPROVED
+        ]
+        query = query.filter(id__in=approved_ids)
+    if active is not None:
+        query = query.exclude(id=active.image_id)
+    return await query.order_by("-created_at", "-id")
+
+
+async def _consume_approval(actor: Actor, pipeline: Pipeline, image: Image) -> ApprovalRequest:
+    """R20, R21: the APPROVED request for (image, pipeline) becomes CONSUMED."""
+    request = await ApprovalRequest.select_for_update().get_or_none(
+        image_id=image.id, pipeline_id=pipeline.id, state=ApprovalState.APPROVED
+    )
+    if request is None or effective_state(request) != ApprovalState.APPROVED:
+        partial = await ApprovalRequest.filter(
+            image_id=image.id, pipeline_id=pipeline.id, state=ApprovalState.PENDING
+        ).first()
+        if partial is not None and effective_state(partial) == ApprovalState.PENDING:
+            have = await approval_count(partial.id)
+            raise NotApproved(
+                f"this image has {have} of {partial.required_approvals} required approvals for this pipeline"
+            )
+        raise NotApproved("this image has no usable approval for this pipeline")
+    if not pipeline.approvers_can_deploy and await Approval.exists(request_id=request.id, user_id=actor.id):
+        raise ApproverCannotDeploy(
+            "you approved this request, and this pipeline does not let approvers deploy"
+        )
+    await close_request(request, ApprovalState.CONSUMED, actor_id=actor.id, scope=pipeline_scope(pipeline))
+    return request
+
+
+async def deploy(actor: Actor, pipeline_id: int, image_id: int) -> Deployment:
+    """R3, R20, R21, R22, R23, R17."""
+    pipeline = await visible_pipeline(actor, pipeline_id)
+    scope = pipeline_scope(pipeline)
+    require(actor, Action.DEPLOY, scope, "deploy")
+    image = await visible_image(actor, image_id)
+    image_of_pipeline(image, pipeline)
+    async with transaction():
+        pipeline = await visible_pipeline(actor, pipeline_id, lock=True)
+        active = await active_deployment(pipeline.id)
+        if active is not None and active.image_id == image.id:
+            raise Conflict(f"this image is already active on {scope.environment}", existing=active)
+        request = None
+        if pipeline.required_approvals > 0:
+            request = await _consume_approval(actor, pipeline, image)
+        superseded = await Deployment.select_for_update().filter(
+            pipeline_id=pipeline.id, status=DeploymentStatus.PROGRESSING
+        )
+        for older in superseded:
+            await _set_status(older, DeploymentStatus.SUPERSEDED, actor_id=actor.id, scope=scope)
+        deployment = await Deployment.create(
+            pipeline=pipeline,
+            image=image,
+            status=DeploymentStatus.PROGRESSING,
+            strategy=pipeline.strategy,
+            triggered_by_id=actor.id,
+            approval_request=request,
+        )
+        await audit.record(
+            "deploy",
+            deployment,
+            actor_id=actor.id,
+            after={
+                "status": DeploymentStatus.PROGRESSING.value,
+                "image": image.id,
+                "approvalRequest": request.id if request else None,
+            },
+            application=scope.application,
+            environment=scope.environment,
+        )
+    return deployment
+
+
+async def _set_status(
+    deployment: Deployment, status: DeploymentStatus, *, actor_id: int | None, scope
+) -> None:
+    before = DeploymentStatus(deployment.status).value
+    deployment.status = status
+    deployment.finished_at = now() if status in TERMINAL else None
+    await deployment.save(update_fields=["status", "finished_at"])
+    await audit.record(
+        f"deployment_{status.value.lower()}",
+        deployment,
+        actor_id=actor_id,
+        before={"status": before},
+        after={"status": status.value},
+        application=scope.application,
+        environment=scope.environment,
+    )
+
+
+async def finish_rollout(deployment_id: int, status: DeploymentStatus) -> Deployment:
+    """R23: the rollout driver reports the end of a PROGRESSING deployment."""
+    async with transaction():
+        deployment = await Deployment.select_for_update().get_or_none(id=deployment_id)
+        if deployment is None:
+            raise not_found("deployment")
+        if deployment.status != DeploymentStatus.PROGRESSING:
+            raise InvalidState(f"this deployment is {deployment.status}, not PROGRESSING")
+        await deployment.fetch_related("pipeline__application", "pipeline__environment")
+        await _set_status(deployment, status, actor_id=None, scope=pipeline_scope(deployment.pipeline))
+    return deployment

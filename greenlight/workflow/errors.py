@@ -1,0 +1,55 @@
+"""The refusals of the workflow, each carrying its contract code (api.graphql)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class GreenlightError(Exception):
+    code = "INTERNAL"
+
+    def __init__(self, message: str, **extensions: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.extensions = extensions
+
+
+class Unauthenticated(GreenlightError):
+    code = "UNAUTHENTICATED"
+
+
+class Forbidden(GreenlightError):
+    code = "FORBIDDEN"
+
+
+class NotFound(GreenlightError):
+    code = "NOT_FOUND"
+
+
+class BadUserInput(GreenlightError):
+    code = "BAD_USER_INPUT"
+
+
+class SelfApproval(GreenlightError):
+    code = "SELF_APPROVAL"
+
+
+class ApproverCannotDeploy(GreenlightError):
+    code = "APPROVER_CANNOT_DEPLOY"
+
+
+class NotApproved(GreenlightError):
+    code = "NOT_APPROVED"
+
+
+class InvalidState(GreenlightError):
+    code = "INVALID_STATE"
+
+
+class Conflict(GreenlightError):
+    code = "CONFLICT"
+
+
+def not_found(kind: str) -> NotFound:
+    """The same words whether the object does not exist or the caller cannot see it (R1)."""
+    return NotFound(f"{kind} not found")

@@ -1,0 +1,81 @@
+"""Loading objects as the actor may see them, and requiring permissions (R1 to R4)."""
+
+from __future__ import annotations
+
+from greenlight.models import Application, ApprovalRequest, Deployment, Image, Pipeline
+from greenlight.policies import Action, Actor, Scope
+from greenlight.workflow.errors import BadUserInput, Forbidden, not_found
+
+
+def pipeline_scope(pipeline: Pipeline) -> Scope:
+    return Scope(pipeline.application.name, pipeline.environment.name)
+
+
+def sees_application(actor: Actor, application_name: str) -> bool:
+    """An application is visible through any scope on it, whatever the environment."""
+    return any(s.application in ("*", application_name) for s in actor.scopes(Action.VIEW))
+
+
+def require(actor: Actor, action: Action, scope: Scope, what: str) -> None:
+    if not actor.may(action, scope):
+        raise Forbidden(f"you may not {what} on {scope.application}/{scope.environment}")
+
+
+def require_admin(actor: Actor, what: str) -> None:
+    if not actor.is_super_admin:
+        raise Forbidden(f"only super-admins may {what}")
+
+
+async def visible_pipeline(actor: Actor, pipeline_id: int, *, lock: bool = False) -> Pipeline:
+    query = Pipeline.filter(id=pipeline_id)
+    if lock:
+        query = query.select_for_update()
+    pipeline = await query.first()
+    if pipeline is None:
+        raise not_found("pipeline")
+    await pipeline.fetch_related("application", "environment")
+    if not actor.may(Action.VIEW, pipeline_scope(pipeline)):
+        raise not_found("pipeline")
+    return pipeline
+
+
+async def visible_application(actor: Actor, application_id: int) -> Application:
+    application = await Application.get_or_none(id=application_id)
+    if application is None or not sees_application(actor, application.name):
+        raise not_found("application")
+    return application
+
+
+async def visible_image(actor: Actor, image_id: int) -> Image:
+    image = await Image.get_or_none(id=image_id).prefetch_related("application")
+    if image is None or not sees_application(actor, image.application.name):
+        raise not_found("image")
+    return image
+
+
+async def visible_request(actor: Actor, request_id: int) -> ApprovalRequest:
+    request = await ApprovalRequest.get_or_none(id=request_id).prefetch_related(
+        "pipeline__application", "pipeline__environment"
+    )
+    if request is None or not actor.may(Action.VIEW, pipeline_scope(request.pipeline)):
+        raise not_found("approval request")
+    return request
+
+
+async def visible_deployment(actor: Actor, deployment_id: int) -> Deployment:
+    deployment = await Deployment.get_or_none(id=deployment_id).prefetch_related(
+        "pipeline__application", "pipeline__environment"
+    )
+    if deployment is None or not actor.may(Action.VIEW, pipeline_scope(deployment.pipeline)):
+        raise not_found("deployment")
+    return deployment
+
+
+def image_of_pipeline(image: Image, pipeline: Pipeline) -> None:
+    """R6: an image is requested and deployed only on its own application's pipelines."""
+    if image.application_id != pipeline.application_id:
+        raise BadUserInput(
+            f"image belongs to application {image.application.name}, "
+            f"not to the pipeline's application {pipeline.application.name}",
+            field="imageId",
+        )

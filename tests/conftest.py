@@ -1,0 +1,338 @@
+"""Test fixtures: a fresh database per test (SQLite always, PostgreSQL when configured),
+the ASGI app, GraphQL clients per user, and a small world built in one line."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from tortoise import connections
+
+from greenlight import db
+from greenlight.app import create_app
+from greenlight.config import Settings
+
+POSTGRES_URL = os.environ.get("GREENLIGHT_TEST_POSTGRES_URL")
+TABLES = (
+    "audit_events",
+    "rejections",
+    "approvals",
+    "named_approvers",
+    "deployments",
+    "approval_requests",
+    "images",
+    "pipelines",
+    "role_bindings",
+    "api_tokens",
+    "users",
+    "applications",
+    "environments",
+    "policy_version",
+)
+
+
+def _pg_server_url(database: str) -> str:
+    base = POSTGRES_URL.rstrip("/")
+    prefix, _, _ = base.rpartition("/")
+    return f"{prefix}/{database}"
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory) -> Path:
+    """One migrated SQLite file, copied for each test."""
+    path = tmp_path_factory.mktemp("template") / "greenlight.sqlite3"
+    asyncio.run(db.migrate(f"sqlite://{path}"))
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> AsyncIterator[str]:
+    """A database of this test run's own, migrated once, dropped at the end."""
+    if not POSTGRES_URL:
+        pytest.skip("GREENLIGHT_TEST_POSTGRES_URL is not set")
+    name = f"greenlight_test_{uuid.uuid4().hex[:12]}"
+    admin_url = _pg_server_url("postgres").replace("postgres://", "postgresql://", 1)
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(admin_url)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    try:
+        url = _pg_server_url(name)
+        asyncio.run(db.migrate(url))
+        yield url
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def database_url(request, backend, tmp_path) -> str:
+    if backend == "sqlite":
+        path = tmp_path / "greenlight.sqlite3"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        return f"sqlite://{path}"
+    return request.getfixturevalue("postgres_database")
+
+
+@pytest.fixture
+async def database(database_url, backend) -> AsyncIterator[str]:
+    await db.connect(database_url)
+    if backend == "postgres":
+        await connections.get("default").execute_script(
+            f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"
+        )
+    try:
+        yield backend
+    finally:
+        await db.close()
+
+
+@pytest.fixture
+def settings(database_url) -> Settings:
+    return Settings(database_url=database_url, background_jobs=False, rollout_seconds=90)
+
+
+@pytest.fixture
+async def app(database, settings):
+    return create_app(settings, manage_database=False)
+
+
+class GraphQLError(AssertionError):
+    pass
+
+
+@dataclass
+class Client:
+    """Speaks GraphQL to the ASGI app as one user (or anonymously)."""
+
+    http: httpx.AsyncClient
+    token: str | None
+    user_id: str | None = None
+    email: str | None = None
+
+    async def execute(self, query: str, variables: dict | None = None, **headers) -> dict:
+        if self.token:
+            headers.setdefault("Authorization", f"Bearer {self.token}")
+        response = await self.http.post(
+            "/graphql", json={"query": query, "variables": variables or {}}, headers=headers
+        )
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    async def ok(self, query: str, variables: dict | None = None) -> dict:
+        """The data of a query that must succeed."""
+        body = await self.execute(query, variables)
+        if body.get("errors"):
+            raise GraphQLError(f"unexpected errors: {body['errors']}")
+        return body["data"]
+
+    async def fails(self, query: str, variables: dict | None = None) -> dict:
+        """The first error of a query that must fail; it has message and extensions.code."""
+        body = await self.execute(query, variables)
+        assert body.get("errors"), f"expected an error, got {body}"
+        return body["errors"][0]
+
+    async def code(self, query: str, variables: dict | None = None) -> str:
+        return (await self.fails(query, variables))["extensions"]["code"]
+
+
+@dataclass
+class World:
+    """Users per role, two applications, two environments, three pipelines.
+
+    - applications `shop` and `billing`; environments `staging` and `prod`
+    - pipelines: shop/staging (no approval), shop/prod (2 approvals, 24 h),
+      billing/prod (1 approval)
+    - users: admin, admin2 (super-admins); dev, dev2 (build-and-deploy on shop/*);
+      approver1..3 (image-approver on shop/*); prod_approver (image-approver on shop/prod);
+      viewer (viewer on shop/*); billing_dev (build-and-deploy on billing/*);
+      billing_approver (image-approver on billing/*); nobody (no role)
+    """
+
+    http: httpx.AsyncClient
+    clients: dict[str, Client] = field(default_factory=dict)
+    ids: dict[str, str] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> Client:
+        return self.clients[name]
+
+    @property
+    def anonymous(self) -> Client:
+        return Client(self.http, None)
+
+    async def register_image(self, who: str = "dev", application: str = "shop", tag: str | None = None) -> str:
+        """Registers a fresh image as `who`; returns its id."""
+        digest = "sha256:" + uuid.uuid4().hex + uuid.uuid4().hex
+        data = await self[who].ok(
+            """mutation($i: RegisterImageInput!) { registerImage(input: $i) { id } }""",
+            {
+                "i": {
+                    "application": application,
+                    "repository": f"registry.example.com/acme/{application}",
+                    "tag": tag or f"v-{digest[7:15]}",
+                    "digest": digest,
+                }
+            },
+        )
+        return data["registerImage"]["id"]
+
+    async def request_approval(
+        self, image_id: str, pipeline: str = "shop/prod", who: str = "dev", approvers: list[str] = ()
+    ) -> str:
+        data = await self[who].ok(
+            """mutation($i: RequestApprovalInput!) { requestApproval(input: $i) { id } }""",
+            {
+                "i": {
+                    "pipelineId": self.ids[pipeline],
+                    "imageId": image_id,
+                    "approverIds": [self[a].user_id for a in approvers],
+                }
+            },
+        )
+        return data["requestApproval"]["id"]
+
+    async def approve(self, request_id: str, who: str) -> dict:
+        data = await self[who].ok(
+            "mutation($id: ID!) { approveRequest(id: $id) { id state } }", {"id": request_id}
+        )
+        return data["approveRequest"]
+
+    async def approved_image(self, pipeline: str = "shop/prod") -> tuple[str, str]:
+        """An image registered by dev, requested by dev2 and fully approved; (image, request)."""
+        image = await self.register_image("dev", pipeline.split("/")[0])
+        requester = "dev2" if pipeline.startswith("shop") else "billing_dev"
+        request = await self.request_approval(image, pipeline, who=requester)
+        approvers = ["approver1", "approver2"] if pipeline.startswith("shop") else ["billing_approver"]
+        for approver in approvers:
+            await self.approve(request, approver)
+        return image, request
+
+    async def deploy(self, image_id: str, pipeline: str = "shop/prod", who: str = "dev") -> dict:
+        data = await self[who].ok(
+            """mutation($i: DeployImageInput!) {
+                 deployImage(input: $i) { id status image { id } }
+               }""",
+            {"i": {"pipelineId": self.ids[pipeline], "imageId": image_id}},
+        )
+        return data["deployImage"]
+
+
+ROLES = {
+    "admin2": [("SUPER_ADMIN", "*", "*")],
+    "dev": [("BUILD_AND_DEPLOY", "shop", "*")],
+    "dev2": [("BUILD_AND_DEPLOY", "shop", "*")],
+    "approver1": [("IMAGE_APPROVER", "shop", "*")],
+    "approver2": [("IMAGE_APPROVER", "shop", "*")],
+    "approver3": [("IMAGE_APPROVER", "shop", "*")],
+    "prod_approver": [("IMAGE_APPROVER", "shop", "prod")],
+    "viewer": [("VIEWER", "shop", "*")],
+    "billing_dev": [("BUILD_AND_DEPLOY", "billing", "*")],
+    "billing_approver": [("IMAGE_APPROVER", "billing", "*")],
+    "nobody": [],
+}
+
+
+async def build_world(http: httpx.AsyncClient) -> World:
+    from greenlight.workflow.identity import bootstrap
+
+    world = World(http)
+    admin_user, admin_token = await bootstrap("admin@example.com")
+    admin = Client(http, admin_token, f"User:{admin_user.id}", admin_user.email)
+    world.clients["admin"] = admin
+    for name in ("shop", "billing"):
+        data = await admin.ok("mutation($n: String!) { createApplication(name: $n) { id } }", {"n": name})
+        world.ids[name] = data["createApplication"]["id"]
+    for name in ("staging", "prod"):
+        data = await admin.ok("mutation($n: String!) { createEnvironment(name: $n) { id } }", {"n": name})
+        world.ids[name] = data["createEnvironment"]["id"]
+    for app, env, required, ttl in (
+        ("shop", "staging", 0, None),
+        ("shop", "prod", 2, 24),
+        ("billing", "prod", 1, None),
+    ):
+        data = await admin.ok(
+            """mutation($i: CreatePipelineInput!) { createPipeline(input: $i) { id } }""",
+            {
+                "i": {
+                    "applicationId": world.ids[app],
+                    "environmentId": world.ids[env],
+                    "requiredApprovals": required,
+                    "ttlHours": ttl,
+                }
+            },
+        )
+        world.ids[f"{app}/{env}"] = data["createPipeline"]["id"]
+    for name, bindings in ROLES.items():
+        email = f"{name}@example.com"
+        data = await admin.ok(
+            "mutation($i: CreateUserInput!) { createUser(input: $i) { id } }",
+            {"i": {"email": email, "name": name}},
+        )
+        user_id = data["createUser"]["id"]
+        for role, app, env in bindings:
+            await admin.ok(
+                "mutation($i: RoleBindingInput!) { grantRole(input: $i) { id } }",
+                {"i": {"userId": user_id, "role": role, "application": app, "environment": env}},
+            )
+        data = await admin.ok(
+            "mutation($i: IssueApiTokenInput!) { issueApiToken(input: $i) { token } }",
+            {"i": {"userId": user_id, "name": "tests"}},
+        )
+        world.clients[name] = Client(http, data["issueApiToken"]["token"], user_id, email)
+    return world
+
+
+@pytest.fixture
+async def http(app) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://greenlight.test") as client:
+        yield client
+
+
+@pytest.fixture
+async def world(http) -> World:
+    return await build_world(http)
+
+
+async def snapshot() -> dict[str, list[dict[str, Any]]]:
+    """Every row of every table, to assert that a refused mutation changed nothing."""
+    conn = connections.get("default")
+    result = {}
+    for table in TABLES:
+        rows = await conn.execute_query_dict(f"SELECT * FROM {table} ORDER BY id")
+        result[table] = rows
+    return result
+
+
+@pytest.fixture
+def unchanged():
+    """`async with unchanged(): ...` asserts the database is the same afterwards."""
+    from contextlib import asynccontextmanager
+
+    @asynccontextmanager
+    async def check():
+        before = await snapshot()
+        yield
+        after = await snapshot()
+        for table in TABLES:
+            assert after[table] == before[table], f"{table} changed"
+
+    return check
