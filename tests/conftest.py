@@ -178,7 +178,9 @@ class World:
     def anonymous(self) -> Client:
         return Client(self.http, None)
 
-    async def register_image(self, who: str = "dev", application: str = "shop", tag: str | None = None) -> str:
+    async def register_image(
+        self, who: str = "dev", application: str = "shop", tag: str | None = None
+    ) -> str:
         """Registers a fresh image as `who`; returns its id."""
         digest = "sha256:" + uuid.uuid4().hex + uuid.uuid4().hex
         data = await self[who].ok(
