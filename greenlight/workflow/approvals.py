@@ -19,6 +19,7 @@ from greenlight.policies import Action, Actor
 from greenlight.workflow import audit, validation
 from greenlight.workflow.catalog import close_request
 from greenlight.workflow.clock import now
+from greenlight.workflow.deployments import deploy_on_approval
 from greenlight.workflow.errors import (
     BadUserInput,
     Conflict,
@@ -149,7 +150,7 @@ def _refuse_self_approval(actor: Actor, request: ApprovalRequest, verb: str) -> 
 
 
 async def approve(actor: Actor, request_id: int, comment: str | None) -> ApprovalRequest:
-    """R4, R10, R11, R12, R16, R17."""
+    """R4, R10, R11, R12, R16, R17; R24 on AUTOMATIC pipelines."""
     comment = validation.text("comment", comment)
     async with transaction():
         request, pipeline = await _lock(actor, request_id)
@@ -184,6 +185,7 @@ async def approve(actor: Actor, request_id: int, comment: str | None) -> Approva
                 application=scope.application,
                 environment=scope.environment,
             )
+            await deploy_on_approval(pipeline, request)
     return request
 
 

@@ -10,6 +10,7 @@ from greenlight.models import (
     DeploymentStatus,
     Image,
     Pipeline,
+    TriggerType,
 )
 from greenlight.policies import Action, Actor
 from greenlight.workflow import audit
@@ -29,7 +30,12 @@ from greenlight.workflow.guards import (
     visible_image,
     visible_pipeline,
 )
-from greenlight.workflow.states import active_deployment, approval_count, effective_state
+from greenlight.workflow.states import (
+    active_deployment,
+    active_image_id,
+    approval_count,
+    effective_state,
+)
 from greenlight.workflow.tx import transaction
 
 TERMINAL = (
@@ -94,31 +100,59 @@ async def deploy(actor: Actor, pipeline_id: int, image_id: int) -> Deployment:
         request = None
         if pipeline.required_approvals > 0:
             request = await _consume_approval(actor, pipeline, image)
-        superseded = await Deployment.select_for_update().filter(
-            pipeline_id=pipeline.id, status=DeploymentStatus.PROGRESSING
-        )
-        for older in superseded:
-            await _set_status(older, DeploymentStatus.SUPERSEDED, actor_id=actor.id, scope=scope)
-        deployment = await Deployment.create(
-            pipeline=pipeline,
-            image=image,
-            status=DeploymentStatus.PROGRESSING,
-            strategy=pipeline.strategy,
-            triggered_by_id=actor.id,
-            approval_request=request,
-        )
-        await audit.record(
-            "deploy",
-            deployment,
-            actor_id=actor.id,
-            after={
-                "status": DeploymentStatus.PROGRESSING.value,
-                "image": image.id,
-                "approvalRequest": request.id if request else None,
-            },
-            application=scope.application,
-            environment=scope.environment,
-        )
+        deployment = await _start(pipeline, image, request, triggered_by_id=actor.id, actor_id=actor.id)
+    return deployment
+
+
+async def deploy_on_approval(pipeline: Pipeline, request: ApprovalRequest) -> Deployment | None:
+    """R24: on an AUTOMATIC pipeline the system deploys a request the moment it is APPROVED,
+    for the requester, in the transaction of the approval that completed it. The caller
+    holds the locks on the pipeline and the request."""
+    if pipeline.trigger_type != TriggerType.AUTOMATIC:
+        return None
+    if await active_image_id(pipeline.id) == request.image_id:
+        return None  # already running (R22); the approval stays usable
+    image = await Image.get(id=request.image_id)
+    await close_request(request, ApprovalState.CONSUMED, actor_id=None, scope=pipeline_scope(pipeline))
+    return await _start(pipeline, image, request, triggered_by_id=request.requested_by_id, actor_id=None)
+
+
+async def _start(
+    pipeline: Pipeline,
+    image: Image,
+    request: ApprovalRequest | None,
+    *,
+    triggered_by_id: int,
+    actor_id: int | None,
+) -> Deployment:
+    """R23: supersede a still-progressing deployment, start the new one, audit both."""
+    scope = pipeline_scope(pipeline)
+    superseded = await Deployment.select_for_update().filter(
+        pipeline_id=pipeline.id, status=DeploymentStatus.PROGRESSING
+    )
+    for older in superseded:
+        await _set_status(older, DeploymentStatus.SUPERSEDED, actor_id=actor_id, scope=scope)
+    deployment = await Deployment.create(
+        pipeline=pipeline,
+        image=image,
+        status=DeploymentStatus.PROGRESSING,
+        strategy=pipeline.strategy,
+        triggered_by_id=triggered_by_id,
+        approval_request=request,
+    )
+    await audit.record(
+        "deploy",
+        deployment,
+        actor_id=actor_id,
+        after={
+            "status": DeploymentStatus.PROGRESSING.value,
+            "image": image.id,
+            "approvalRequest": request.id if request else None,
+            "triggeredBy": triggered_by_id,
+        },
+        application=scope.application,
+        environment=scope.environment,
+    )
     return deployment
 
 
