@@ -141,7 +141,7 @@ class Migration(migrations.Migration):
                 ('decided_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
                 ('comment', fields.TextField(null=True, unique=False)),
             ],
-            options={'table': 'approvals', 'app': 'models', 'unique_together': (('request', 'user'),), 'pk_attr': 'id'},
+            options={'table': 'approvals', 'app': 'models', 'unique_together': (('request', 'user'),), 'indexes': [Index(fields=['user_id'])], 'pk_attr': 'id'},
             bases=['Model'],
         ),
         ops.CreateModel(
@@ -157,7 +157,7 @@ class Migration(migrations.Migration):
                 ('started_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
                 ('finished_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
             ],
-            options={'table': 'deployments', 'app': 'models', 'indexes': [Index(fields=['pipeline_id', 'status'])], 'pk_attr': 'id'},
+            options={'table': 'deployments', 'app': 'models', 'indexes': [Index(fields=['pipeline_id', 'status']), Index(fields=['image_id', 'status'])], 'pk_attr': 'id'},
             bases=['Model'],
         ),
         ops.CreateModel(

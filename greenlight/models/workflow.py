@@ -43,6 +43,7 @@ class Approval(Model):
     class Meta:
         table = "approvals"
         unique_together = (("request", "user"),)
+        indexes = (("user_id",),)
 
 
 class Rejection(Model):
@@ -81,7 +82,7 @@ class Deployment(Model):
 
     class Meta:
         table = "deployments"
-        indexes = (("pipeline_id", "status"),)
+        indexes = (("pipeline_id", "status"), ("image_id", "status"))
 
 
 class AuditEvent(Model):

@@ -20,7 +20,6 @@ from greenlight.schema.types import (
     connection,
 )
 from greenlight.workflow import approvals, reads
-from greenlight.workflow.errors import NotFound
 from greenlight.workflow.guards import visible_deployment, visible_request
 
 
@@ -38,15 +37,12 @@ async def environments(info: Info) -> list[Environment]:
 
 async def pipeline(info: Info, id: strawberry.ID) -> Pipeline | None:
     pid = ids.decode("Pipeline", id, "id")
-    try:
-        return Pipeline(model=await reads.pipeline(info.context.actor, pid))
-    except NotFound:
-        return None
+    return Pipeline(model=await reads.pipeline(info.context.actor, pid))
 
 
 async def pipeline_for(info: Info, application: str, environment: str) -> Pipeline | None:
     found = await reads.pipeline_for(info.context.actor, application, environment)
-    return Pipeline(model=found) if found else None
+    return Pipeline(model=found)
 
 
 async def images(
@@ -78,10 +74,7 @@ async def approval_requests(
 
 async def approval_request(info: Info, id: strawberry.ID) -> ApprovalRequest | None:
     rid = ids.decode("ApprovalRequest", id, "id")
-    try:
-        return ApprovalRequest(model=await visible_request(info.context.actor, rid))
-    except NotFound:
-        return None
+    return ApprovalRequest(model=await visible_request(info.context.actor, rid))
 
 
 async def eligible_approvers(info: Info, pipeline_id: strawberry.ID, image_id: strawberry.ID) -> list[User]:
@@ -95,10 +88,7 @@ async def eligible_approvers(info: Info, pipeline_id: strawberry.ID, image_id: s
 
 async def deployment(info: Info, id: strawberry.ID) -> Deployment | None:
     did = ids.decode("Deployment", id, "id")
-    try:
-        return Deployment(model=await visible_deployment(info.context.actor, did))
-    except NotFound:
-        return None
+    return Deployment(model=await visible_deployment(info.context.actor, did))
 
 
 async def users(info: Info) -> list[User]:

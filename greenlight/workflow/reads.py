@@ -23,7 +23,7 @@ from greenlight.models import (
 )
 from greenlight.models.visibility import scope_q
 from greenlight.policies import Action, Actor, Scope
-from greenlight.workflow.errors import BadUserInput
+from greenlight.workflow.errors import BadUserInput, not_found
 from greenlight.workflow.guards import (
     pipeline_scope,
     require_admin,
@@ -85,13 +85,14 @@ async def pipelines_of(actor: Actor, application_id: int) -> list[Pipeline]:
 
 
 async def pipeline(actor: Actor, pipeline_id: int) -> Pipeline:
+    """R1: NOT_FOUND alike for a pipeline that does not exist and one the actor cannot see."""
     return await visible_pipeline(actor, pipeline_id)
 
 
-async def pipeline_for(actor: Actor, application: str, environment: str) -> Pipeline | None:
+async def pipeline_for(actor: Actor, application: str, environment: str) -> Pipeline:
     found = await Pipeline.get_or_none(application__name=application, environment__name=environment)
     if found is None:
-        return None
+        raise not_found("pipeline")
     return await visible_pipeline(actor, found.id)
 
 
