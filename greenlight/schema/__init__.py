@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import strawberry
 from strawberry.extensions import ParserCache, ValidationCache
 
 from greenlight.resolvers import mutations, queries
-from greenlight.schema.errors import Authentication, ErrorCodes
+from greenlight.schema.errors import Authentication, ErrorCodes, to_contract
 from greenlight.schema.subscriptions import Subscription
 
 
@@ -53,6 +55,21 @@ class Mutation:
 class GreenlightSchema(strawberry.Schema):
     def process_errors(self, errors, execution_context=None) -> None:
         """Logging happens in ErrorCodes, only for unexpected errors."""
+
+    async def stream(self, *args, **kwargs):
+        """Streamed results (subscriptions) get the contract's error codes too."""
+        source = await super().stream(*args, **kwargs)
+        context = kwargs.get("context_value")
+        request_id = getattr(context, "request_id", "-")
+
+        async def coded():
+            async with contextlib.aclosing(source):
+                async for result in source:
+                    if getattr(result, "errors", None):
+                        result.errors = [to_contract(e, request_id) for e in result.errors]
+                    yield result
+
+        return coded()
 
 
 schema = GreenlightSchema(
