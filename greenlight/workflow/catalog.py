@@ -22,30 +22,25 @@ from greenlight.workflow.states import effective_state
 from greenlight.workflow.tx import transaction
 
 
-async def create_application(actor: Actor, name: str) -> Application:
-    """R2."""
-    require_admin(actor, "create applications")
+async def _create_named(actor: Actor, model: type, kind: str, name: str):
+    """R2; names are unique and lowercase ("Things" in RULES.md)."""
+    require_admin(actor, f"create {kind}s")
     validation.name("name", name)
     async with transaction():
-        existing = await Application.get_or_none(name=name)
+        existing = await model.get_or_none(name=name)
         if existing is not None:
-            raise Conflict(f"application {name} exists", existing=existing)
-        application = await Application.create(name=name)
-        await audit.record("create_application", application, actor_id=actor.id, application=name)
-    return application
+            raise Conflict(f"{kind} {name} exists", existing=existing)
+        created = await model.create(name=name)
+        await audit.record(f"create_{kind}", created, actor_id=actor.id, **{kind: name})
+    return created
+
+
+async def create_application(actor: Actor, name: str) -> Application:
+    return await _create_named(actor, Application, "application", name)
 
 
 async def create_environment(actor: Actor, name: str) -> Environment:
-    """R2."""
-    require_admin(actor, "create environments")
-    validation.name("name", name)
-    async with transaction():
-        existing = await Environment.get_or_none(name=name)
-        if existing is not None:
-            raise Conflict(f"environment {name} exists", existing=existing)
-        environment = await Environment.create(name=name)
-        await audit.record("create_environment", environment, actor_id=actor.id, environment=name)
-    return environment
+    return await _create_named(actor, Environment, "environment", name)
 
 
 def _policy(pipeline: Pipeline) -> dict:
