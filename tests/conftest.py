@@ -9,7 +9,6 @@ import shutil
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -46,36 +45,67 @@ def _pg_server_url(database: str) -> str:
     return f"{prefix}/{database}"
 
 
-@pytest.fixture(scope="session")
-def sqlite_template(tmp_path_factory) -> Path:
-    """One migrated SQLite file, copied for each test."""
-    path = tmp_path_factory.mktemp("template") / "greenlight.sqlite3"
-    asyncio.run(db.migrate(f"sqlite://{path}"))
-    return path
+async def _build_world_into(database_url: str) -> WorldData:
+    """Connects to an empty migrated database, builds the world in it, and disconnects."""
+    await db.connect(database_url)
+    try:
+        app = create_app(Settings(database_url=database_url, background_jobs=False), manage_database=False)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://greenlight.test") as http:
+            world = await build_world(http)
+        return WorldData(
+            clients={n: (c.token, c.user_id, c.email) for n, c in world.clients.items()},
+            ids=dict(world.ids),
+        )
+    finally:
+        await db.close()
+
+
+@dataclass
+class Templates:
+    """Migrated databases to copy for each test: empty, and holding the world."""
+
+    empty: str
+    world: str
+    world_data: WorldData
 
 
 @pytest.fixture(scope="session")
-def postgres_database() -> AsyncIterator[str]:
-    """A database of this test run's own, migrated once, dropped at the end."""
+def sqlite_templates(tmp_path_factory) -> Templates:
+    folder = tmp_path_factory.mktemp("templates")
+    empty, world = folder / "empty.sqlite3", folder / "world.sqlite3"
+    asyncio.run(db.migrate(f"sqlite://{empty}"))
+    shutil.copy(empty, world)
+    data = asyncio.run(_build_world_into(f"sqlite://{world}"))
+    return Templates(str(empty), str(world), data)
+
+
+async def _pg_admin(sql: str) -> None:
+    conn = await asyncpg.connect(_pg_server_url("postgres").replace("postgres://", "postgresql://", 1))
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+RUN_ID = uuid.uuid4().hex[:8]
+
+
+@pytest.fixture(scope="session")
+def postgres_templates() -> AsyncIterator[Templates]:
+    """Template databases of this test run's own, dropped at the end with every copy."""
     if not POSTGRES_URL:
         pytest.skip("GREENLIGHT_TEST_POSTGRES_URL is not set")
-    name = f"greenlight_test_{uuid.uuid4().hex[:12]}"
-    admin_url = _pg_server_url("postgres").replace("postgres://", "postgresql://", 1)
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(admin_url)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    empty, world = f"greenlight_test_{RUN_ID}_empty", f"greenlight_test_{RUN_ID}_world"
     try:
-        url = _pg_server_url(name)
-        asyncio.run(db.migrate(url))
-        yield url
+        asyncio.run(_pg_admin(f'CREATE DATABASE "{empty}"'))
+        asyncio.run(db.migrate(_pg_server_url(empty)))
+        asyncio.run(_pg_admin(f'CREATE DATABASE "{world}" TEMPLATE "{empty}"'))
+        data = asyncio.run(_build_world_into(_pg_server_url(world)))
+        yield Templates(empty, world, data)
     finally:
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        for name in (world, empty):
+            asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -84,21 +114,31 @@ def backend(request) -> str:
 
 
 @pytest.fixture
-def database_url(request, backend, tmp_path) -> str:
+def templates(request, backend) -> Templates:
+    return request.getfixturevalue(f"{backend}_templates")
+
+
+@pytest.fixture
+def database_url(request, backend, templates, tmp_path) -> AsyncIterator[str]:
+    """A database of the test's own: a copy of the world template if the test uses `world`,
+    else of the empty one."""
+    template = templates.world if "world" in request.fixturenames else templates.empty
     if backend == "sqlite":
         path = tmp_path / "greenlight.sqlite3"
-        shutil.copy(request.getfixturevalue("sqlite_template"), path)
-        return f"sqlite://{path}"
-    return request.getfixturevalue("postgres_database")
+        shutil.copy(template, path)
+        yield f"sqlite://{path}"
+        return
+    name = f"greenlight_test_{RUN_ID}_{uuid.uuid4().hex[:8]}"
+    asyncio.run(_pg_admin(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+    try:
+        yield _pg_server_url(name)
+    finally:
+        asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture
 async def database(database_url, backend) -> AsyncIterator[str]:
     await db.connect(database_url)
-    if backend == "postgres":
-        await connections.get("default").execute_script(
-            f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"
-        )
     try:
         yield backend
     finally:
@@ -152,6 +192,12 @@ class Client:
 
     async def code(self, query: str, variables: dict | None = None) -> str:
         return (await self.fails(query, variables))["extensions"]["code"]
+
+
+@dataclass
+class WorldData:
+    clients: dict[str, tuple[str, str, str]]
+    ids: dict[str, str]
 
 
 @dataclass
@@ -310,8 +356,13 @@ async def http(app) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
-async def world(http) -> World:
-    return await build_world(http)
+async def world(http, templates) -> World:
+    """The world of `build_world`, copied from a template database built once per run."""
+    data = templates.world_data
+    clients = {
+        name: Client(http, token, user_id, email) for name, (token, user_id, email) in data.clients.items()
+    }
+    return World(http, clients=clients, ids=dict(data.ids))
 
 
 async def snapshot() -> dict[str, list[dict[str, Any]]]:

@@ -140,10 +140,11 @@ class Authorizer:
             f"{WILDCARD}/{scope.environment}",
             EVERYTHING.domain,
         }
+        role_manager = self._enforcer.get_role_manager()
         users: set[int] = set()
         for role in self._roles_by_action[action.value]:
             for domain in domains:
-                for sub in self._enforcer.get_users_for_role_in_domain(role, domain):
+                for sub in role_manager.get_users(role, domain):
                     users.add(int(sub.removeprefix("user:")))
         return users
 

@@ -47,7 +47,7 @@ def to_contract(error: GraphQLError, request_id: str) -> GraphQLError:
     elif isinstance(original, IntegrityError):
         # A unique constraint caught a race the workflow's own check could not see.
         message, extensions = "this would duplicate something that exists", {"code": "CONFLICT"}
-    elif original is None:
+    elif original is None or isinstance(original, GraphQLError):
         # Syntax, validation and variable-coercion errors: the request itself is wrong.
         message, extensions = error.message, {"code": "BAD_USER_INPUT"}
     else:

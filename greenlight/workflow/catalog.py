@@ -146,7 +146,7 @@ async def close_request(
     request: ApprovalRequest, new_state: ApprovalState, *, actor_id: int | None, scope
 ) -> None:
     """Move a locked live request to a final state and audit it."""
-    before = effective_state(request).value
+    before = ApprovalState(request.state).value
     request.state = new_state
     request.live_key = None
     request.closed_at = now()

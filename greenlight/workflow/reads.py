@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from tortoise.expressions import Q
+from tortoise.expressions import Q, Subquery
 from tortoise.queryset import QuerySet
 
 from greenlight.models import (
@@ -125,7 +125,7 @@ async def approval_requests(
         ).exclude(
             Q(requested_by_id=actor.id)
             | Q(image__built_by_id=actor.id)
-            | Q(id__in=Approval.filter(user_id=actor.id).values("request_id"))
+            | Q(id__in=Subquery(Approval.filter(user_id=actor.id).values("request_id")))
         )
     return await page(query, first, after_id)
 
