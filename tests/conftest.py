@@ -264,11 +264,13 @@ class World:
         return data["approveRequest"]
 
     async def approved_image(self, pipeline: str = "shop/prod") -> tuple[str, str]:
-        """An image registered by dev, requested by dev2 and fully approved; (image, request)."""
-        image = await self.register_image("dev", pipeline.split("/")[0])
-        requester = "dev2" if pipeline.startswith("shop") else "billing_dev"
+        """An image registered (by dev, or admin for billing), requested by dev2 (billing_dev)
+        and fully approved; returns (image, request)."""
+        shop = pipeline.startswith("shop")
+        image = await self.register_image("dev" if shop else "admin", pipeline.split("/")[0])
+        requester = "dev2" if shop else "billing_dev"
         request = await self.request_approval(image, pipeline, who=requester)
-        approvers = ["approver1", "approver2"] if pipeline.startswith("shop") else ["billing_approver"]
+        approvers = ["approver1", "approver2"] if shop else ["billing_approver"]
         for approver in approvers:
             await self.approve(request, approver)
         return image, request
