@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import pytest
-
 from greenlight.models import ApprovalRequest, ApprovalState, AuditEvent, Pipeline
 
 CANCEL = "mutation($id: ID!) { cancelApprovalRequest(id: $id) { id state } }"
