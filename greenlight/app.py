@@ -20,8 +20,9 @@ from strawberry.types import ExecutionResult
 
 from greenlight import db
 from greenlight.config import Settings
+from greenlight.events import listen_postgres
 from greenlight.policies import Actor, Authorizer
-from greenlight.rollout.simulator import run_periodic_jobs
+from greenlight.rollout import drivers, jobs
 from greenlight.schema import schema
 from greenlight.schema.context import Context
 from greenlight.schema.errors import to_contract
@@ -76,6 +77,7 @@ class GreenlightGraphQL(GraphQL):
             context.actor_or_none = await self._actor(authorization)
         except Unauthenticated as error:
             raise ConnectionRejectionError({"reason": error.message}) from None
+        context.authorization = authorization
         return None
 
 
@@ -89,28 +91,32 @@ async def readyz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "database unavailable"}, status_code=503)
 
 
-def create_app(settings: Settings, *, manage_database: bool = True) -> Starlette:
-    """`manage_database`: connect and migrate on start-up (tests connect themselves)."""
+def create_app(settings: Settings, *, manage_database: bool = True, migrate: bool = True) -> Starlette:
+    """`manage_database`: connect (and, with `migrate`, apply migrations) on start-up and
+    run the background work; tests connect themselves and drive the work by hand."""
     authorizer = Authorizer()
     graphql = GreenlightGraphQL(authorizer, settings)
+    drivers.configure(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if manage_database:
-            await db.migrate(settings.database_url)
+            if migrate:
+                await db.migrate(settings.database_url)
             await db.connect(settings.database_url)
-        jobs = None
+        tasks = []
         if settings.background_jobs:
-            jobs = asyncio.create_task(
-                run_periodic_jobs(settings.rollout_seconds, settings.rollout_poll_seconds)
-            )
+            tasks.append(asyncio.create_task(jobs.run_forever(settings)))
+            if settings.database_url.startswith(("postgres://", "postgresql://")):
+                tasks.append(asyncio.create_task(listen_postgres(settings.database_url)))
         try:
             yield
         finally:
-            if jobs is not None:
-                jobs.cancel()
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
-                    await jobs
+                    await task
             if manage_database:
                 await db.close()
 
@@ -125,3 +131,9 @@ def create_app(settings: Settings, *, manage_database: bool = True) -> Starlette
     )
     app.state.authorizer = authorizer
     return app
+
+
+def app_from_environment() -> Starlette:
+    """The app of `greenlight serve --workers N`: each worker reads the environment; the
+    parent process has applied the migrations."""
+    return create_app(Settings.from_env(), migrate=False)

@@ -23,11 +23,27 @@ def _settings() -> Settings:
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from greenlight.app import create_app
-
     settings = _settings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+    if args.workers < 1:
+        print("greenlight serve: --workers must be at least 1", file=sys.stderr)
+        return 2
+    if args.workers > 1 and settings.database_url.startswith("sqlite"):
+        print(
+            "greenlight serve: several workers need PostgreSQL (GREENLIGHT_DATABASE_URL=postgres://...)",
+            file=sys.stderr,
+        )
+        return 2
+    asyncio.run(db.migrate(settings.database_url))
+    uvicorn.run(
+        "greenlight.app:app_from_environment",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level="info",
+        timeout_graceful_shutdown=30,
+    )
     return 0
 
 
@@ -82,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     p = commands.add_parser("serve", help="apply pending migrations, then serve the API")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--workers", type=int, default=1, help="server processes (PostgreSQL only)")
     p.set_defaults(func=serve)
 
     p = commands.add_parser("bootstrap", help="make EMAIL the first super-admin and print a new API token")

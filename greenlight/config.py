@@ -48,6 +48,14 @@ class Settings:
     smtp_from: str | None = None
     smtp_security: str = "starttls"
     public_url: str = "http://localhost:8000"
+    deployer: str = "simulator"
+    simulator_failure_rate: float = 0.0
+    deploy_webhook_url: str | None = None
+    deploy_webhook_secret: str | None = field(default=None, repr=False)
+    webhook_max_attempts: int = 8
+    webhook_timeout_seconds: float = 10.0
+    webhook_backoff_seconds: float = 2.0
+    subscription_recheck_seconds: float = 30.0
     background_jobs: bool = True
 
     @property
@@ -66,8 +74,35 @@ class Settings:
         security = env.get("GREENLIGHT_SMTP_SECURITY") or "starttls"
         if security not in ("starttls", "tls", "none"):
             raise ConfigError(f"GREENLIGHT_SMTP_SECURITY must be starttls, tls or none, got {security!r}")
+        deployer = env.get("GREENLIGHT_DEPLOYER") or "simulator"
+        if deployer not in ("simulator", "webhook"):
+            raise ConfigError(f"GREENLIGHT_DEPLOYER must be simulator or webhook, got {deployer!r}")
+        failure_rate = _float(env, "GREENLIGHT_SIMULATOR_FAILURE_RATE", 0.0)
+        if failure_rate > 1:
+            raise ConfigError(
+                f"GREENLIGHT_SIMULATOR_FAILURE_RATE must be between 0 and 1, got {failure_rate}"
+            )
+        webhook_url = env.get("GREENLIGHT_DEPLOY_WEBHOOK_URL") or None
+        webhook_secret = env.get("GREENLIGHT_DEPLOY_WEBHOOK_SECRET") or None
+        if deployer == "webhook":
+            if not webhook_url or not webhook_url.startswith(("http://", "https://")):
+                raise ConfigError(
+                    "GREENLIGHT_DEPLOY_WEBHOOK_URL must be an http(s) URL when GREENLIGHT_DEPLOYER=webhook"
+                )
+            if not webhook_secret:
+                raise ConfigError(
+                    "GREENLIGHT_DEPLOY_WEBHOOK_SECRET must be set when GREENLIGHT_DEPLOYER=webhook"
+                )
         return cls(
             database_url=url,
+            deployer=deployer,
+            simulator_failure_rate=failure_rate,
+            deploy_webhook_url=webhook_url,
+            deploy_webhook_secret=webhook_secret,
+            webhook_max_attempts=_int(env, "GREENLIGHT_WEBHOOK_MAX_ATTEMPTS", 8, 1),
+            webhook_timeout_seconds=_float(env, "GREENLIGHT_WEBHOOK_TIMEOUT_SECONDS", 10.0, 0.1),
+            webhook_backoff_seconds=_float(env, "GREENLIGHT_WEBHOOK_BACKOFF_SECONDS", 2.0, 0.0),
+            subscription_recheck_seconds=_float(env, "GREENLIGHT_SUBSCRIPTION_RECHECK_SECONDS", 30.0, 0.05),
             rollout_seconds=_float(env, "GREENLIGHT_ROLLOUT_SECONDS", 90.0),
             rollout_poll_seconds=_float(env, "GREENLIGHT_ROLLOUT_POLL_SECONDS", 1.0, 0.01),
             smtp_host=env.get("GREENLIGHT_SMTP_HOST") or None,

@@ -23,6 +23,7 @@ from greenlight.config import Settings
 POSTGRES_URL = os.environ.get("GREENLIGHT_TEST_POSTGRES_URL")
 TABLES = (
     "audit_events",
+    "webhook_deliveries",
     "rejections",
     "approvals",
     "named_approvers",

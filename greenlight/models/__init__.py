@@ -18,6 +18,7 @@ from greenlight.models.workflow import (
     Deployment,
     NamedApprover,
     Rejection,
+    WebhookDelivery,
 )
 
 __all__ = [
@@ -42,4 +43,5 @@ __all__ = [
     "RoleBinding",
     "TriggerType",
     "User",
+    "WebhookDelivery",
 ]

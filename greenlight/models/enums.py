@@ -8,6 +8,7 @@ class Role(StrEnum):
     BUILD_AND_DEPLOY = "build-and-deploy"
     IMAGE_APPROVER = "image-approver"
     VIEWER = "viewer"
+    DEPLOY_AGENT = "deploy-agent"  # an external CD system reporting rollout progress
 
 
 class ApprovalState(StrEnum):

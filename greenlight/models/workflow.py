@@ -79,6 +79,11 @@ class Deployment(Model):
     approval_request = fields.ForeignKeyField("models.ApprovalRequest", related_name="deployments", null=True)
     started_at = fields.DatetimeField(auto_now_add=True)
     finished_at = fields.DatetimeField(null=True)
+    driver = fields.CharField(max_length=16, default="simulator")
+    # The simulator's plan, fixed at start so a restart replays the same rollout.
+    rollout_seconds = fields.FloatField(null=True)
+    failed_step = fields.SmallIntField(null=True)
+    message = fields.TextField(null=True)
 
     class Meta:
         table = "deployments"
@@ -102,3 +107,24 @@ class AuditEvent(Model):
     class Meta:
         table = "audit_events"
         indexes = (("object_type", "object_id"),)
+
+
+class WebhookDelivery(Model):
+    """Outbox of the webhook driver: written in the deploy's transaction, sent after it.
+
+    A dispatcher claims due rows with FOR UPDATE SKIP LOCKED, so with several processes
+    each delivery attempt is made by one of them.
+    """
+
+    id = fields.IntField(primary_key=True)
+    deployment = fields.ForeignKeyField("models.Deployment", related_name="webhook_deliveries")
+    payload = fields.JSONField()
+    attempts = fields.SmallIntField(default=0)
+    next_attempt_at = fields.DatetimeField(db_index=True)
+    delivered_at = fields.DatetimeField(null=True)
+    failed_at = fields.DatetimeField(null=True)
+    last_error = fields.TextField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "webhook_deliveries"

@@ -10,4 +10,5 @@ class Action(StrEnum):
     DEPLOY = "deploy"  # R3
     APPROVE = "approve"  # R4: approve or reject
     CLOSE_ANY_REQUEST = "close_any_request"  # R14, R15: cancel or expire another's request
+    REPORT_DEPLOYMENT_STATUS = "report_deployment_status"  # deploy-agent only
     ADMINISTER = "administer"  # R2: users, tokens, applications, pipelines, bindings

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import strawberry
 
+from greenlight import models
 from greenlight.models import DeploymentStrategy, Role, TriggerType
 from greenlight.schema import ids
 from greenlight.schema.context import Info
+from greenlight.schema.enums import DeploymentStatus
 from greenlight.schema.inputs import (
     ApprovalPolicyInput,
     CreatePipelineInput,
@@ -75,6 +77,21 @@ async def deploy_image(info: Info, input: DeployImageInput) -> Deployment:
         info.context.actor,
         pipeline_id=ids.decode("Pipeline", input.pipeline_id, "pipelineId"),
         image_id=ids.decode("Image", input.image_id, "imageId"),
+    )
+    return Deployment(model=deployment)
+
+
+async def report_deployment_status(
+    info: Info,
+    deployment_id: strawberry.ID,
+    status: DeploymentStatus,
+    message: str | None = None,
+) -> Deployment:
+    deployment = await deployments.report_status(
+        info.context.actor,
+        ids.decode("Deployment", deployment_id, "deploymentId"),
+        models.DeploymentStatus(status),
+        message,
     )
     return Deployment(model=deployment)
 

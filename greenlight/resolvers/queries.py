@@ -7,10 +7,11 @@ import strawberry
 from greenlight.models import ApprovalState
 from greenlight.schema import ids
 from greenlight.schema.context import Info
-from greenlight.schema.inputs import ApprovalRequestFilter
+from greenlight.schema.inputs import ApprovalRequestFilter, AuditEventFilter
 from greenlight.schema.types import (
     Application,
     ApprovalRequest,
+    AuditEvent,
     Connection,
     Deployment,
     Environment,
@@ -93,3 +94,24 @@ async def deployment(info: Info, id: strawberry.ID) -> Deployment | None:
 
 async def users(info: Info) -> list[User]:
     return [User(model=u) for u in await reads.users(info.context.actor)]
+
+
+async def audit_events(
+    info: Info,
+    filter: AuditEventFilter | None = None,
+    first: int | None = 20,
+    after: str | None = None,
+) -> Connection[AuditEvent]:
+    f = filter or AuditEventFilter()
+    found = await reads.audit_events(
+        info.context.actor,
+        application=f.application,
+        environment=f.environment,
+        actor_id=ids.decode_optional("User", f.actor_id, "actorId"),
+        action=f.action,
+        since=f.since,
+        until=f.until,
+        first=first,
+        after_id=ids.decode_cursor(after),
+    )
+    return connection(found, AuditEvent)

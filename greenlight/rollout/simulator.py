@@ -1,48 +1,46 @@
-"""The built-in rollout simulator and the other periodic jobs of a server process.
+"""The built-in rollout simulator (GREENLIGHT_DEPLOYER=simulator, the default).
 
-State lives in the database only: a deployment is PROGRESSING until the simulator sees
-that `GREENLIGHT_ROLLOUT_SECONDS` have passed since it started, so a restarted server
-finishes whatever it finds still progressing.
+It plays each strategy's steps (greenlight.rollout.plan) over the rollout time fixed
+when the deployment started, then ends it HEALTHY, or with the configured failure rate
+DEGRADED or FAILED. Its only state is in the database: a restarted process, or any other
+process, finishes what it finds still progressing; the row lock in `finish_rollout`
+lets exactly one of them end each deployment.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
+import random
 from datetime import timedelta
 
-from greenlight.models import Deployment, DeploymentStatus
-from greenlight.workflow import approvals, deployments
+from greenlight.models import Deployment, DeploymentStatus, DeploymentStrategy
+from greenlight.rollout import drivers, plan
+from greenlight.workflow import deployments
 from greenlight.workflow.clock import now
 from greenlight.workflow.errors import InvalidState
 
-log = logging.getLogger("greenlight.rollout")
+_rng = random.Random()
 
 
-async def finish_due_rollouts(rollout_seconds: float) -> int:
-    """Mark HEALTHY every PROGRESSING deployment whose rollout time is up (R23)."""
-    cutoff = now() - timedelta(seconds=rollout_seconds)
-    due = await Deployment.filter(status=DeploymentStatus.PROGRESSING, started_at__lte=cutoff).values_list(
-        "id", flat=True
+async def finish_due_rollouts(rollout_seconds: float | None = None) -> int:
+    """End every simulated deployment whose rollout time is up (R23); returns how many.
+
+    `rollout_seconds` overrides the time each deployment fixed at its start.
+    """
+    at = now()
+    progressing = await Deployment.filter(status=DeploymentStatus.PROGRESSING, driver="simulator").values(
+        "id", "started_at", "rollout_seconds", "strategy"
     )
     finished = 0
-    for deployment_id in due:
+    for row in progressing:
+        seconds = rollout_seconds if rollout_seconds is not None else row["rollout_seconds"] or 0
+        if row["started_at"] + timedelta(seconds=seconds) > at:
+            continue
+        end = plan.outcome(DeploymentStrategy(row["strategy"]), drivers.current().failure_rate, _rng)
         try:
-            await deployments.finish_rollout(deployment_id, DeploymentStatus.HEALTHY)
+            await deployments.finish_rollout(
+                row["id"], end.status, message=end.message, failed_step=end.failed_step
+            )
             finished += 1
         except InvalidState:
-            pass  # superseded or finished meanwhile
+            pass  # superseded, or ended by another process meanwhile
     return finished
-
-
-async def run_periodic_jobs(rollout_seconds: float, poll_seconds: float) -> None:
-    """Runs until cancelled; a failing round is logged and the next one tries again."""
-    while True:
-        try:
-            await finish_due_rollouts(rollout_seconds)
-            await approvals.sweep_expired()
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("periodic jobs failed; retrying")
-        await asyncio.sleep(poll_seconds)

@@ -30,6 +30,9 @@ class Query:
     )
     deployment = strawberry.field(resolver=queries.deployment)
     users = strawberry.field(resolver=queries.users, description="Super-admins only.")
+    audit_events = strawberry.field(
+        resolver=queries.audit_events, description="The audit log, newest first; super-admins only."
+    )
 
 
 @strawberry.type
@@ -41,6 +44,10 @@ class Mutation:
     cancel_approval_request = strawberry.mutation(resolver=mutations.cancel_approval_request)
     expire_approval = strawberry.mutation(resolver=mutations.expire_approval)
     deploy_image = strawberry.mutation(resolver=mutations.deploy_image)
+    report_deployment_status = strawberry.mutation(
+        resolver=mutations.report_deployment_status,
+        description="An external CD system (deploy-agent role) reports a rollout's progress or end.",
+    )
     create_user = strawberry.mutation(resolver=mutations.create_user)
     issue_api_token = strawberry.mutation(resolver=mutations.issue_api_token)
     revoke_api_token = strawberry.mutation(resolver=mutations.revoke_api_token)

@@ -19,6 +19,7 @@ class Context:
     request_id: str
     actor_or_none: Actor | None
     auth_error: str | None = None
+    authorization: str | None = None  # the credentials of a WebSocket, checked again later
     loaders: Loaders = field(default_factory=Loaders)
     settings: Any = None
 

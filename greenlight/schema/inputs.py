@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import strawberry
 
 from greenlight.schema.enums import ApprovalState, DeploymentStrategy, Role, TriggerType
@@ -73,3 +75,13 @@ class RoleBindingInput:
     role: Role
     application: str | None = "*"
     environment: str | None = "*"
+
+
+@strawberry.input
+class AuditEventFilter:
+    application: str | None = None
+    environment: str | None = None
+    actor_id: strawberry.ID | None = None
+    action: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None

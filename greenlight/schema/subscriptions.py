@@ -1,19 +1,50 @@
-"""Live updates (R25): deployments and approval requests, as their callers may see them."""
+"""Live updates (R25): deployments and approval requests, as their callers may see them.
+
+A subscription re-checks its credentials whenever it wakes (an event, or every
+GREENLIGHT_SUBSCRIPTION_RECHECK_SECONDS); once they are revoked or expired it closes
+the socket with code 4403 and the reason.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator
 
 import strawberry
 
 from greenlight import models
-from greenlight.events import bus
+from greenlight.events import Event, bus
 from greenlight.schema import ids
 from greenlight.schema.context import Info
 from greenlight.schema.types import ApprovalRequest, Deployment
 from greenlight.workflow.deployments import TERMINAL
-from greenlight.workflow.errors import NotFound
+from greenlight.workflow.errors import NotFound, Unauthenticated
 from greenlight.workflow.guards import visible_deployment, visible_request
+from greenlight.workflow.identity import authenticate
+
+DEFAULT_RECHECK_SECONDS = 30.0
+
+
+class CredentialsWithdrawn(Exception):
+    pass
+
+
+async def _next_event(info: Info, queue: asyncio.Queue[Event]) -> Event | None:
+    """The next event, or None after a quiet interval; both after re-checking credentials."""
+    context = info.context
+    interval = getattr(context.settings, "subscription_recheck_seconds", DEFAULT_RECHECK_SECONDS)
+    try:
+        event = await asyncio.wait_for(queue.get(), timeout=interval)
+    except TimeoutError:
+        event = None
+    if context.authorization is not None:  # a WebSocket: its token may have been revoked
+        try:
+            await authenticate(context.authorization)
+        except Unauthenticated as error:
+            await context.request.close(code=4403, reason=error.message)
+            raise CredentialsWithdrawn(error.message) from None
+    await context.actor.authorizer.refresh()
+    return event
 
 
 @strawberry.type
@@ -29,8 +60,11 @@ class Subscription:
             yield Deployment(model=deployment)
             last = deployment.status
             while last not in TERMINAL:
-                event = await queue.get()
-                if event.kind != "Deployment" or event.id != did:
+                try:
+                    event = await _next_event(info, queue)
+                except CredentialsWithdrawn:
+                    return
+                if event is None or event.kind != "Deployment" or event.id != did:
                     continue
                 deployment = await models.Deployment.get(id=did)
                 if deployment.status != last:
@@ -45,10 +79,12 @@ class Subscription:
         pid = ids.decode_optional("Pipeline", pipeline_id, "pipelineId")
         async with bus.subscribe() as queue:
             while True:
-                event = await queue.get()
-                if event.kind != "ApprovalRequest":
+                try:
+                    event = await _next_event(info, queue)
+                except CredentialsWithdrawn:
+                    return
+                if event is None or event.kind != "ApprovalRequest":
                     continue
-                await actor.authorizer.refresh()
                 try:
                     request = await visible_request(actor, event.id)
                 except NotFound:

@@ -6,8 +6,10 @@ from datetime import datetime
 from typing import Generic, TypeVar
 
 import strawberry
+from strawberry.scalars import JSON
 
 from greenlight import models
+from greenlight.rollout import plan
 from greenlight.schema import ids
 from greenlight.schema.context import Info
 from greenlight.schema.enums import (
@@ -18,6 +20,7 @@ from greenlight.schema.enums import (
     TriggerType,
 )
 from greenlight.workflow import reads
+from greenlight.workflow.clock import now
 from greenlight.workflow.deployments import deployable_images
 from greenlight.workflow.states import active_deployment, effective_state
 
@@ -350,6 +353,66 @@ class Deployment:
     @strawberry.field
     def finished_at(self) -> datetime | None:
         return self.model.finished_at
+
+    @strawberry.field(description="What the rollout driver or CD system said last.")
+    def message(self) -> str | None:
+        return self.model.message
+
+    @strawberry.field(description="The simulator's steps and where the rollout stands.")
+    def steps(self) -> list[DeploymentStep]:
+        return [DeploymentStep(name=step.name, status=step.status) for step in plan.steps(self.model, now())]
+
+
+StepStatus = strawberry.enum(plan.StepStatus, name="StepStatus")
+
+
+@strawberry.type
+class DeploymentStep:
+    name: str
+    status: StepStatus
+
+
+@strawberry.type
+class AuditEvent:
+    model: strawberry.Private[models.AuditEvent]
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(ids.encode_model(self.model))
+
+    @strawberry.field
+    def at(self) -> datetime:
+        return self.model.at
+
+    @strawberry.field(description="Null when Greenlight acted on its own.")
+    async def actor(self, info: Info) -> User | None:
+        if self.model.actor_id is None:
+            return None
+        return await _user(info, self.model.actor_id)
+
+    @strawberry.field
+    def action(self) -> str:
+        return self.model.action
+
+    @strawberry.field
+    def object_id(self) -> strawberry.ID:
+        return strawberry.ID(ids.encode(self.model.object_type, self.model.object_id))
+
+    @strawberry.field
+    def application(self) -> str | None:
+        return self.model.application
+
+    @strawberry.field
+    def environment(self) -> str | None:
+        return self.model.environment
+
+    @strawberry.field
+    def before(self) -> JSON | None:
+        return self.model.before
+
+    @strawberry.field
+    def after(self) -> JSON | None:
+        return self.model.after
 
 
 T = TypeVar("T")

@@ -36,4 +36,4 @@ async def record(
         environment=environment,
     )
     if object_type in PUBLISHED:
-        announce(object_type, obj.id)
+        await announce(object_type, obj.id)

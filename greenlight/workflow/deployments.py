@@ -13,11 +13,13 @@ from greenlight.models import (
     TriggerType,
 )
 from greenlight.policies import Action, Actor
-from greenlight.workflow import audit
+from greenlight.rollout import drivers
+from greenlight.workflow import audit, validation
 from greenlight.workflow.catalog import close_request
 from greenlight.workflow.clock import now
 from greenlight.workflow.errors import (
     ApproverCannotDeploy,
+    BadUserInput,
     Conflict,
     InvalidState,
     NotApproved,
@@ -27,6 +29,7 @@ from greenlight.workflow.guards import (
     image_of_pipeline,
     pipeline_scope,
     require,
+    visible_deployment,
     visible_image,
     visible_pipeline,
 )
@@ -132,6 +135,7 @@ async def _start(
     )
     for older in superseded:
         await _set_status(older, DeploymentStatus.SUPERSEDED, actor_id=actor_id, scope=scope)
+        await drivers.on_superseded(older, pipeline)
     deployment = await Deployment.create(
         pipeline=pipeline,
         image=image,
@@ -139,7 +143,9 @@ async def _start(
         strategy=pipeline.strategy,
         triggered_by_id=triggered_by_id,
         approval_request=request,
+        **drivers.deployment_fields(),
     )
+    await drivers.on_start(deployment, pipeline, image)
     await audit.record(
         "deploy",
         deployment,
@@ -157,25 +163,40 @@ async def _start(
 
 
 async def _set_status(
-    deployment: Deployment, status: DeploymentStatus, *, actor_id: int | None, scope
+    deployment: Deployment,
+    status: DeploymentStatus,
+    *,
+    actor_id: int | None,
+    scope,
+    message: str | None = None,
+    failed_step: int | None = None,
 ) -> None:
     before = DeploymentStatus(deployment.status).value
     deployment.status = status
     deployment.finished_at = now() if status in TERMINAL else None
-    await deployment.save(update_fields=["status", "finished_at"])
+    deployment.failed_step = failed_step
+    if message is not None:
+        deployment.message = message
+    await deployment.save(update_fields=["status", "finished_at", "failed_step", "message"])
     await audit.record(
         f"deployment_{status.value.lower()}",
         deployment,
         actor_id=actor_id,
         before={"status": before},
-        after={"status": status.value},
+        after={"status": status.value, "message": deployment.message},
         application=scope.application,
         environment=scope.environment,
     )
 
 
-async def finish_rollout(deployment_id: int, status: DeploymentStatus) -> Deployment:
-    """R23: the rollout driver reports the end of a PROGRESSING deployment."""
+async def finish_rollout(
+    deployment_id: int,
+    status: DeploymentStatus,
+    *,
+    message: str | None = None,
+    failed_step: int | None = None,
+) -> Deployment:
+    """R23: the built-in driver ends a PROGRESSING deployment (the system acts)."""
     async with transaction():
         deployment = await Deployment.select_for_update().get_or_none(id=deployment_id)
         if deployment is None:
@@ -183,5 +204,57 @@ async def finish_rollout(deployment_id: int, status: DeploymentStatus) -> Deploy
         if deployment.status != DeploymentStatus.PROGRESSING:
             raise InvalidState(f"this deployment is {deployment.status}, not PROGRESSING")
         await deployment.fetch_related("pipeline__application", "pipeline__environment")
-        await _set_status(deployment, status, actor_id=None, scope=pipeline_scope(deployment.pipeline))
+        await _set_status(
+            deployment,
+            status,
+            actor_id=None,
+            scope=pipeline_scope(deployment.pipeline),
+            message=message,
+            failed_step=failed_step,
+        )
     return deployment
+
+
+REPORTABLE = (
+    DeploymentStatus.PROGRESSING,
+    DeploymentStatus.HEALTHY,
+    DeploymentStatus.DEGRADED,
+    DeploymentStatus.FAILED,
+)
+
+
+async def report_status(
+    actor: Actor, deployment_id: int, status: DeploymentStatus, message: str | None
+) -> Deployment:
+    """R23 through an external CD system: a deploy-agent on the scope reports progress
+    (PROGRESSING with a message) or the end of a PROGRESSING deployment."""
+    message = validation.text("message", message)
+    if status not in REPORTABLE:
+        raise BadUserInput(
+            f"status: {status.value} is set by Greenlight itself, not reported", field="status"
+        )
+    deployment = await visible_deployment(actor, deployment_id)
+    scope = pipeline_scope(deployment.pipeline)
+    require(actor, Action.REPORT_DEPLOYMENT_STATUS, scope, "report deployment status")
+    async with transaction():
+        locked = await Deployment.select_for_update().get(id=deployment.id)
+        current = DeploymentStatus(locked.status)
+        if current != DeploymentStatus.PROGRESSING:
+            raise InvalidState(
+                f"this deployment is {current.value}; only a PROGRESSING one can change status"
+            )
+        if status == DeploymentStatus.PROGRESSING:
+            locked.message = message
+            await locked.save(update_fields=["message"])
+            await audit.record(
+                "deployment_progress",
+                locked,
+                actor_id=actor.id,
+                before={"status": current.value},
+                after={"status": current.value, "message": message},
+                application=scope.application,
+                environment=scope.environment,
+            )
+        else:
+            await _set_status(locked, status, actor_id=actor.id, scope=scope, message=message)
+    return locked

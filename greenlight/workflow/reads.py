@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Generic, TypeVar
 
 from tortoise.expressions import Q, Subquery
@@ -14,6 +15,7 @@ from greenlight.models import (
     Approval,
     ApprovalRequest,
     ApprovalState,
+    AuditEvent,
     Deployment,
     Environment,
     Image,
@@ -179,6 +181,36 @@ def viewer_can_approve(
         and actor.id not in approver_ids
         and actor.may(Action.APPROVE, Scope(application, environment))
     )
+
+
+async def audit_events(
+    actor: Actor,
+    *,
+    application: str | None,
+    environment: str | None,
+    actor_id: int | None,
+    action: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    first: int | None,
+    after_id: int | None,
+) -> Page:
+    """The audit log (R25), newest first, for super-admins."""
+    require_admin(actor, "read the audit log")
+    query = AuditEvent.all()
+    if application is not None:
+        query = query.filter(application=application)
+    if environment is not None:
+        query = query.filter(environment=environment)
+    if actor_id is not None:
+        query = query.filter(actor_id=actor_id)
+    if action is not None:
+        query = query.filter(action=action)
+    if since is not None:
+        query = query.filter(at__gte=since)
+    if until is not None:
+        query = query.filter(at__lt=until)
+    return await page(query, first, after_id)
 
 
 async def users(actor: Actor) -> list[User]:

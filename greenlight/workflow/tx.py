@@ -1,4 +1,4 @@
-"""One transaction per workflow action; events are published only after it commits."""
+"""One transaction per workflow action; events are published only if it commits."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 
+from tortoise import connections
 from tortoise.transactions import in_transaction
 
-from greenlight.events import Event, bus
+from greenlight.events import CHANNEL, Event, bus
 
 _pending: ContextVar[list[Event] | None] = ContextVar("greenlight_pending_events", default=None)
 
@@ -31,10 +32,16 @@ async def transaction() -> AsyncIterator[None]:
         bus.publish(event)
 
 
-def announce(kind: str, object_id: int) -> None:
-    """Queue an event for subscribers, to go out when the current transaction commits."""
+async def announce(kind: str, object_id: int) -> None:
+    """Queue an event for this process's subscribers, published when the current
+    transaction commits; on PostgreSQL also NOTIFY the other processes, delivered by
+    PostgreSQL on commit too."""
+    event = Event(kind, object_id)
     events = _pending.get()
     if events is None:
-        bus.publish(Event(kind, object_id))
+        bus.publish(event)
     else:
-        events.append(Event(kind, object_id))
+        events.append(event)
+    connection = connections.get("default")
+    if connection.capabilities.dialect == "postgres":
+        await connection.execute_query("SELECT pg_notify($1, $2)", [CHANNEL, event.encode()])

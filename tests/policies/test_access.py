@@ -649,5 +649,11 @@ async def test_r5_policy_csv_names_exactly_the_actions_of_the_code():
     assert all(len(row) == 3 for row in rows), rows
     assert {row[2] for row in rows} == {action.value for action in Action}
     assert {row[1] for row in rows} <= {role.value for role in Role}
-    # super-admin may do everything
-    assert {row[2] for row in rows if row[1] == Role.SUPER_ADMIN.value} == {a.value for a in Action}
+    # super-admin may do everything, except speaking for a CD system: rollout results come
+    # only from identities granted deploy-agent, so a human cannot fake a HEALTHY rollout
+    assert {row[2] for row in rows if row[1] == Role.SUPER_ADMIN.value} == {a.value for a in Action} - {
+        Action.REPORT_DEPLOYMENT_STATUS.value
+    }
+    assert {row[1] for row in rows if row[2] == Action.REPORT_DEPLOYMENT_STATUS.value} == {
+        Role.DEPLOY_AGENT.value
+    }

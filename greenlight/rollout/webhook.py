@@ -1,0 +1,112 @@
+"""The webhook driver (GREENLIGHT_DEPLOYER=webhook): hands deployments to an external CD
+system and lets it report back through `reportDeploymentStatus`.
+
+Each event is a JSON body signed with HMAC-SHA256 over the exact bytes sent, in the
+header `X-Greenlight-Signature: sha256=<hex>`. Deliveries come from an outbox table
+written in the deploy's transaction; a failed one is retried with exponential backoff,
+and after `GREENLIGHT_WEBHOOK_MAX_ATTEMPTS` the deployment is marked FAILED. A delivery
+is claimed with FOR UPDATE SKIP LOCKED and a lease, so with several processes each
+attempt is made by one of them, and a process dying mid-attempt only delays it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+from datetime import timedelta
+
+import httpx
+
+from greenlight.models import DeploymentStatus, WebhookDelivery
+from greenlight.workflow import deployments
+from greenlight.workflow.clock import now
+from greenlight.workflow.errors import InvalidState
+from greenlight.workflow.tx import transaction
+
+log = logging.getLogger("greenlight.webhook")
+
+SIGNATURE_HEADER = "X-Greenlight-Signature"
+MAX_BACKOFF_SECONDS = 300.0
+
+
+def body_of(payload: dict) -> bytes:
+    return json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+
+
+def signature(secret: str, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+async def _claim(lease_seconds: float) -> WebhookDelivery | None:
+    async with transaction():
+        due = (
+            await WebhookDelivery.filter(
+                delivered_at__isnull=True, failed_at__isnull=True, next_attempt_at__lte=now()
+            )
+            .order_by("next_attempt_at", "id")
+            .limit(1)
+            .select_for_update(skip_locked=True)
+        )
+        if not due:
+            return None
+        delivery = due[0]
+        delivery.next_attempt_at = now() + timedelta(seconds=lease_seconds)
+        await delivery.save(update_fields=["next_attempt_at"])
+    return delivery
+
+
+async def _send(settings, client: httpx.AsyncClient, delivery: WebhookDelivery) -> str | None:
+    """POSTs the event; None when the receiver accepted it, else what went wrong."""
+    body = body_of(delivery.payload)
+    headers = {
+        "Content-Type": "application/json",
+        SIGNATURE_HEADER: signature(settings.deploy_webhook_secret, body),
+        "X-Greenlight-Event": delivery.payload.get("event", ""),
+        "X-Greenlight-Delivery": str(delivery.id),
+    }
+    try:
+        response = await client.post(
+            settings.deploy_webhook_url,
+            content=body,
+            headers=headers,
+            timeout=settings.webhook_timeout_seconds,
+        )
+    except httpx.HTTPError as error:
+        return f"{type(error).__name__}: {error}"
+    if 200 <= response.status_code < 300:
+        return None
+    return f"HTTP {response.status_code}"
+
+
+async def deliver_due(settings, client: httpx.AsyncClient) -> int:
+    """Send every delivery that is due; returns how many were accepted."""
+    delivered = 0
+    lease = settings.webhook_timeout_seconds + 30
+    while (delivery := await _claim(lease)) is not None:
+        error = await _send(settings, client, delivery)
+        delivery.attempts += 1
+        delivery.last_error = error
+        if error is None:
+            delivery.delivered_at = now()
+            delivered += 1
+        elif delivery.attempts >= settings.webhook_max_attempts:
+            delivery.failed_at = now()
+        else:
+            backoff = settings.webhook_backoff_seconds * 2 ** (delivery.attempts - 1)
+            delivery.next_attempt_at = now() + timedelta(seconds=min(backoff, MAX_BACKOFF_SECONDS))
+        await delivery.save(
+            update_fields=["attempts", "last_error", "delivered_at", "failed_at", "next_attempt_at"]
+        )
+        if error is not None:
+            log.warning("webhook delivery %s attempt %s failed: %s", delivery.id, delivery.attempts, error)
+        if delivery.failed_at is not None and delivery.payload.get("event") == "deployment.started":
+            with contextlib.suppress(InvalidState):
+                await deployments.finish_rollout(
+                    delivery.deployment_id,
+                    DeploymentStatus.FAILED,
+                    message=f"the CD system could not be reached after {delivery.attempts} attempts: {error}",
+                )
+    return delivered
