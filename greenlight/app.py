@@ -18,9 +18,10 @@ from strawberry.http import GraphQLHTTPResponse
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult
 
-from greenlight import db
+from greenlight import db, notifications
 from greenlight.config import Settings
 from greenlight.events import listen_postgres
+from greenlight.notifications import pages
 from greenlight.policies import Actor, Authorizer
 from greenlight.rollout import drivers, jobs
 from greenlight.schema import schema
@@ -97,6 +98,7 @@ def create_app(settings: Settings, *, manage_database: bool = True, migrate: boo
     authorizer = Authorizer()
     graphql = GreenlightGraphQL(authorizer, settings)
     drivers.configure(settings)
+    notifications.configure(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -124,6 +126,8 @@ def create_app(settings: Settings, *, manage_database: bool = True, migrate: boo
         routes=[
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
+            Route("/one-click/approve", pages.confirm_page, methods=["GET"]),
+            Route("/one-click/approve", pages.approve_action, methods=["POST"]),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
         ],

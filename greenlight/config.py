@@ -48,6 +48,10 @@ class Settings:
     smtp_from: str | None = None
     smtp_security: str = "starttls"
     public_url: str = "http://localhost:8000"
+    request_url_template: str = "{public_url}/requests/{request_id}"
+    secret_key: str | None = field(default=None, repr=False)
+    email_max_attempts: int = 8
+    email_backoff_seconds: float = 5.0
     deployer: str = "simulator"
     simulator_failure_rate: float = 0.0
     deploy_webhook_url: str | None = None
@@ -93,8 +97,30 @@ class Settings:
                 raise ConfigError(
                     "GREENLIGHT_DEPLOY_WEBHOOK_SECRET must be set when GREENLIGHT_DEPLOYER=webhook"
                 )
+        smtp_host = env.get("GREENLIGHT_SMTP_HOST") or None
+        smtp_from = env.get("GREENLIGHT_SMTP_FROM") or None
+        secret_key = env.get("GREENLIGHT_SECRET_KEY") or None
+        if bool(smtp_host) != bool(smtp_from):
+            raise ConfigError("GREENLIGHT_SMTP_HOST and GREENLIGHT_SMTP_FROM must be set together")
+        if smtp_host and (not secret_key or len(secret_key) < 32):
+            raise ConfigError(
+                "GREENLIGHT_SECRET_KEY must be set (32 characters or more) when email is on: "
+                "it signs the one-click approve links"
+            )
+        public_url = (env.get("GREENLIGHT_PUBLIC_URL") or "http://localhost:8000").rstrip("/")
+        template = env.get("GREENLIGHT_REQUEST_URL_TEMPLATE") or "{public_url}/requests/{request_id}"
+        try:
+            template.format(public_url=public_url, request_id="ApprovalRequest:1")
+        except (KeyError, IndexError, ValueError):
+            raise ConfigError(
+                "GREENLIGHT_REQUEST_URL_TEMPLATE may use only {public_url} and {request_id}"
+            ) from None
         return cls(
             database_url=url,
+            request_url_template=template,
+            secret_key=secret_key,
+            email_max_attempts=_int(env, "GREENLIGHT_EMAIL_MAX_ATTEMPTS", 8, 1),
+            email_backoff_seconds=_float(env, "GREENLIGHT_EMAIL_BACKOFF_SECONDS", 5.0),
             deployer=deployer,
             simulator_failure_rate=failure_rate,
             deploy_webhook_url=webhook_url,
@@ -105,11 +131,11 @@ class Settings:
             subscription_recheck_seconds=_float(env, "GREENLIGHT_SUBSCRIPTION_RECHECK_SECONDS", 30.0, 0.05),
             rollout_seconds=_float(env, "GREENLIGHT_ROLLOUT_SECONDS", 90.0),
             rollout_poll_seconds=_float(env, "GREENLIGHT_ROLLOUT_POLL_SECONDS", 1.0, 0.01),
-            smtp_host=env.get("GREENLIGHT_SMTP_HOST") or None,
+            smtp_host=smtp_host,
             smtp_port=_int(env, "GREENLIGHT_SMTP_PORT", 587, 1),
             smtp_username=env.get("GREENLIGHT_SMTP_USERNAME") or None,
             smtp_password=env.get("GREENLIGHT_SMTP_PASSWORD") or None,
-            smtp_from=env.get("GREENLIGHT_SMTP_FROM") or None,
+            smtp_from=smtp_from,
             smtp_security=security,
-            public_url=(env.get("GREENLIGHT_PUBLIC_URL") or "http://localhost:8000").rstrip("/"),
+            public_url=public_url,
         )

@@ -24,6 +24,7 @@ POSTGRES_URL = os.environ.get("GREENLIGHT_TEST_POSTGRES_URL")
 TABLES = (
     "audit_events",
     "webhook_deliveries",
+    "email_outbox",
     "rejections",
     "approvals",
     "named_approvers",

@@ -165,6 +165,28 @@ class Migration(migrations.Migration):
             bases=['Model'],
         ),
         ops.CreateModel(
+            name='EmailOutbox',
+            fields=[
+                ('id', fields.IntField(generated=True, primary_key=True, unique=True, db_index=True)),
+                ('message_id', fields.CharField(unique=True, max_length=255)),
+                ('kind', fields.CharField(max_length=32)),
+                ('recipient', fields.ForeignKeyField('models.User', source_field='recipient_id', db_constraint=True, to_field='id', related_name='emails', on_delete=OnDelete.CASCADE)),
+                ('to_address', fields.CharField(max_length=320)),
+                ('subject', fields.CharField(max_length=255)),
+                ('text_body', fields.TextField(unique=False)),
+                ('html_body', fields.TextField(unique=False)),
+                ('request', fields.ForeignKeyField('models.ApprovalRequest', source_field='request_id', null=True, db_constraint=True, to_field='id', related_name='emails', on_delete=OnDelete.CASCADE)),
+                ('attempts', fields.SmallIntField(default=0)),
+                ('next_attempt_at', fields.DatetimeField(db_index=True, auto_now=False, auto_now_add=False)),
+                ('sent_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
+                ('failed_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
+                ('last_error', fields.TextField(null=True, unique=False)),
+                ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
+            ],
+            options={'table': 'email_outbox', 'app': 'models', 'pk_attr': 'id', 'table_description': 'Emails to send, written in the transaction of the change that causes them.'},
+            bases=['Model'],
+        ),
+        ops.CreateModel(
             name='NamedApprover',
             fields=[
                 ('id', fields.IntField(generated=True, primary_key=True, unique=True, db_index=True)),

@@ -128,3 +128,30 @@ class WebhookDelivery(Model):
 
     class Meta:
         table = "webhook_deliveries"
+
+
+class EmailOutbox(Model):
+    """Emails to send, written in the transaction of the change that causes them.
+
+    A dispatcher claims due rows with FOR UPDATE SKIP LOCKED and a lease, so each email
+    is sent by one process; `message_id` is fixed here, the same on every attempt.
+    """
+
+    id = fields.IntField(primary_key=True)
+    message_id = fields.CharField(max_length=255, unique=True)
+    kind = fields.CharField(max_length=32)
+    recipient = fields.ForeignKeyField("models.User", related_name="emails")
+    to_address = fields.CharField(max_length=320)
+    subject = fields.CharField(max_length=255)
+    text_body = fields.TextField()
+    html_body = fields.TextField()
+    request = fields.ForeignKeyField("models.ApprovalRequest", related_name="emails", null=True)
+    attempts = fields.SmallIntField(default=0)
+    next_attempt_at = fields.DatetimeField(db_index=True)
+    sent_at = fields.DatetimeField(null=True)
+    failed_at = fields.DatetimeField(null=True)
+    last_error = fields.TextField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "email_outbox"

@@ -27,11 +27,12 @@ from greenlight.schema.types import (
     Environment,
     Image,
     IssuedApiToken,
+    OutboxEmail,
     Pipeline,
     RoleBinding,
     User,
 )
-from greenlight.workflow import approvals, catalog, deployments, identity
+from greenlight.workflow import approvals, catalog, deployments, identity, outbox
 
 
 async def register_image(info: Info, input: RegisterImageInput) -> Image:
@@ -164,3 +165,8 @@ async def grant_role(info: Info, input: RoleBindingInput) -> RoleBinding:
 async def revoke_role(info: Info, id: strawberry.ID) -> RoleBinding:
     binding_id = ids.decode("RoleBinding", id, "id")
     return RoleBinding(model=await identity.revoke_role(info.context.actor, binding_id))
+
+
+async def retry_notification(info: Info, id: strawberry.ID) -> OutboxEmail:
+    email_id = ids.decode("OutboxEmail", id, "id")
+    return OutboxEmail(model=await outbox.retry_email(info.context.actor, email_id))

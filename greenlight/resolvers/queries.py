@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import strawberry
 
+from greenlight import notifications
 from greenlight.models import ApprovalState
 from greenlight.schema import ids
 from greenlight.schema.context import Info
@@ -16,11 +17,12 @@ from greenlight.schema.types import (
     Deployment,
     Environment,
     Image,
+    OutboxEmail,
     Pipeline,
     User,
     connection,
 )
-from greenlight.workflow import approvals, reads
+from greenlight.workflow import approvals, outbox, reads
 from greenlight.workflow.guards import visible_deployment, visible_request
 
 
@@ -115,3 +117,14 @@ async def audit_events(
         after_id=ids.decode_cursor(after),
     )
     return connection(found, AuditEvent)
+
+
+def notifications_enabled(info: Info) -> bool:
+    return notifications.current().enabled
+
+
+async def notification_outbox(
+    info: Info, failed_only: bool = False, first: int | None = 20, after: str | None = None
+) -> Connection[OutboxEmail]:
+    found = await outbox.list_emails(info.context.actor, failed_only, first, ids.decode_cursor(after))
+    return connection(found, OutboxEmail)

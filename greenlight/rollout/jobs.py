@@ -1,5 +1,5 @@
-"""The periodic work of every server process: finish rollouts, send webhooks, and write
-the expiry of requests whose time has passed."""
+"""The periodic work of every server process: finish rollouts, send webhooks and emails,
+and write the expiry of requests whose time has passed."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import logging
 
 import httpx
 
+from greenlight.notifications import dispatcher
 from greenlight.rollout import simulator, webhook
 from greenlight.workflow import approvals
 
@@ -19,6 +20,8 @@ async def run_once(settings, client: httpx.AsyncClient | None = None) -> None:
     if settings.deployer == "webhook" and client is not None:
         await webhook.deliver_due(settings, client)
     await approvals.sweep_expired()
+    if settings.email_enabled:
+        await dispatcher.deliver_due(settings)
 
 
 async def run_forever(settings) -> None:

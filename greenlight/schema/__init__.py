@@ -30,6 +30,14 @@ class Query:
     )
     deployment = strawberry.field(resolver=queries.deployment)
     users = strawberry.field(resolver=queries.users, description="Super-admins only.")
+    notifications_enabled = strawberry.field(
+        resolver=queries.notifications_enabled,
+        description="Whether email is configured: offer the approver picker only then.",
+    )
+    notification_outbox = strawberry.field(
+        resolver=queries.notification_outbox,
+        description="Emails, newest first (failedOnly: those given up); super-admins only.",
+    )
     audit_events = strawberry.field(
         resolver=queries.audit_events, description="The audit log, newest first; super-admins only."
     )
@@ -47,6 +55,10 @@ class Mutation:
     report_deployment_status = strawberry.mutation(
         resolver=mutations.report_deployment_status,
         description="An external CD system (deploy-agent role) reports a rollout's progress or end.",
+    )
+    retry_notification = strawberry.mutation(
+        resolver=mutations.retry_notification,
+        description="Queue a failed email again; super-admins only.",
     )
     create_user = strawberry.mutation(resolver=mutations.create_user)
     issue_api_token = strawberry.mutation(resolver=mutations.issue_api_token)

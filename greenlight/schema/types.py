@@ -471,3 +471,48 @@ class ApiToken:
 class IssuedApiToken:
     token: str
     api_token: ApiToken
+
+
+@strawberry.type(description="An email in the outbox (super-admins only).")
+class OutboxEmail:
+    model: strawberry.Private[models.EmailOutbox]
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(ids.encode("OutboxEmail", self.model.id))
+
+    @strawberry.field
+    def kind(self) -> str:
+        return self.model.kind
+
+    @strawberry.field
+    def to_address(self) -> str:
+        return self.model.to_address
+
+    @strawberry.field
+    def subject(self) -> str:
+        return self.model.subject
+
+    @strawberry.field
+    def message_id(self) -> str:
+        return self.model.message_id
+
+    @strawberry.field
+    def attempts(self) -> int:
+        return self.model.attempts
+
+    @strawberry.field
+    def created_at(self) -> datetime:
+        return self.model.created_at
+
+    @strawberry.field
+    def sent_at(self) -> datetime | None:
+        return self.model.sent_at
+
+    @strawberry.field
+    def failed_at(self) -> datetime | None:
+        return self.model.failed_at
+
+    @strawberry.field
+    def last_error(self) -> str | None:
+        return self.model.last_error

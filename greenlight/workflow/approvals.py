@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from greenlight import notifications
 from greenlight.models import (
     LIVE_STATES,
     Approval,
@@ -126,6 +127,7 @@ async def request_approval(
         await NamedApprover.bulk_create(
             [NamedApprover(request_id=request.id, user_id=user_id) for user_id in wanted]
         )
+        await notifications.request_made(request, wanted)
         await audit.record(
             "request_approval",
             request,
@@ -185,6 +187,7 @@ async def approve(actor: Actor, request_id: int, comment: str | None) -> Approva
                 application=scope.application,
                 environment=scope.environment,
             )
+            await notifications.request_closed(request, "approved")
             await deploy_on_approval(pipeline, request)
     return request
 
@@ -201,7 +204,7 @@ async def reject(actor: Actor, request_id: int, reason: str) -> ApprovalRequest:
         if state not in LIVE_STATES:
             raise InvalidState(f"this request is {state.value}; it can no longer be rejected")
         await Rejection.create(request_id=request.id, user_id=actor.id, reason=reason)
-        await close_request(request, ApprovalState.REJECTED, actor_id=actor.id, scope=scope)
+        await close_request(request, ApprovalState.REJECTED, actor_id=actor.id, scope=scope, reason=reason)
     return request
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from greenlight import notifications
 from greenlight.models import (
     LIVE_STATES,
     Application,
@@ -143,9 +144,15 @@ async def update_approval_policy(
 
 
 async def close_request(
-    request: ApprovalRequest, new_state: ApprovalState, *, actor_id: int | None, scope
+    request: ApprovalRequest,
+    new_state: ApprovalState,
+    *,
+    actor_id: int | None,
+    scope,
+    reason: str | None = None,
 ) -> None:
-    """Move a locked live request to a final state and audit it."""
+    """Move a locked live request to a final state, audit it, and tell the requester of a
+    rejection or an expiry (R8)."""
     before = ApprovalState(request.state).value
     request.state = new_state
     request.live_key = None
@@ -160,6 +167,8 @@ async def close_request(
         application=scope.application,
         environment=scope.environment,
     )
+    if new_state in (ApprovalState.REJECTED, ApprovalState.EXPIRED):
+        await notifications.request_closed(request, new_state.value.lower(), reason)
 
 
 async def register_image(

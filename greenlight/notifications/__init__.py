@@ -1,0 +1,107 @@
+"""Email notifications (R8): written to an outbox in the transaction of the change that
+causes them, sent afterwards by `greenlight.notifications.dispatcher`.
+
+`configure` is called once per process (by the app); the workflow calls `request_made`
+and `request_closed` inside its transactions. With email off they do nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from greenlight.models import ApprovalRequest, EmailOutbox, Image, Pipeline, User
+from greenlight.notifications import links, messages
+from greenlight.workflow.clock import now
+
+
+@dataclass(frozen=True)
+class MailConfig:
+    enabled: bool = False
+    public_url: str = "http://localhost:8000"
+    request_url_template: str = "{public_url}/requests/{request_id}"
+    secret_key: str | None = None
+
+
+_config = MailConfig()
+
+
+def configure(settings) -> None:
+    global _config
+    _config = MailConfig(
+        enabled=settings.email_enabled,
+        public_url=settings.public_url,
+        request_url_template=settings.request_url_template,
+        secret_key=settings.secret_key,
+    )
+
+
+def current() -> MailConfig:
+    return _config
+
+
+def request_url(request_id: int) -> str:
+    return _config.request_url_template.format(
+        public_url=_config.public_url, request_id=f"ApprovalRequest:{request_id}"
+    )
+
+
+def approve_url(token: str) -> str:
+    return f"{_config.public_url}/one-click/approve?token={token}"
+
+
+async def _facts(request: ApprovalRequest) -> messages.RequestFacts:
+    image = await Image.get(id=request.image_id)
+    requester = await User.get(id=request.requested_by_id)
+    pipeline = await Pipeline.get(id=request.pipeline_id).prefetch_related("application", "environment")
+    return messages.RequestFacts(
+        application=pipeline.application.name,
+        environment=pipeline.environment.name,
+        repository=image.repository,
+        tag=image.tag,
+        digest=image.digest,
+        requester=f"{requester.name} <{requester.email}>",
+        comment=request.comment,
+        expires_at=request.expires_at.strftime("%Y-%m-%d %H:%M UTC") if request.expires_at else None,
+        request_url=request_url(request.id),
+    )
+
+
+async def _queue(kind: str, user: User, message: messages.Message, request_id: int) -> None:
+    if not user.is_active:
+        return  # nothing to a deactivated user
+    domain = urlsplit(_config.public_url).hostname or "greenlight.local"
+    await EmailOutbox.create(
+        message_id=f"<greenlight.{kind}.{request_id}.{uuid.uuid4().hex}@{domain}>",
+        kind=kind,
+        recipient=user,
+        to_address=user.email,
+        subject=message.subject,
+        text_body=message.text,
+        html_body=message.html,
+        request_id=request_id,
+        next_attempt_at=now(),
+    )
+
+
+async def request_made(request: ApprovalRequest, approver_ids: list[int]) -> None:
+    """R8: one email to each approver the requester named, with a one-click approve link."""
+    if not _config.enabled or not approver_ids:
+        return
+    facts = await _facts(request)
+    expires = links.expiry_for(request.expires_at, now())
+    for approver in await User.filter(id__in=approver_ids):
+        token = links.make_token(_config.secret_key, request.id, approver.id, expires)
+        message = messages.approval_requested(facts, approve_url(token))
+        await _queue("approval_requested", approver, message, request.id)
+
+
+async def request_closed(request: ApprovalRequest, outcome: str, reason: str | None = None) -> None:
+    """To the requester when their request is approved, rejected or expires."""
+    if not _config.enabled:
+        return
+    facts = await _facts(request)
+    requester = await User.get(id=request.requested_by_id)
+    message = messages.request_closed(facts, outcome, reason)
+    await _queue(f"request_{outcome}", requester, message, request.id)

@@ -1,0 +1,105 @@
+"""The one-click approve pages behind the link in an approver's email.
+
+GET shows what would be approved and a confirmation button; only the POST from that
+page approves (mail scanners follow GET links). The approval goes through the same
+workflow function as the API, so R9 to R16 apply at that moment, and refusals are shown
+as a readable page.
+"""
+
+from __future__ import annotations
+
+from html import escape
+from urllib.parse import parse_qs
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+
+from greenlight.models import Image, Pipeline, User
+from greenlight.notifications import current, links
+from greenlight.policies import Actor
+from greenlight.workflow import approvals
+from greenlight.workflow.clock import now
+from greenlight.workflow.errors import GreenlightError, not_found
+from greenlight.workflow.guards import visible_request
+
+
+def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
+    html = (
+        "<!doctype html><html><head><meta charset=utf-8>"
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{escape(title)} - Greenlight</title>"
+        "<style>body{font-family:system-ui,sans-serif;max-width:40rem;margin:3rem auto;padding:0 1rem}"
+        "th{text-align:left;padding-right:1rem}button{font-size:1.1rem;padding:.5rem 1.5rem}</style>"
+        f"</head><body><h1>{escape(title)}</h1>{body}</body></html>"
+    )
+    return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
+
+
+def _refusal(error: GreenlightError) -> HTMLResponse:
+    status = {"NOT_FOUND": 404, "FORBIDDEN": 403, "UNAUTHENTICATED": 401}.get(error.code, 409)
+    return _page(
+        "Not approved",
+        f"<p>{escape(error.message)}.</p><p><small>({escape(error.code)})</small></p>",
+        status,
+    )
+
+
+async def _actor_and_request(request: Request, token: str):
+    config = current()
+    if not config.enabled or not config.secret_key:
+        raise not_found("page")
+    try:
+        link = links.read_token(config.secret_key, token, now())
+    except links.BadLink as error:
+        raise GreenlightError(str(error)) from None
+    user = await User.get_or_none(id=link.user_id)
+    if user is None or not user.is_active:
+        raise GreenlightError("this approve link belongs to a user who can no longer approve")
+    authorizer = request.app.state.authorizer
+    await authorizer.refresh()
+    actor = Actor(user=user, authorizer=authorizer)
+    approval_request = await visible_request(actor, link.request_id)
+    return actor, approval_request
+
+
+async def confirm_page(request: Request) -> HTMLResponse:
+    token = request.query_params.get("token", "")
+    try:
+        actor, approval_request = await _actor_and_request(request, token)
+    except GreenlightError as error:
+        return _refusal(error)
+    image = await Image.get(id=approval_request.image_id)
+    pipeline = await Pipeline.get(id=approval_request.pipeline_id).prefetch_related(
+        "application", "environment"
+    )
+    rows = [
+        ("Application", pipeline.application.name),
+        ("Environment", pipeline.environment.name),
+        ("Image", f"{image.repository}:{image.tag}"),
+        ("Digest", image.digest),
+        ("Comment", approval_request.comment or "(none)"),
+    ]
+    table = "".join(f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in rows)
+    form = (
+        '<form method="post" action="/one-click/approve">'
+        f'<input type="hidden" name="token" value="{escape(token)}">'
+        "<button type=submit>Approve</button></form>"
+    )
+    return _page(
+        f"Approve as {actor.user.email}?",
+        f"<table>{table}</table><p>Approving counts as your approval of this request.</p>{form}",
+    )
+
+
+async def approve_action(request: Request) -> HTMLResponse:
+    body = (await request.body()).decode("utf-8", "replace")
+    token = (parse_qs(body).get("token") or [""])[0]
+    try:
+        actor, approval_request = await _actor_and_request(request, token)
+        approved = await approvals.approve(actor, approval_request.id, "approved by email link")
+    except GreenlightError as error:
+        return _refusal(error)
+    return _page(
+        "Approved",
+        f"<p>Your approval is recorded. The request is now {escape(str(approved.state))}.</p>",
+    )
