@@ -9,6 +9,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route, WebSocketRoute
@@ -22,6 +23,8 @@ from greenlight import db, notifications
 from greenlight.config import Settings
 from greenlight.events import listen_postgres
 from greenlight.notifications import pages
+from greenlight.observability import logs, metrics, tracing
+from greenlight.observability.requests import RequestContextMiddleware
 from greenlight.policies import Actor, Authorizer
 from greenlight.rollout import drivers, jobs
 from greenlight.schema import schema
@@ -45,7 +48,7 @@ class GreenlightGraphQL(GraphQL):
         return Actor(user=user, authorizer=self.authorizer)
 
     async def get_context(self, request, response) -> Context:
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        request_id = request.scope.get("state", {}).get("request_id") or uuid.uuid4().hex
         context = Context(
             request=request,
             response=response,
@@ -63,7 +66,7 @@ class GreenlightGraphQL(GraphQL):
     async def process_result(self, request, result: ExecutionResult) -> GraphQLHTTPResponse:
         """Parse and validation errors never reach the schema's extensions; code them here."""
         if result.errors:
-            request_id = request.headers.get("x-request-id") or "-"
+            request_id = request.scope.get("state", {}).get("request_id") or "-"
             result.errors = [to_contract(error, request_id) for error in result.errors]
         return await super().process_result(request, result)
 
@@ -99,6 +102,7 @@ def create_app(settings: Settings, *, manage_database: bool = True, migrate: boo
     graphql = GreenlightGraphQL(authorizer, settings)
     drivers.configure(settings)
     notifications.configure(settings)
+    tracing.setup(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -130,7 +134,9 @@ def create_app(settings: Settings, *, manage_database: bool = True, migrate: boo
             Route("/one-click/approve", pages.approve_action, methods=["POST"]),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            Route("/metrics", metrics.metrics_endpoint),
         ],
+        middleware=[Middleware(RequestContextMiddleware)],
         lifespan=lifespan,
     )
     app.state.authorizer = authorizer
@@ -140,4 +146,6 @@ def create_app(settings: Settings, *, manage_database: bool = True, migrate: boo
 def app_from_environment() -> Starlette:
     """The app of `greenlight serve --workers N`: each worker reads the environment; the
     parent process has applied the migrations."""
-    return create_app(Settings.from_env(), migrate=False)
+    settings = Settings.from_env()
+    logs.setup(settings.log_format, settings.log_level)
+    return create_app(settings, migrate=False)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from pathlib import Path
 
 from greenlight import db
 from greenlight.config import ConfigError, Settings
+from greenlight.observability import logs
 
 
 def _settings() -> Settings:
@@ -24,7 +24,7 @@ def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     settings = _settings()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.setup(settings.log_format, settings.log_level)
     if args.workers < 1:
         print("greenlight serve: --workers must be at least 1", file=sys.stderr)
         return 2
@@ -41,7 +41,8 @@ def serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         workers=args.workers,
-        log_level="info",
+        log_config=None,
+        access_log=False,
         timeout_graceful_shutdown=30,
     )
     return 0

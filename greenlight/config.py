@@ -1,4 +1,10 @@
-"""Settings, read once from environment variables (documented in the README)."""
+"""Settings: the one typed place where configuration is read and validated.
+
+Values come from environment variables, and from a `.env` file in the working directory
+(or the file named by GREENLIGHT_ENV_FILE) for variables the environment does not set.
+Every variable is in the README's table with its default; a bad value stops the server
+at start with a message naming the variable.
+"""
 
 from __future__ import annotations
 
@@ -60,6 +66,10 @@ class Settings:
     webhook_timeout_seconds: float = 10.0
     webhook_backoff_seconds: float = 2.0
     subscription_recheck_seconds: float = 30.0
+    log_format: str = "auto"
+    log_level: str = "INFO"
+    otel_endpoint: str | None = None
+    otel_service_name: str = "greenlight"
     background_jobs: bool = True
 
     @property
@@ -68,7 +78,21 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
-        env = dict(os.environ if env is None else env)
+        """From `env` (default: the process environment over the `.env` file)."""
+        if env is None:
+            env = {**read_env_file(os.environ.get("GREENLIGHT_ENV_FILE", ".env")), **os.environ}
+        env = dict(env)
+        log_format = (env.get("GREENLIGHT_LOG_FORMAT") or "auto").lower()
+        if log_format not in ("auto", "json", "text"):
+            raise ConfigError(f"GREENLIGHT_LOG_FORMAT must be auto, json or text, got {log_format!r}")
+        log_level = (env.get("GREENLIGHT_LOG_LEVEL") or "INFO").upper()
+        if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ConfigError(
+                f"GREENLIGHT_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {log_level!r}"
+            )
+        otel_endpoint = env.get("GREENLIGHT_OTEL_ENDPOINT") or None
+        if otel_endpoint and not otel_endpoint.startswith(("http://", "https://")):
+            raise ConfigError(f"GREENLIGHT_OTEL_ENDPOINT must be an http(s) URL, got {otel_endpoint!r}")
         url = env.get("GREENLIGHT_DATABASE_URL") or cls.database_url
         if not url.startswith(("sqlite://", "postgres://", "postgresql://")):
             raise ConfigError(
@@ -117,6 +141,10 @@ class Settings:
             ) from None
         return cls(
             database_url=url,
+            log_format=log_format,
+            log_level=log_level,
+            otel_endpoint=otel_endpoint,
+            otel_service_name=env.get("GREENLIGHT_OTEL_SERVICE_NAME") or "greenlight",
             request_url_template=template,
             secret_key=secret_key,
             email_max_attempts=_int(env, "GREENLIGHT_EMAIL_MAX_ATTEMPTS", 8, 1),
@@ -139,3 +167,25 @@ class Settings:
             smtp_security=security,
             public_url=public_url,
         )
+
+
+def read_env_file(path: str) -> dict[str, str]:
+    """KEY=VALUE lines of a .env file (comments, blank lines, `export` and quotes allowed);
+    {} when there is no such file."""
+    if not path or not os.path.isfile(path):
+        return {}
+    values = {}
+    with open(path, encoding="utf-8") as env_file:
+        for number, raw in enumerate(env_file, 1):
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            line = line.removeprefix("export ").strip()
+            key, sep, value = line.partition("=")
+            key, value = key.strip(), value.strip()
+            if not sep or not key.isidentifier():
+                raise ConfigError(f"{path} line {number}: expected KEY=VALUE")
+            if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+                value = value[1:-1]
+            values[key] = value
+    return values

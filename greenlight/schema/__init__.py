@@ -7,6 +7,7 @@ import contextlib
 import strawberry
 from strawberry.extensions import ParserCache, ValidationCache
 
+from greenlight.observability.requests import OperationObserver
 from greenlight.resolvers import mutations, queries
 from greenlight.schema.errors import Authentication, ErrorCodes, to_contract
 from greenlight.schema.subscriptions import Subscription
@@ -96,6 +97,7 @@ schema = GreenlightSchema(
     mutation=Mutation,
     subscription=Subscription,
     extensions=[
+        OperationObserver,
         Authentication,
         ErrorCodes,
         ParserCache(maxsize=512),

@@ -1,0 +1,1 @@
+"""Logs, metrics and traces: how a platform team sees Greenlight run."""
