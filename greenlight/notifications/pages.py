@@ -19,7 +19,7 @@ from greenlight.notifications import current, links
 from greenlight.policies import Actor
 from greenlight.workflow import approvals
 from greenlight.workflow.clock import now
-from greenlight.workflow.errors import GreenlightError, not_found
+from greenlight.workflow.errors import GreenlightError, Unauthenticated, not_found
 from greenlight.workflow.guards import visible_request
 
 
@@ -51,10 +51,10 @@ async def _actor_and_request(request: Request, token: str):
     try:
         link = links.read_token(config.secret_key, token, now())
     except links.BadLink as error:
-        raise GreenlightError(str(error)) from None
+        raise Unauthenticated(str(error)) from None
     user = await User.get_or_none(id=link.user_id)
     if user is None or not user.is_active:
-        raise GreenlightError("this approve link belongs to a user who can no longer approve")
+        raise Unauthenticated("this approve link belongs to a user who can no longer approve")
     authorizer = request.app.state.authorizer
     await authorizer.refresh()
     actor = Actor(user=user, authorizer=authorizer)
