@@ -6,15 +6,14 @@ Emails that keep failing are marked failed; super-admins see and retry them."""
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime
 
 import aiosmtplib
 
+from greenlight import outbox
 from greenlight.models import EmailOutbox, User
 from greenlight.workflow.clock import now
-from greenlight.workflow.tx import transaction
 
 log = logging.getLogger("greenlight.email")
 
@@ -32,22 +31,6 @@ def compose(settings, email: EmailOutbox) -> EmailMessage:
     message.set_content(email.text_body)
     message.add_alternative(email.html_body, subtype="html")
     return message
-
-
-async def _claim() -> EmailOutbox | None:
-    async with transaction():
-        due = (
-            await EmailOutbox.filter(sent_at__isnull=True, failed_at__isnull=True, next_attempt_at__lte=now())
-            .order_by("next_attempt_at", "id")
-            .limit(1)
-            .select_for_update(skip_locked=True)
-        )
-        if not due:
-            return None
-        email = due[0]
-        email.next_attempt_at = now() + timedelta(seconds=LEASE_SECONDS)
-        await email.save(update_fields=["next_attempt_at"])
-    return email
 
 
 async def _send(settings, email: EmailOutbox) -> str | None:
@@ -72,24 +55,24 @@ async def _send(settings, email: EmailOutbox) -> str | None:
 async def deliver_due(settings) -> int:
     """Send every due email; returns how many the SMTP server accepted."""
     sent = 0
-    while (email := await _claim()) is not None:
+    while (email := await outbox.claim(EmailOutbox, "sent_at", LEASE_SECONDS)) is not None:
         recipient = await User.get(id=email.recipient_id)
         if not recipient.is_active:
             email.failed_at = now()
             email.last_error = "not sent: the recipient was deactivated"
+            await email.save(update_fields=["failed_at", "last_error"])
+            continue
+        error = await _send(settings, email)
+        await outbox.record_attempt(
+            email,
+            "sent_at",
+            error,
+            max_attempts=settings.email_max_attempts,
+            backoff_seconds=settings.email_backoff_seconds,
+            max_backoff_seconds=MAX_BACKOFF_SECONDS,
+        )
+        if error is None:
+            sent += 1
         else:
-            error = await _send(settings, email)
-            email.attempts += 1
-            email.last_error = error
-            if error is None:
-                email.sent_at = now()
-                sent += 1
-            elif email.attempts >= settings.email_max_attempts:
-                email.failed_at = now()
-            else:
-                backoff = settings.email_backoff_seconds * 2 ** (email.attempts - 1)
-                email.next_attempt_at = now() + timedelta(seconds=min(backoff, MAX_BACKOFF_SECONDS))
-            if error is not None:
-                log.warning("email %s attempt %s failed: %s", email.id, email.attempts, error)
-        await email.save(update_fields=["attempts", "last_error", "sent_at", "failed_at", "next_attempt_at"])
+            log.warning("email %s attempt %s failed: %s", email.id, email.attempts, error)
     return sent

@@ -16,15 +16,14 @@ import hashlib
 import hmac
 import json
 import logging
-from datetime import timedelta
 
 import httpx
 
-from greenlight.models import DeploymentStatus, WebhookDelivery
+from greenlight import outbox
+from greenlight.models import Deployment, DeploymentStatus, WebhookDelivery
 from greenlight.workflow import deployments
 from greenlight.workflow.clock import now
 from greenlight.workflow.errors import InvalidState
-from greenlight.workflow.tx import transaction
 
 log = logging.getLogger("greenlight.webhook")
 
@@ -38,24 +37,6 @@ def body_of(payload: dict) -> bytes:
 
 def signature(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
-async def _claim(lease_seconds: float) -> WebhookDelivery | None:
-    async with transaction():
-        due = (
-            await WebhookDelivery.filter(
-                delivered_at__isnull=True, failed_at__isnull=True, next_attempt_at__lte=now()
-            )
-            .order_by("next_attempt_at", "id")
-            .limit(1)
-            .select_for_update(skip_locked=True)
-        )
-        if not due:
-            return None
-        delivery = due[0]
-        delivery.next_attempt_at = now() + timedelta(seconds=lease_seconds)
-        await delivery.save(update_fields=["next_attempt_at"])
-    return delivery
 
 
 async def _send(settings, client: httpx.AsyncClient, delivery: WebhookDelivery) -> str | None:
@@ -85,23 +66,28 @@ async def deliver_due(settings, client: httpx.AsyncClient) -> int:
     """Send every delivery that is due; returns how many were accepted."""
     delivered = 0
     lease = settings.webhook_timeout_seconds + 30
-    while (delivery := await _claim(lease)) is not None:
+    while (delivery := await outbox.claim(WebhookDelivery, "delivered_at", lease)) is not None:
+        if delivery.payload.get("event") == "deployment.started":
+            deployment = await Deployment.get(id=delivery.deployment_id)
+            if deployment.status != DeploymentStatus.PROGRESSING:
+                # Superseded (or ended) before the CD system ever accepted its start.
+                delivery.failed_at = now()
+                delivery.last_error = f"not sent: the deployment is {deployment.status} already"
+                await delivery.save(update_fields=["failed_at", "last_error"])
+                continue
         error = await _send(settings, client, delivery)
-        delivery.attempts += 1
-        delivery.last_error = error
-        if error is None:
-            delivery.delivered_at = now()
-            delivered += 1
-        elif delivery.attempts >= settings.webhook_max_attempts:
-            delivery.failed_at = now()
-        else:
-            backoff = settings.webhook_backoff_seconds * 2 ** (delivery.attempts - 1)
-            delivery.next_attempt_at = now() + timedelta(seconds=min(backoff, MAX_BACKOFF_SECONDS))
-        await delivery.save(
-            update_fields=["attempts", "last_error", "delivered_at", "failed_at", "next_attempt_at"]
+        await outbox.record_attempt(
+            delivery,
+            "delivered_at",
+            error,
+            max_attempts=settings.webhook_max_attempts,
+            backoff_seconds=settings.webhook_backoff_seconds,
+            max_backoff_seconds=MAX_BACKOFF_SECONDS,
         )
-        if error is not None:
-            log.warning("webhook delivery %s attempt %s failed: %s", delivery.id, delivery.attempts, error)
+        if error is None:
+            delivered += 1
+            continue
+        log.warning("webhook delivery %s attempt %s failed: %s", delivery.id, delivery.attempts, error)
         if delivery.failed_at is not None and delivery.payload.get("event") == "deployment.started":
             with contextlib.suppress(InvalidState):
                 await deployments.finish_rollout(

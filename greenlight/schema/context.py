@@ -20,6 +20,7 @@ class Context:
     actor_or_none: Actor | None
     auth_error: str | None = None
     authorization: str | None = None  # the credentials of a WebSocket, checked again later
+    connection_params: dict | None = None  # a WebSocket's connection_init payload
     loaders: Loaders = field(default_factory=Loaders)
     settings: Any = None
 

@@ -16,6 +16,7 @@ from greenlight import models
 from greenlight.events import Event, bus
 from greenlight.schema import ids
 from greenlight.schema.context import Info
+from greenlight.schema.loaders import Loaders
 from greenlight.schema.types import ApprovalRequest, Deployment
 from greenlight.workflow.deployments import TERMINAL
 from greenlight.workflow.errors import NotFound, Unauthenticated
@@ -44,6 +45,9 @@ async def _next_event(info: Info, queue: asyncio.Queue[Event]) -> Event | None:
             await context.request.close(code=4403, reason=error.message)
             raise CredentialsWithdrawn(error.message) from None
     await context.actor.authorizer.refresh()
+    # One context serves a whole connection: each event is read afresh, not from the
+    # loaders' cache of an earlier one.
+    context.loaders = Loaders()
     return event
 
 

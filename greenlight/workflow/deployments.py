@@ -238,6 +238,8 @@ async def report_status(
     require(actor, Action.REPORT_DEPLOYMENT_STATUS, scope, "report deployment status")
     async with transaction():
         locked = await Deployment.select_for_update().get(id=deployment.id)
+        if locked.driver == "simulator":
+            raise InvalidState("this deployment is rolled out by Greenlight's simulator, not reported")
         current = DeploymentStatus(locked.status)
         if current != DeploymentStatus.PROGRESSING:
             raise InvalidState(

@@ -20,7 +20,7 @@ import httpx
 import pytest
 from aiosmtpd.controller import Controller
 
-from greenlight import db, notifications
+from greenlight import db, notifications, outbox
 from greenlight.app import create_app
 from greenlight.config import ConfigError, Settings
 from greenlight.models import Approval, ApprovalRequest, EmailOutbox, User
@@ -690,7 +690,7 @@ async def test_r8_restart_between_outbox_write_and_send_still_delivers(world, se
     await request_approval(world, image, ["approver1", "approver2"])
     (row1, row2) = await EmailOutbox.all().order_by("id")
     # one email was claimed by the process just before it died; its lease runs out later
-    claimed = await dispatcher._claim()
+    claimed = await outbox.claim(EmailOutbox, "sent_at", dispatcher.LEASE_SECONDS)
     assert claimed.id == row1.id
 
     # the process dies; a new one starts on the same database

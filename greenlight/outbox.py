@@ -1,0 +1,60 @@
+"""What the two outboxes (webhook deliveries, emails) share: claiming a due row so that
+exactly one process works on it, and recording an attempt with exponential backoff.
+
+A row is claimed with FOR UPDATE SKIP LOCKED inside a short transaction that moves its
+`next_attempt_at` past a lease; the slow part (HTTP, SMTP) runs outside any transaction,
+and a process that dies mid-attempt only delays the row until the lease runs out.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from tortoise.models import Model
+
+from greenlight.workflow.clock import now
+from greenlight.workflow.tx import transaction
+
+
+async def claim(model: type[Model], done_field: str, lease_seconds: float) -> Model | None:
+    """The next due row of `model` (not done, not failed), leased to this process."""
+    async with transaction():
+        due = (
+            await model.filter(
+                **{f"{done_field}__isnull": True},
+                failed_at__isnull=True,
+                next_attempt_at__lte=now(),
+            )
+            .order_by("next_attempt_at", "id")
+            .limit(1)
+            .select_for_update(skip_locked=True)
+        )
+        if not due:
+            return None
+        row = due[0]
+        row.next_attempt_at = now() + timedelta(seconds=lease_seconds)
+        await row.save(update_fields=["next_attempt_at"])
+    return row
+
+
+async def record_attempt(
+    row: Model,
+    done_field: str,
+    error: str | None,
+    *,
+    max_attempts: int,
+    backoff_seconds: float,
+    max_backoff_seconds: float,
+) -> None:
+    """Done when `error` is None; else failed after `max_attempts`, or retried later with
+    the delay doubling from `backoff_seconds` up to `max_backoff_seconds`."""
+    row.attempts += 1
+    row.last_error = error
+    if error is None:
+        setattr(row, done_field, now())
+    elif row.attempts >= max_attempts:
+        row.failed_at = now()
+    else:
+        delay = min(backoff_seconds * 2 ** (row.attempts - 1), max_backoff_seconds)
+        row.next_attempt_at = now() + timedelta(seconds=delay)
+    await row.save(update_fields=["attempts", "last_error", done_field, "failed_at", "next_attempt_at"])
