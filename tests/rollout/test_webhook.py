@@ -5,7 +5,6 @@ back through reportDeploymentStatus as a deploy-agent; and the auditEvents query
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import hashlib
 import hmac
 import json
@@ -526,7 +525,7 @@ async def test_deploy_agent_cannot_report_on_a_simulated_deployment(world, setti
     CD system's to report on: INVALID_STATE, and nothing changes."""
     from greenlight.rollout import drivers
 
-    drivers.configure(dataclasses.replace(settings, deployer="simulator"))
+    drivers.configure(replace(settings, deployer="simulator"))
     simulated = await deploy(world)
     agent = await deploy_agent(world, "cd-shop", "shop", "*")
     body = await report(agent, simulated["id"], "HEALTHY")
