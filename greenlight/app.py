@@ -19,13 +19,13 @@ from strawberry.http import GraphQLHTTPResponse
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult
 
-from greenlight import db, notifications
+from greenlight import db, notifications, sso
 from greenlight.config import Settings
 from greenlight.events import listen_postgres
 from greenlight.notifications import pages
 from greenlight.observability import logs, metrics, tracing
 from greenlight.observability.requests import RequestContextMiddleware
-from greenlight.policies import Actor, Authorizer
+from greenlight.policies import Actor, Authorizer, validate
 from greenlight.rollout import drivers, jobs
 from greenlight.schema import schema
 from greenlight.schema.context import Context
@@ -100,8 +100,10 @@ def create_app(settings: Settings, *, manage_database: bool = True, migrate: boo
     run the background work; tests connect themselves and drive the work by hand."""
     authorizer = Authorizer()
     graphql = GreenlightGraphQL(authorizer, settings)
+    validate.require_valid()
     drivers.configure(settings)
     notifications.configure(settings)
+    sso.configure(settings)
     tracing.setup(settings)
 
     @contextlib.asynccontextmanager

@@ -20,10 +20,22 @@ def _settings() -> Settings:
         raise SystemExit(2) from None
 
 
+def _policy_errors() -> bool:
+    from greenlight.policies.validate import check
+
+    errors = check()
+    for error in errors:
+        print(f"greenlight: {error}", file=sys.stderr)
+    return bool(errors)
+
+
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     settings = _settings()
+    if _policy_errors():
+        print("greenlight serve: refusing to start on invalid policy files", file=sys.stderr)
+        return 2
     logs.setup(settings.log_format, settings.log_level)
     if args.workers < 1:
         print("greenlight serve: --workers must be at least 1", file=sys.stderr)
@@ -81,6 +93,64 @@ def migrate_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def policy_validate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from greenlight.policies.authorizer import MODEL_PATH, POLICY_PATH
+    from greenlight.policies.validate import check
+
+    errors = check(Path(args.model or MODEL_PATH), Path(args.policy or POLICY_PATH))
+    for error in errors:
+        print(error, file=sys.stderr)
+    if errors:
+        return 1
+    print("policy files are valid")
+    return 0
+
+
+async def _policy_check(settings: Settings, email: str, action: str, app: str, env: str) -> tuple[bool, str]:
+    from greenlight.models import User
+    from greenlight.policies import Action, Authorizer, Scope
+    from greenlight.workflow import validation
+    from greenlight.workflow.access import explain_for
+
+    await db.connect(settings.database_url)
+    try:
+        user = await User.get_or_none(email=validation.email(email))
+        if user is None:
+            return False, f"no user {email}"
+        authorizer = Authorizer()
+        await authorizer.refresh()
+        explanation = explain_for(authorizer, user, Action(action), Scope(app, env))
+        return explanation.allowed, explanation.reason
+    finally:
+        await db.close()
+
+
+def policy_check(args: argparse.Namespace) -> int:
+    from greenlight.policies import Action
+    from greenlight.workflow.errors import GreenlightError
+
+    actions = {a.value: a for a in Action} | {a.name: a for a in Action}
+    if args.action not in actions:
+        print(
+            f"unknown action {args.action!r}; one of: {', '.join(a.value for a in Action)}", file=sys.stderr
+        )
+        return 2
+    settings = _settings()
+    try:
+        allowed, reason = asyncio.run(
+            _policy_check(
+                settings, args.email, actions[args.action].value, args.application, args.environment
+            )
+        )
+    except GreenlightError as error:
+        print(error.message, file=sys.stderr)
+        return 2
+    print(("ALLOWED: " if allowed else "DENIED: ") + reason)
+    return 0 if allowed else 1
+
+
 def export_schema(args: argparse.Namespace) -> int:
     from greenlight.schema import schema
 
@@ -108,6 +178,19 @@ def main(argv: list[str] | None = None) -> int:
 
     p = commands.add_parser("migrate", help="apply pending migrations and exit")
     p.set_defaults(func=migrate_command)
+
+    p = commands.add_parser("policy", help="check the policy files, or what a user may do")
+    policy = p.add_subparsers(dest="policy_command", required=True)
+    q = policy.add_parser("validate", help="check policies/model.conf and policies/policy.csv")
+    q.add_argument("--model", help="a model.conf to check instead of the packaged one")
+    q.add_argument("--policy", help="a policy.csv to check instead of the packaged one")
+    q.set_defaults(func=policy_validate)
+    q = policy.add_parser("check", help="may EMAIL do ACTION on APP/ENV, and why (exit 0 if allowed)")
+    q.add_argument("email")
+    q.add_argument("action")
+    q.add_argument("application")
+    q.add_argument("environment")
+    q.set_defaults(func=policy_check)
 
     p = commands.add_parser("export-schema", help="write the GraphQL schema (SDL)")
     p.add_argument("output", nargs="?", default="schema.graphql")

@@ -69,11 +69,23 @@ class Settings:
     webhook_timeout_seconds: float = 10.0
     webhook_backoff_seconds: float = 2.0
     subscription_recheck_seconds: float = 30.0
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_jwks_url: str | None = None
+    jwt_secret: str | None = field(default=None, repr=False)
+    jwt_email_claim: str = "email"
+    jwt_groups_claim: str | None = None
+    jwt_auto_provision: bool = False
+    jwks_refresh_seconds: float = 300.0
     log_format: str = "auto"
     log_level: str = "INFO"
     otel_endpoint: str | None = None
     otel_service_name: str = "greenlight"
     background_jobs: bool = True
+
+    @property
+    def jwt_enabled(self) -> bool:
+        return bool(self.jwt_jwks_url or self.jwt_secret)
 
     @property
     def email_enabled(self) -> bool:
@@ -142,8 +154,31 @@ class Settings:
             raise ConfigError(
                 "GREENLIGHT_REQUEST_URL_TEMPLATE may use only {public_url} and {request_id}"
             ) from None
+        jwt_issuer = env.get("GREENLIGHT_JWT_ISSUER") or None
+        jwt_audience = env.get("GREENLIGHT_JWT_AUDIENCE") or None
+        jwks_url = env.get("GREENLIGHT_JWT_JWKS_URL") or None
+        jwt_secret = env.get("GREENLIGHT_JWT_SECRET") or None
+        if jwks_url and jwt_secret:
+            raise ConfigError("set GREENLIGHT_JWT_JWKS_URL or GREENLIGHT_JWT_SECRET, not both")
+        if (jwks_url or jwt_secret) and not (jwt_issuer and jwt_audience):
+            raise ConfigError("GREENLIGHT_JWT_ISSUER and GREENLIGHT_JWT_AUDIENCE must be set to accept JWTs")
+        if jwks_url and not jwks_url.startswith(("http://", "https://")):
+            raise ConfigError(f"GREENLIGHT_JWT_JWKS_URL must be an http(s) URL, got {jwks_url!r}")
+        if jwt_secret and len(jwt_secret) < 32:
+            raise ConfigError("GREENLIGHT_JWT_SECRET must be at least 32 characters")
+        auto_provision = (env.get("GREENLIGHT_JWT_AUTO_PROVISION") or "false").lower()
+        if auto_provision not in ("true", "false", "1", "0", "yes", "no"):
+            raise ConfigError(f"GREENLIGHT_JWT_AUTO_PROVISION must be true or false, got {auto_provision!r}")
         return cls(
             database_url=url,
+            jwt_issuer=jwt_issuer,
+            jwt_audience=jwt_audience,
+            jwt_jwks_url=jwks_url,
+            jwt_secret=jwt_secret,
+            jwt_email_claim=env.get("GREENLIGHT_JWT_EMAIL_CLAIM") or "email",
+            jwt_groups_claim=env.get("GREENLIGHT_JWT_GROUPS_CLAIM") or None,
+            jwt_auto_provision=auto_provision in ("true", "1", "yes"),
+            jwks_refresh_seconds=_float(env, "GREENLIGHT_JWKS_REFRESH_SECONDS", 300.0, 1.0),
             log_format=log_format,
             log_level=log_level,
             otel_endpoint=otel_endpoint,

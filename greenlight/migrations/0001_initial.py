@@ -32,6 +32,16 @@ class Migration(migrations.Migration):
             bases=['Model'],
         ),
         ops.CreateModel(
+            name='Group',
+            fields=[
+                ('id', fields.IntField(generated=True, primary_key=True, unique=True, db_index=True)),
+                ('name', fields.CharField(unique=True, max_length=63)),
+                ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
+            ],
+            options={'table': 'groups', 'app': 'models', 'pk_attr': 'id', 'table_description': 'A team: its members inherit the roles granted to it (through Casbin).'},
+            bases=['Model'],
+        ),
+        ops.CreateModel(
             name='Pipeline',
             fields=[
                 ('id', fields.IntField(generated=True, primary_key=True, unique=True, db_index=True)),
@@ -98,6 +108,17 @@ class Migration(migrations.Migration):
                 ('after', fields.JSONField(null=True, encoder=functools.partial(dumps, separators=(',', ':')), decoder=loads)),
             ],
             options={'table': 'audit_events', 'app': 'models', 'indexes': [Index(fields=['object_type', 'object_id'])], 'pk_attr': 'id', 'table_description': 'Append-only: one row per state change, written in the transaction that made it.'},
+            bases=['Model'],
+        ),
+        ops.CreateModel(
+            name='GroupMember',
+            fields=[
+                ('id', fields.IntField(generated=True, primary_key=True, unique=True, db_index=True)),
+                ('group', fields.ForeignKeyField('models.Group', source_field='group_id', db_constraint=True, to_field='id', related_name='members', on_delete=OnDelete.CASCADE)),
+                ('user', fields.ForeignKeyField('models.User', source_field='user_id', db_constraint=True, to_field='id', related_name='memberships', on_delete=OnDelete.CASCADE)),
+                ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
+            ],
+            options={'table': 'group_members', 'app': 'models', 'unique_together': (('group', 'user'),), 'indexes': [Index(fields=['user_id'])], 'pk_attr': 'id'},
             bases=['Model'],
         ),
         ops.CreateModel(
@@ -212,13 +233,14 @@ class Migration(migrations.Migration):
             name='RoleBinding',
             fields=[
                 ('id', fields.IntField(generated=True, primary_key=True, unique=True, db_index=True)),
-                ('user', fields.ForeignKeyField('models.User', source_field='user_id', db_constraint=True, to_field='id', related_name='role_bindings', on_delete=OnDelete.CASCADE)),
+                ('user', fields.ForeignKeyField('models.User', source_field='user_id', null=True, db_constraint=True, to_field='id', related_name='role_bindings', on_delete=OnDelete.CASCADE)),
+                ('group', fields.ForeignKeyField('models.Group', source_field='group_id', null=True, db_constraint=True, to_field='id', related_name='role_bindings', on_delete=OnDelete.CASCADE)),
                 ('role', fields.CharEnumField(description='SUPER_ADMIN: super-admin\nBUILD_AND_DEPLOY: build-and-deploy\nIMAGE_APPROVER: image-approver\nVIEWER: viewer\nDEPLOY_AGENT: deploy-agent', enum_type=Role, max_length=32)),
                 ('application', fields.CharField(max_length=63)),
                 ('environment', fields.CharField(max_length=63)),
                 ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
             ],
-            options={'table': 'role_bindings', 'app': 'models', 'unique_together': (('user', 'role', 'application', 'environment'),), 'pk_attr': 'id', 'table_description': 'One role granted to one user on one scope: an application and an environment, each a name or the wildcard.'},
+            options={'table': 'role_bindings', 'app': 'models', 'unique_together': (('user', 'role', 'application', 'environment'), ('group', 'role', 'application', 'environment')), 'pk_attr': 'id', 'table_description': 'One role granted to one user, or to one group, on one scope: an application and an'},
             bases=['Model'],
         ),
         ops.CreateModel(

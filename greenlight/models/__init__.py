@@ -10,7 +10,7 @@ from greenlight.models.enums import (
     Role,
     TriggerType,
 )
-from greenlight.models.identity import ApiToken, PolicyVersion, RoleBinding, User
+from greenlight.models.identity import ApiToken, Group, GroupMember, PolicyVersion, RoleBinding, User
 from greenlight.models.workflow import (
     Approval,
     ApprovalRequest,
@@ -36,6 +36,8 @@ __all__ = [
     "DeploymentStrategy",
     "EmailOutbox",
     "Environment",
+    "Group",
+    "GroupMember",
     "Image",
     "NamedApprover",
     "Pipeline",

@@ -31,11 +31,36 @@ class ApiToken(Model):
         table = "api_tokens"
 
 
-class RoleBinding(Model):
-    """One role granted to one user on one scope: an application and an environment, each a name or the wildcard."""
+class Group(Model):
+    """A team: its members inherit the roles granted to it (through Casbin)."""
 
     id = fields.IntField(primary_key=True)
-    user = fields.ForeignKeyField("models.User", related_name="role_bindings")
+    name = fields.CharField(max_length=63, unique=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "groups"
+
+
+class GroupMember(Model):
+    id = fields.IntField(primary_key=True)
+    group = fields.ForeignKeyField("models.Group", related_name="members")
+    user = fields.ForeignKeyField("models.User", related_name="memberships")
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "group_members"
+        unique_together = (("group", "user"),)
+        indexes = (("user_id",),)
+
+
+class RoleBinding(Model):
+    """One role granted to one user, or to one group, on one scope: an application and an
+    environment, each a name or the wildcard."""
+
+    id = fields.IntField(primary_key=True)
+    user = fields.ForeignKeyField("models.User", related_name="role_bindings", null=True)
+    group = fields.ForeignKeyField("models.Group", related_name="role_bindings", null=True)
     role = fields.CharEnumField(Role, max_length=32)
     application = fields.CharField(max_length=63)
     environment = fields.CharField(max_length=63)
@@ -43,7 +68,10 @@ class RoleBinding(Model):
 
     class Meta:
         table = "role_bindings"
-        unique_together = (("user", "role", "application", "environment"),)
+        unique_together = (
+            ("user", "role", "application", "environment"),
+            ("group", "role", "application", "environment"),
+        )
 
 
 class PolicyVersion(Model):

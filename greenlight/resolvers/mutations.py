@@ -14,6 +14,7 @@ from greenlight.schema.inputs import (
     CreatePipelineInput,
     CreateUserInput,
     DeployImageInput,
+    GroupRoleBindingInput,
     IssueApiTokenInput,
     RegisterImageInput,
     RequestApprovalInput,
@@ -25,6 +26,8 @@ from greenlight.schema.types import (
     ApprovalRequest,
     Deployment,
     Environment,
+    Group,
+    GroupRoleBinding,
     Image,
     IssuedApiToken,
     OutboxEmail,
@@ -32,7 +35,7 @@ from greenlight.schema.types import (
     RoleBinding,
     User,
 )
-from greenlight.workflow import approvals, catalog, deployments, identity, outbox
+from greenlight.workflow import approvals, catalog, deployments, identity, outbox, teams
 
 
 async def register_image(info: Info, input: RegisterImageInput) -> Image:
@@ -170,3 +173,45 @@ async def revoke_role(info: Info, id: strawberry.ID) -> RoleBinding:
 async def retry_notification(info: Info, id: strawberry.ID) -> OutboxEmail:
     email_id = ids.decode("OutboxEmail", id, "id")
     return OutboxEmail(model=await outbox.retry_email(info.context.actor, email_id))
+
+
+async def create_group(info: Info, name: str) -> Group:
+    return Group(model=await teams.create_group(info.context.actor, name))
+
+
+async def add_group_member(info: Info, group_id: strawberry.ID, user_id: strawberry.ID) -> Group:
+    group = await teams.add_member(
+        info.context.actor, ids.decode("Group", group_id, "groupId"), ids.decode("User", user_id, "userId")
+    )
+    return Group(model=group)
+
+
+async def remove_group_member(info: Info, group_id: strawberry.ID, user_id: strawberry.ID) -> Group:
+    group = await teams.remove_member(
+        info.context.actor, ids.decode("Group", group_id, "groupId"), ids.decode("User", user_id, "userId")
+    )
+    return Group(model=group)
+
+
+async def grant_group_role(info: Info, input: GroupRoleBindingInput) -> GroupRoleBinding:
+    binding = await teams.grant_group_role(
+        info.context.actor,
+        ids.decode("Group", input.group_id, "groupId"),
+        Role(input.role),
+        input.application or "*",
+        input.environment or "*",
+    )
+    return GroupRoleBinding(model=binding)
+
+
+async def revoke_group_role(info: Info, id: strawberry.ID) -> GroupRoleBinding:
+    binding_id = ids.decode("GroupRoleBinding", id, "id")
+    return GroupRoleBinding(model=await teams.revoke_group_role(info.context.actor, binding_id))
+
+
+async def deactivate_user(info: Info, id: strawberry.ID) -> User:
+    return User(model=await identity.deactivate_user(info.context.actor, ids.decode("User", id, "id")))
+
+
+async def reactivate_user(info: Info, id: strawberry.ID) -> User:
+    return User(model=await identity.reactivate_user(info.context.actor, ids.decode("User", id, "id")))

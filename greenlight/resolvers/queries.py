@@ -6,23 +6,29 @@ import strawberry
 
 from greenlight import notifications
 from greenlight.models import ApprovalState
+from greenlight.policies import Action
 from greenlight.schema import ids
 from greenlight.schema.context import Info
 from greenlight.schema.inputs import ApprovalRequestFilter, AuditEventFilter
 from greenlight.schema.types import (
+    ActionEnum,
+    ApiToken,
     Application,
     ApprovalRequest,
     AuditEvent,
     Connection,
+    Decision,
     Deployment,
     Environment,
+    Group,
     Image,
     OutboxEmail,
     Pipeline,
+    RoleBinding,
     User,
     connection,
 )
-from greenlight.workflow import approvals, outbox, reads
+from greenlight.workflow import access, approvals, identity, outbox, reads, teams
 from greenlight.workflow.guards import visible_deployment, visible_request
 
 
@@ -128,3 +134,44 @@ async def notification_outbox(
 ) -> Connection[OutboxEmail]:
     found = await outbox.list_emails(info.context.actor, failed_only, first, ids.decode_cursor(after))
     return connection(found, OutboxEmail)
+
+
+async def can_i(info: Info, action: ActionEnum, application: str, environment: str) -> Decision:
+    found = await access.explain(info.context.actor, None, Action(action), application, environment)
+    return Decision.of(found)
+
+
+async def explain_access(
+    info: Info, user_id: strawberry.ID, action: ActionEnum, application: str, environment: str
+) -> Decision:
+    uid = ids.decode("User", user_id, "userId")
+    found = await access.explain(info.context.actor, uid, Action(action), application, environment)
+    return Decision.of(found)
+
+
+async def api_tokens(
+    info: Info, user_id: strawberry.ID | None = None, first: int | None = 20, after: str | None = None
+) -> Connection[ApiToken]:
+    uid = ids.decode_optional("User", user_id, "userId")
+    found = await identity.api_tokens(info.context.actor, uid, first, ids.decode_cursor(after))
+    return connection(found, ApiToken)
+
+
+async def groups(info: Info, first: int | None = 20, after: str | None = None) -> Connection[Group]:
+    return connection(await teams.groups(info.context.actor, first, ids.decode_cursor(after)), Group)
+
+
+async def group(info: Info, id: strawberry.ID) -> Group:
+    return Group(model=await teams.group(info.context.actor, ids.decode("Group", id, "id")))
+
+
+async def user_connection(info: Info, first: int | None = 20, after: str | None = None) -> Connection[User]:
+    return connection(await teams.users_page(info.context.actor, first, ids.decode_cursor(after)), User)
+
+
+async def role_binding_connection(
+    info: Info, user_id: strawberry.ID | None = None, first: int | None = 20, after: str | None = None
+) -> Connection[RoleBinding]:
+    uid = ids.decode_optional("User", user_id, "userId")
+    found = await teams.role_bindings_page(info.context.actor, uid, first, ids.decode_cursor(after))
+    return connection(found, RoleBinding)

@@ -31,6 +31,25 @@ class Query:
     )
     deployment = strawberry.field(resolver=queries.deployment)
     users = strawberry.field(resolver=queries.users, description="Super-admins only.")
+    can_i = strawberry.field(
+        resolver=queries.can_i, description="Whether the caller may do an action on a scope, and why."
+    )
+    explain_access = strawberry.field(
+        resolver=queries.explain_access, description="canI for any user; super-admins only."
+    )
+    api_tokens = strawberry.field(
+        resolver=queries.api_tokens,
+        description="API tokens (never their secrets): your own; super-admins anyone's.",
+    )
+    groups = strawberry.field(resolver=queries.groups, description="Super-admins only.")
+    group = strawberry.field(resolver=queries.group, description="Super-admins only.")
+    user_connection = strawberry.field(
+        resolver=queries.user_connection, description="Users, paginated; super-admins only."
+    )
+    role_binding_connection = strawberry.field(
+        resolver=queries.role_binding_connection,
+        description="Users' role bindings, paginated; super-admins only.",
+    )
     notifications_enabled = strawberry.field(
         resolver=queries.notifications_enabled,
         description="Whether email is configured: offer the approver picker only then.",
@@ -70,6 +89,19 @@ class Mutation:
     update_approval_policy = strawberry.mutation(resolver=mutations.update_approval_policy)
     grant_role = strawberry.mutation(resolver=mutations.grant_role)
     revoke_role = strawberry.mutation(resolver=mutations.revoke_role)
+    create_group = strawberry.mutation(resolver=mutations.create_group)
+    add_group_member = strawberry.mutation(resolver=mutations.add_group_member)
+    remove_group_member = strawberry.mutation(resolver=mutations.remove_group_member)
+    grant_group_role = strawberry.mutation(
+        resolver=mutations.grant_group_role,
+        description="grantRole for a group: its members inherit the role.",
+    )
+    revoke_group_role = strawberry.mutation(resolver=mutations.revoke_group_role)
+    deactivate_user = strawberry.mutation(
+        resolver=mutations.deactivate_user,
+        description="Every token and JWT of the user fails at once; roles are kept.",
+    )
+    reactivate_user = strawberry.mutation(resolver=mutations.reactivate_user)
 
 
 class GreenlightSchema(strawberry.Schema):

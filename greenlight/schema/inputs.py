@@ -85,3 +85,11 @@ class AuditEventFilter:
     action: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+
+
+@strawberry.input
+class GroupRoleBindingInput:
+    group_id: strawberry.ID
+    role: Role
+    application: str | None = "*"
+    environment: str | None = "*"

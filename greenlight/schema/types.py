@@ -9,6 +9,7 @@ import strawberry
 from strawberry.scalars import JSON
 
 from greenlight import models
+from greenlight.policies import Action
 from greenlight.rollout import plan
 from greenlight.schema import ids
 from greenlight.schema.context import Info
@@ -19,7 +20,7 @@ from greenlight.schema.enums import (
     Role,
     TriggerType,
 )
-from greenlight.workflow import reads
+from greenlight.workflow import reads, teams
 from greenlight.workflow.clock import now
 from greenlight.workflow.deployments import deployable_images
 from greenlight.workflow.states import active_deployment, effective_state
@@ -51,6 +52,10 @@ class User:
     @strawberry.field
     def name(self) -> str:
         return self.model.name
+
+    @strawberry.field
+    def is_active(self) -> bool:
+        return self.model.is_active
 
     @strawberry.field
     def is_super_admin(self, info: Info) -> bool:
@@ -466,6 +471,10 @@ class ApiToken:
     def revoked_at(self) -> datetime | None:
         return self.model.revoked_at
 
+    @strawberry.field
+    def last_used_at(self) -> datetime | None:
+        return self.model.last_used_at
+
 
 @strawberry.type(description="The secret is shown once, here.")
 class IssuedApiToken:
@@ -516,3 +525,85 @@ class OutboxEmail:
     @strawberry.field
     def last_error(self) -> str | None:
         return self.model.last_error
+
+
+ActionEnum = strawberry.enum(Action, name="Action")
+
+
+@strawberry.type
+class GroupRoleBinding:
+    model: strawberry.Private[models.RoleBinding]
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(ids.encode("GroupRoleBinding", self.model.id))
+
+    @strawberry.field
+    async def group(self) -> Group:
+        return Group(model=await models.Group.get(id=self.model.group_id))
+
+    @strawberry.field
+    def role(self) -> Role:
+        return models.Role(self.model.role)
+
+    @strawberry.field
+    def application(self) -> str:
+        return self.model.application
+
+    @strawberry.field
+    def environment(self) -> str:
+        return self.model.environment
+
+
+@strawberry.type(description="A team; its members inherit the roles granted to it.")
+class Group:
+    model: strawberry.Private[models.Group]
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(ids.encode_model(self.model))
+
+    @strawberry.field
+    def name(self) -> str:
+        return self.model.name
+
+    @strawberry.field
+    async def members(self, first: int | None = 20, after: str | None = None) -> Connection[User]:
+        return connection(await teams.members(self.model, first, ids.decode_cursor(after)), User)
+
+    @strawberry.field
+    async def role_bindings(self) -> list[GroupRoleBinding]:
+        return [GroupRoleBinding(model=b) for b in await teams.group_bindings(self.model)]
+
+
+@strawberry.type(description="A role that allows the action, and where it comes from.")
+class AccessGrant:
+    role: Role
+    application: str
+    environment: str
+    group: str | None = strawberry.field(description="The group it comes through; null if direct.")
+
+
+@strawberry.type
+class Decision:
+    allowed: bool
+    reason: str
+    grants: list[AccessGrant]
+    roles_needed: list[Role] = strawberry.field(description="Roles that allow the action.")
+
+    @classmethod
+    def of(cls, explanation) -> Decision:
+        return cls(
+            allowed=explanation.allowed,
+            reason=explanation.reason,
+            grants=[
+                AccessGrant(
+                    role=g.role,
+                    application=g.scope.application,
+                    environment=g.scope.environment,
+                    group=g.group,
+                )
+                for g in explanation.grants
+            ],
+            roles_needed=[models.Role(r) for r in explanation.roles_needed],
+        )

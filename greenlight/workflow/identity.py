@@ -8,7 +8,8 @@ from datetime import timedelta
 
 from tortoise.exceptions import IntegrityError
 
-from greenlight.models import ApiToken, Application, Environment, Role, RoleBinding, User
+from greenlight import sso
+from greenlight.models import ApiToken, Application, Environment, Group, GroupMember, Role, RoleBinding, User
 from greenlight.policies import Actor
 from greenlight.policies.authorizer import bump_policy_version
 from greenlight.workflow import audit, validation
@@ -22,6 +23,7 @@ from greenlight.workflow.errors import (
     not_found,
 )
 from greenlight.workflow.guards import require_admin
+from greenlight.workflow.reads import page
 from greenlight.workflow.tx import transaction
 
 TOKEN_PREFIX = "glt_"
@@ -32,13 +34,16 @@ def hash_token(token: str) -> str:
 
 
 async def authenticate(authorization: str | None) -> User:
-    """The user behind an `Authorization: Bearer <token>` header, or UNAUTHENTICATED."""
+    """The user behind an `Authorization: Bearer <token>` header (an API token, or a JWT
+    from the identity provider when single sign-on is configured), or UNAUTHENTICATED."""
     if not authorization:
         raise Unauthenticated("missing Authorization header: send 'Authorization: Bearer <token>'")
     scheme, _, token = authorization.strip().partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise Unauthenticated("malformed Authorization header: expected 'Bearer <token>'")
+    if sso.current().enabled and sso.looks_like_jwt(token):
+        return await _user_of_jwt(token)
     api_token = await ApiToken.get_or_none(token_hash=hash_token(token)).prefetch_related("user")
     if api_token is None:
         raise Unauthenticated("invalid token")
@@ -48,7 +53,74 @@ async def authenticate(authorization: str | None) -> User:
         raise Unauthenticated("token expired")
     if not api_token.user.is_active:
         raise Unauthenticated("user deactivated")
+    at = now()
+    if api_token.last_used_at is None or at - api_token.last_used_at > LAST_USED_PRECISION:
+        await ApiToken.filter(id=api_token.id).update(last_used_at=at)
     return api_token.user
+
+
+LAST_USED_PRECISION = timedelta(minutes=1)
+
+
+async def _user_of_jwt(token: str) -> User:
+    config = sso.current()
+    claims = await sso.verify(token)
+    raw_email = claims.get(config.email_claim)
+    if not isinstance(raw_email, str):
+        raise Unauthenticated(f"token has no {config.email_claim!r} claim")
+    try:
+        email = validation.email(raw_email)
+    except BadUserInput:
+        raise Unauthenticated(f"the {config.email_claim!r} claim is not an email address") from None
+    user = await User.get_or_none(email=email)
+    if user is None:
+        if not config.auto_provision:
+            raise Unauthenticated(f"no Greenlight user for {email}; ask a super-admin for one")
+        user = await _provision(email, claims.get("name"))
+    if not user.is_active:
+        raise Unauthenticated("user deactivated")
+    if config.groups_claim:
+        groups = claims.get(config.groups_claim) or []
+        if isinstance(groups, str):
+            groups = [groups]
+        await _sync_groups(user, {g for g in groups if isinstance(g, str)})
+    return user
+
+
+async def _provision(email: str, name: object) -> User:
+    """A user the identity provider vouches for, created on first sign-in with no roles."""
+    display = name.strip()[:200] if isinstance(name, str) and name.strip() else email.split("@")[0]
+    async with transaction():
+        existing = await User.get_or_none(email=email)
+        if existing is not None:
+            return existing
+        try:
+            user = await User.create(email=email, name=display)
+        except IntegrityError:  # provisioned by a concurrent request
+            return await User.get(email=email)
+        await audit.record("provision_user", user, actor_id=None, after={"email": email})
+    return user
+
+
+async def _sync_groups(user: User, names: set[str]) -> None:
+    """The identity provider's groups claim decides the user's memberships of the
+    Greenlight groups of those names (groups it does not name are left)."""
+    wanted = set(await Group.filter(name__in=names).values_list("id", flat=True)) if names else set()
+    current = set(await GroupMember.filter(user_id=user.id).values_list("group_id", flat=True))
+    if wanted == current:
+        return
+    async with transaction():
+        await bump_policy_version()
+        await GroupMember.filter(user_id=user.id, group_id__in=current - wanted).delete()
+        for group_id in wanted - current:
+            await GroupMember.get_or_create(user_id=user.id, group_id=group_id)
+        await audit.record(
+            "sync_groups",
+            user,
+            actor_id=None,
+            before={"groups": sorted(current)},
+            after={"groups": sorted(wanted)},
+        )
 
 
 async def create_user(actor: Actor, email: str, name: str) -> User:
@@ -93,12 +165,13 @@ async def issue_api_token(
 
 
 async def revoke_api_token(actor: Actor, token_id: int) -> ApiToken:
-    """R2."""
-    require_admin(actor, "revoke API tokens")
+    """R2; a user may also revoke their own tokens."""
     async with transaction():
         api_token = await ApiToken.select_for_update().get_or_none(id=token_id)
         if api_token is None:
             raise not_found("API token")
+        if api_token.user_id != actor.id:
+            require_admin(actor, "revoke other users' API tokens")
         if api_token.revoked_at is not None:
             raise InvalidState("this token is already revoked")
         api_token.revoked_at = now()
@@ -107,7 +180,58 @@ async def revoke_api_token(actor: Actor, token_id: int) -> ApiToken:
     return api_token
 
 
-async def _check_scope_exists(application: str, environment: str) -> None:
+async def api_tokens(actor: Actor, user_id: int | None, first: int | None, after_id: int | None):
+    """Tokens (never their secrets): a user's own; super-admins anyone's, or all."""
+    query = ApiToken.all()
+    if not actor.is_super_admin:
+        if user_id is not None and user_id != actor.id:
+            require_admin(actor, "list other users' tokens")
+        query = query.filter(user_id=actor.id)
+    elif user_id is not None:
+        query = query.filter(user_id=user_id)
+    return await page(query, first, after_id)
+
+
+async def _set_active(actor: Actor, user_id: int, active: bool) -> User:
+    require_admin(actor, "deactivate or reactivate users")
+    async with transaction():
+        await bump_policy_version()  # their roles leave (or rejoin) every process's policy
+        user = await User.select_for_update().get_or_none(id=user_id)
+        if user is None:
+            raise not_found("user")
+        if user.is_active == active:
+            raise InvalidState(f"this user is already {'active' if active else 'deactivated'}")
+        if not active:
+            if user.id == actor.id:
+                raise InvalidState("you cannot deactivate yourself")
+            others = await RoleBinding.filter(
+                role=Role.SUPER_ADMIN, user__is_active=True, user_id__not=user.id
+            ).count()
+            if actor.authorizer.is_super_admin(user.id) and others == 0:
+                raise InvalidState("this is the last active super-admin")
+        user.is_active = active
+        await user.save(update_fields=["is_active"])
+        await audit.record(
+            "reactivate_user" if active else "deactivate_user",
+            user,
+            actor_id=actor.id,
+            before={"active": not active},
+            after={"active": active},
+        )
+    return user
+
+
+async def deactivate_user(actor: Actor, user_id: int) -> User:
+    """Every token and JWT of the user fails at once; they leave eligible approvers; their
+    past actions stay in the audit log; their roles are kept for a reactivation."""
+    return await _set_active(actor, user_id, False)
+
+
+async def reactivate_user(actor: Actor, user_id: int) -> User:
+    return await _set_active(actor, user_id, True)
+
+
+async def check_scope_exists(application: str, environment: str) -> None:
     if application != "*" and not await Application.exists(name=application):
         raise not_found("application")
     if environment != "*" and not await Environment.exists(name=environment):
@@ -127,7 +251,7 @@ async def grant_role(
         user = await User.get_or_none(id=user_id)
         if user is None:
             raise not_found("user")
-        await _check_scope_exists(application, environment)
+        await check_scope_exists(application, environment)
         existing = await RoleBinding.get_or_none(
             user_id=user_id, role=role, application=application, environment=environment
         )
@@ -153,7 +277,7 @@ async def revoke_role(actor: Actor, binding_id: int) -> RoleBinding:
     require_admin(actor, "revoke roles")
     async with transaction():
         await bump_policy_version()  # also serialises concurrent revocations
-        binding = await RoleBinding.get_or_none(id=binding_id)
+        binding = await RoleBinding.get_or_none(id=binding_id, user_id__isnull=False)
         if binding is None:
             raise not_found("role binding")
         if binding.role == Role.SUPER_ADMIN:

@@ -1,0 +1,154 @@
+"""Permission groups: super-admins make teams, add and remove members, and grant roles to
+a team on a scope exactly as to a user; members inherit them through Casbin (R2, R5)."""
+
+from __future__ import annotations
+
+from greenlight.models import Group, GroupMember, Role, RoleBinding, User
+from greenlight.policies import Actor
+from greenlight.policies.authorizer import bump_policy_version
+from greenlight.workflow import audit, validation
+from greenlight.workflow.errors import BadUserInput, Conflict, InvalidState, not_found
+from greenlight.workflow.guards import require_admin
+from greenlight.workflow.identity import check_scope_exists
+from greenlight.workflow.reads import Page, page
+from greenlight.workflow.tx import transaction
+
+
+async def create_group(actor: Actor, name: str) -> Group:
+    require_admin(actor, "create groups")
+    validation.name("name", name)
+    async with transaction():
+        existing = await Group.get_or_none(name=name)
+        if existing is not None:
+            raise Conflict(f"group {name} exists", existing=existing)
+        group = await Group.create(name=name)
+        await audit.record("create_group", group, actor_id=actor.id, after={"name": name})
+    return group
+
+
+async def _group_and_user(group_id: int, user_id: int) -> tuple[Group, User]:
+    group = await Group.get_or_none(id=group_id)
+    if group is None:
+        raise not_found("group")
+    user = await User.get_or_none(id=user_id)
+    if user is None:
+        raise not_found("user")
+    return group, user
+
+
+async def add_member(actor: Actor, group_id: int, user_id: int) -> Group:
+    require_admin(actor, "change group members")
+    async with transaction():
+        await bump_policy_version()
+        group, user = await _group_and_user(group_id, user_id)
+        if await GroupMember.exists(group_id=group.id, user_id=user.id):
+            raise Conflict(f"{user.email} is a member of {group.name} already", existing=group)
+        await GroupMember.create(group=group, user=user)
+        await audit.record("add_group_member", group, actor_id=actor.id, after={"user": user.id})
+    return group
+
+
+async def remove_member(actor: Actor, group_id: int, user_id: int) -> Group:
+    """Takes effect on the member's next request, on every process (R5)."""
+    require_admin(actor, "change group members")
+    async with transaction():
+        await bump_policy_version()
+        group, user = await _group_and_user(group_id, user_id)
+        removed = await GroupMember.filter(group_id=group.id, user_id=user.id).delete()
+        if not removed:
+            raise InvalidState(f"{user.email} is not a member of {group.name}")
+        await audit.record("remove_group_member", group, actor_id=actor.id, before={"user": user.id})
+    return group
+
+
+async def grant_group_role(
+    actor: Actor, group_id: int, role: Role, application: str, environment: str
+) -> RoleBinding:
+    require_admin(actor, "grant roles")
+    validation.scope_part("application", application)
+    validation.scope_part("environment", environment)
+    if role == Role.SUPER_ADMIN and (application, environment) != ("*", "*"):
+        raise BadUserInput("super-admin is global: grant it with application and environment '*'")
+    async with transaction():
+        group = await Group.get_or_none(id=group_id)
+        if group is None:
+            raise not_found("group")
+        await check_scope_exists(application, environment)
+        existing = await RoleBinding.get_or_none(
+            group_id=group.id, role=role, application=application, environment=environment
+        )
+        if existing is not None:
+            raise Conflict("this role binding exists", existing=existing)
+        binding = await RoleBinding.create(
+            group=group, role=role, application=application, environment=environment
+        )
+        await bump_policy_version()
+        await audit.record(
+            "grant_role",
+            binding,
+            actor_id=actor.id,
+            after={"group": group.id, "role": role.value, "scope": f"{application}/{environment}"},
+            application=application,
+            environment=environment,
+        )
+    return binding
+
+
+async def revoke_group_role(actor: Actor, binding_id: int) -> RoleBinding:
+    require_admin(actor, "revoke roles")
+    async with transaction():
+        await bump_policy_version()
+        binding = await RoleBinding.get_or_none(id=binding_id, group_id__isnull=False)
+        if binding is None:
+            raise not_found("group role binding")
+        before = {
+            "group": binding.group_id,
+            "role": Role(binding.role).value,
+            "scope": f"{binding.application}/{binding.environment}",
+        }
+        await binding.delete()
+        await audit.record(
+            "revoke_role",
+            binding,
+            actor_id=actor.id,
+            before=before,
+            application=binding.application,
+            environment=binding.environment,
+        )
+    return binding
+
+
+async def groups(actor: Actor, first: int | None, after_id: int | None) -> Page:
+    require_admin(actor, "list groups")
+    return await page(Group.all(), first, after_id)
+
+
+async def group(actor: Actor, group_id: int) -> Group:
+    require_admin(actor, "read groups")
+    found = await Group.get_or_none(id=group_id)
+    if found is None:
+        raise not_found("group")
+    return found
+
+
+async def members(group: Group, first: int | None, after_id: int | None) -> Page:
+    return await page(User.filter(memberships__group_id=group.id), first, after_id)
+
+
+async def group_bindings(group: Group) -> list[RoleBinding]:
+    return await RoleBinding.filter(group_id=group.id).order_by("id")
+
+
+async def users_page(actor: Actor, first: int | None, after_id: int | None) -> Page:
+    require_admin(actor, "list users")
+    return await page(User.all(), first, after_id)
+
+
+async def role_bindings_page(
+    actor: Actor, user_id: int | None, first: int | None, after_id: int | None
+) -> Page:
+    require_admin(actor, "list role bindings")
+    query = RoleBinding.filter(user_id__isnull=False)
+    if user_id is not None:
+        query = query.filter(user_id=user_id)
+    return await page(query, first, after_id)
