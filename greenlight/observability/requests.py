@@ -122,7 +122,7 @@ class OperationObserver(SchemaExtension):
             errors = result.errors if result is not None else self.execution_context.pre_execution_errors
             outcome = _outcome(errors)
         except GraphQLError as error:
-            outcome = (error.extensions or {}).get("code", "INTERNAL")
+            outcome = _outcome([error])
             raise
         finally:
             name = _operation_name(self.execution_context)

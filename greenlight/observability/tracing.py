@@ -87,4 +87,4 @@ def instrument_schema(schema) -> None:
     from strawberry.extensions.tracing import OpenTelemetryExtension
 
     if OpenTelemetryExtension not in schema.extensions:
-        schema.extensions.append(OpenTelemetryExtension)
+        schema.extensions = (*schema.extensions, OpenTelemetryExtension)

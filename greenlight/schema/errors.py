@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 
+from graphql import ExecutionResult as GraphQLExecutionResult
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 from tortoise.exceptions import IntegrityError
@@ -16,15 +17,20 @@ log = logging.getLogger("greenlight.errors")
 
 
 class Authentication(SchemaExtension):
-    """Every operation needs valid credentials (api.graphql: UNAUTHENTICATED)."""
+    """Every operation needs valid credentials (api.graphql: UNAUTHENTICATED).
 
-    def on_operation(self) -> Iterator[None]:
+    Checked once the document is parsed and validated, by answering the operation
+    without running it: no resolver runs for an anonymous caller.
+    """
+
+    def on_execute(self) -> Iterator[None]:
         context = self.execution_context.context
         if getattr(context, "actor_or_none", None) is None:
-            raise GraphQLError(
+            error = GraphQLError(
                 getattr(context, "auth_error", None) or "authentication required",
                 extensions={"code": "UNAUTHENTICATED"},
             )
+            self.execution_context.result = GraphQLExecutionResult(data=None, errors=[error])
         yield
 
 

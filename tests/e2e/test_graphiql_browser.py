@@ -1,0 +1,240 @@
+"""Issue 9 (6), GraphiQL for humans, in a real browser: a `greenlight serve` process, Debian's
+Chromium (headless, driven by Playwright) opens GET /graphql, the token goes into GraphiQL's
+headers editor, `{ me { email } }` runs, the result pane shows the admin's email, and a
+screenshot is saved to tests/artifacts/graphiql.png.
+
+Strawberry's GraphiQL page loads React and GraphiQL from unpkg.com. These machines reach
+no host but the package registries, so the test serves those files to the browser itself,
+byte for byte from the same packages fetched with `npm pack` (cached in .pytest_cache); the
+page's subresource-integrity hashes prove they are the very files the CDN serves. Skips,
+saying why, when Chromium is missing, cannot start, or npm cannot fetch the packages."""
+
+from __future__ import annotations
+
+import mimetypes
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote, urlencode, urlsplit
+
+import httpx
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ADMIN = "admin@example.com"
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+CDN = re.compile(r"https://unpkg\.com/((?:@[^/@\"']+/)?[^/@\"']+)@([^/\"']+)/([^\"'\s]+)")
+TIMEOUT_MS = 15_000
+
+pytestmark = pytest.mark.skipif(
+    not os.path.exists(CHROMIUM),
+    reason=f"Debian's chromium is not installed ({CHROMIUM} is missing); .ci/run installs it",
+)
+
+
+@dataclass
+class Server:
+    url: str
+    token: str
+    log: Path
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Iterator[Server]:
+    cwd = tmp_path_factory.mktemp("graphiql")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GREENLIGHT_")}
+    env.update(
+        GREENLIGHT_DATABASE_URL=f"sqlite://{cwd / 'g.sqlite3'}",
+        GREENLIGHT_ENV_FILE=str(cwd / "none.env"),
+        GREENLIGHT_LOG_FORMAT="json",
+        PYTHONUNBUFFERED="1",
+    )
+    bootstrap = subprocess.run(
+        [sys.executable, "-m", "greenlight", "bootstrap", ADMIN],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bootstrap.returncode == 0, bootstrap.stderr
+    token = bootstrap.stdout.strip().splitlines()[-1].strip()
+    port = _free_port()
+    log = cwd / "serve.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "greenlight", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=cwd,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"greenlight serve exited with {process.returncode}:\n{log.read_text()}")
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1.0).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"greenlight serve did not become ready:\n{log.read_text()}")
+            time.sleep(0.1)
+        yield Server(url, token, log)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def cdn_mirror(server, request) -> dict[str, Path]:
+    """package@version -> the unpacked package, for each unpkg.com package the page loads."""
+    page = httpx.get(f"{server.url}/graphql", headers={"Accept": "text/html"}, timeout=10)
+    assert page.status_code == 200
+    assert "graphiql" in page.text.lower()
+    packages = sorted({f"{name}@{version}" for name, version, _ in CDN.findall(page.text)})
+    assert packages, "the GraphiQL page loads nothing from unpkg.com any more: drop the mirror"
+    npm = shutil.which("npm")
+    if npm is None:
+        pytest.skip("npm is missing: cannot fetch GraphiQL's scripts, which the page loads from unpkg.com")
+    cache = Path(request.config.cache.mkdir("graphiql-cdn"))
+    mirror = {}
+    for package in packages:
+        folder = cache / package.replace("/", "__")
+        if not (folder / "package.json").exists():
+            with tempfile.TemporaryDirectory() as download:
+                result = subprocess.run(
+                    [npm, "pack", package, "--silent", "--pack-destination", download],
+                    capture_output=True,
+                    text=True,
+                    timeout=120,
+                )
+                if result.returncode != 0:
+                    pytest.skip(f"npm could not fetch {package}: {result.stderr.strip()[-500:]}")
+                (tarball,) = Path(download).glob("*.tgz")
+                unpacked = Path(download) / "unpacked"
+                with tarfile.open(tarball) as archive:
+                    archive.extractall(unpacked, filter="data")
+                shutil.rmtree(folder, ignore_errors=True)
+                shutil.move(str(unpacked / "package"), folder)
+        mirror[package] = folder
+    return mirror
+
+
+def _serve_from(mirror: dict[str, Path]):
+    async def handle(route) -> None:
+        match = CDN.match(route.request.url.split("?")[0])
+        folder = mirror.get(f"{match[1]}@{match[2]}") if match else None
+        path = (folder / match[3]).resolve() if folder else None
+        if path is None or not path.is_file() or folder.resolve() not in path.parents:
+            await route.fulfill(status=404, body="not in the mirror")
+            return
+        content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        await route.fulfill(
+            status=200,
+            body=path.read_bytes(),
+            headers={"Content-Type": content_type, "Access-Control-Allow-Origin": "*"},
+        )
+
+    return handle
+
+
+async def test_graphiql_runs_me_with_a_token_from_the_headers_editor(server, cdn_mirror):
+    from playwright.async_api import Error, async_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    screenshot = ARTIFACTS / "graphiql.png"
+    screenshot.unlink(missing_ok=True)
+    async with async_playwright() as playwright:
+        try:
+            browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        except Error as error:
+            pytest.skip(f"Playwright could not launch {CHROMIUM}: {error}")
+        try:
+            page = await browser.new_page(viewport={"width": 1280, "height": 800})
+            page.set_default_timeout(TIMEOUT_MS)
+            failures: list[str] = []
+            page.on("pageerror", lambda error: failures.append(f"page error: {error}"))
+            page.on(
+                "requestfailed",
+                lambda req: failures.append(f"request failed: {req.url} {req.failure}"),
+            )
+            await page.route("https://unpkg.com/**", _serve_from(cdn_mirror))
+            # Nothing else leaves the machine.
+            await page.route(
+                re.compile(r"^https?://(?!127\.0\.0\.1[:/]|unpkg\.com/).*"),
+                lambda route: route.abort(),
+            )
+            graphql_posts: list[dict] = []
+            page.on(
+                "request",
+                lambda req: (
+                    graphql_posts.append(req.headers)
+                    if req.method == "POST" and urlsplit(req.url).path == "/graphql"
+                    else None
+                ),
+            )
+            await page.goto(f"{server.url}/graphql?" + urlencode({"q": "{ me { email } }"}, quote_via=quote))
+            try:
+                await page.wait_for_selector(".graphiql-container .graphiql-editors")
+            except Error:
+                await page.screenshot(path=str(screenshot))
+                pytest.fail(f"GraphiQL did not render: {failures}")
+
+            # The token goes into the headers editor, as a person would put it there.
+            await page.locator(".graphiql-editor-tools button[data-name=headers]").click()
+            editor = page.locator(".graphiql-editor-tool .graphiql-editor:not(.hidden) .CodeMirror")
+            await editor.click()
+            await page.keyboard.press("Control+A")
+            await page.keyboard.insert_text(f'{{"Authorization": "Bearer {server.token}"}}')
+
+            await page.locator("button.graphiql-execute-button").click()
+            result = page.locator(".graphiql-response .result-window")
+            try:
+                await result.get_by_text(ADMIN).wait_for()
+            except Error:
+                await page.screenshot(path=str(screenshot))
+                pytest.fail(
+                    f"the result pane never showed {ADMIN} (see {screenshot}): "
+                    f"{await result.inner_text()!r} {failures}"
+                )
+            await page.screenshot(path=str(screenshot))
+
+            text = await result.inner_text()
+            assert '"email"' in text and ADMIN in text, text
+            assert "UNAUTHENTICATED" not in text
+            # GraphiQL sent the header from its editor with the query.
+            assert any(h.get("authorization") == f"Bearer {server.token}" for h in graphql_posts)
+        finally:
+            await browser.close()
+    assert screenshot.stat().st_size > 10_000
