@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -22,12 +23,14 @@ from strawberry.types import ExecutionResult
 from greenlight import db, notifications, sso
 from greenlight.config import Settings
 from greenlight.events import listen_postgres
+from greenlight.limits.body import BodySizeLimitMiddleware
+from greenlight.limits.rates import ConcurrencyCap
 from greenlight.notifications import pages
 from greenlight.observability import logs, metrics, tracing
 from greenlight.observability.requests import RequestContextMiddleware
 from greenlight.policies import Actor, Authorizer, validate
 from greenlight.rollout import drivers, jobs
-from greenlight.schema import schema
+from greenlight.schema import build_schema
 from greenlight.schema.context import Context
 from greenlight.schema.errors import to_contract
 from greenlight.workflow.errors import Unauthenticated
@@ -36,11 +39,22 @@ from greenlight.workflow.identity import authenticate
 log = logging.getLogger("greenlight")
 
 
+def credential_key(authorization: str | None) -> str | None:
+    if not authorization:
+        return None
+    return hashlib.sha256(authorization.strip().encode()).hexdigest()[:32]
+
+
 class GreenlightGraphQL(GraphQL):
     def __init__(self, authorizer: Authorizer, settings: Settings) -> None:
-        super().__init__(schema, subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,))
+        super().__init__(
+            build_schema(settings),
+            subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+            max_subscriptions_per_connection=settings.max_subscriptions_per_token,
+        )
         self.authorizer = authorizer
         self.settings = settings
+        self.subscriptions = ConcurrencyCap(settings.max_subscriptions_per_token)
 
     async def _actor(self, authorization: str | None) -> Actor:
         user = await authenticate(authorization)
@@ -55,12 +69,19 @@ class GreenlightGraphQL(GraphQL):
             request_id=request_id,
             actor_or_none=None,
             settings=self.settings,
+            subscriptions=self.subscriptions,
         )
         if request.scope["type"] == "http":
+            authorization = request.headers.get("authorization")
+            context.credential_key = credential_key(authorization)
             try:
-                context.actor_or_none = await self._actor(request.headers.get("authorization"))
+                context.actor_or_none = await self._actor(authorization)
             except Unauthenticated as error:
                 context.auth_error = error.message
+            except Exception as error:
+                if not db.is_unavailable(error):
+                    raise
+                context.unavailable = True
         return context
 
     async def process_result(self, request, result: ExecutionResult) -> GraphQLHTTPResponse:
@@ -82,6 +103,7 @@ class GreenlightGraphQL(GraphQL):
         except Unauthenticated as error:
             raise ConnectionRejectionError({"reason": error.message}) from None
         context.authorization = authorization
+        context.credential_key = credential_key(authorization)
         return None
 
 
@@ -104,7 +126,8 @@ def create_app(settings: Settings, *, manage_database: bool = True, migrate: boo
     drivers.configure(settings)
     notifications.configure(settings)
     sso.configure(settings)
-    tracing.setup(settings)
+    if tracing.setup(settings):
+        tracing.instrument_schema(graphql.schema)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -138,7 +161,10 @@ def create_app(settings: Settings, *, manage_database: bool = True, migrate: boo
             Route("/readyz", readyz),
             Route("/metrics", metrics.metrics_endpoint),
         ],
-        middleware=[Middleware(RequestContextMiddleware)],
+        middleware=[
+            Middleware(RequestContextMiddleware),
+            Middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes),
+        ],
         lifespan=lifespan,
     )
     app.state.authorizer = authorizer

@@ -77,6 +77,14 @@ class Settings:
     jwt_groups_claim: str | None = None
     jwt_auto_provision: bool = False
     jwks_refresh_seconds: float = 300.0
+    max_query_depth: int = 10
+    max_query_tokens: int = 2000
+    max_aliases: int = 15
+    max_body_bytes: int = 1_048_576
+    introspection: bool = True
+    mutations_per_minute: int = 120
+    max_subscriptions_per_token: int = 10
+    shutdown_grace_seconds: float = 30.0
     log_format: str = "auto"
     log_level: str = "INFO"
     otel_endpoint: str | None = None
@@ -169,8 +177,19 @@ class Settings:
         auto_provision = (env.get("GREENLIGHT_JWT_AUTO_PROVISION") or "false").lower()
         if auto_provision not in ("true", "false", "1", "0", "yes", "no"):
             raise ConfigError(f"GREENLIGHT_JWT_AUTO_PROVISION must be true or false, got {auto_provision!r}")
+        introspection = (env.get("GREENLIGHT_INTROSPECTION") or "true").lower()
+        if introspection not in ("true", "false", "1", "0", "yes", "no"):
+            raise ConfigError(f"GREENLIGHT_INTROSPECTION must be true or false, got {introspection!r}")
         return cls(
             database_url=url,
+            max_query_depth=_int(env, "GREENLIGHT_MAX_QUERY_DEPTH", 10, 1),
+            max_query_tokens=_int(env, "GREENLIGHT_MAX_QUERY_TOKENS", 2000, 10),
+            max_aliases=_int(env, "GREENLIGHT_MAX_ALIASES", 15, 0),
+            max_body_bytes=_int(env, "GREENLIGHT_MAX_BODY_BYTES", 1_048_576, 1024),
+            introspection=introspection in ("true", "1", "yes"),
+            mutations_per_minute=_int(env, "GREENLIGHT_MUTATIONS_PER_MINUTE", 120, 0),
+            max_subscriptions_per_token=_int(env, "GREENLIGHT_MAX_SUBSCRIPTIONS_PER_TOKEN", 10, 1),
+            shutdown_grace_seconds=_float(env, "GREENLIGHT_SHUTDOWN_GRACE_SECONDS", 30.0, 0.0),
             jwt_issuer=jwt_issuer,
             jwt_audience=jwt_audience,
             jwt_jwks_url=jwks_url,

@@ -59,3 +59,30 @@ async def ping() -> bool:
     except Exception:
         return False
     return True
+
+
+def is_unavailable(error: BaseException) -> bool:
+    """Whether an error means the database cannot be reached right now (rather than a bug
+    or a refused statement): the server answers UNAVAILABLE and recovers by itself."""
+    import asyncpg
+    from tortoise.exceptions import DBConnectionError
+
+    unreachable = (
+        ConnectionError,
+        TimeoutError,
+        DBConnectionError,
+        asyncpg.exceptions.PostgresConnectionError,
+        asyncpg.exceptions.InterfaceError,
+        asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, crash shutdown
+        asyncpg.exceptions.CannotConnectNowError,
+    )
+    seen = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, unreachable):
+            return True
+        if isinstance(current, OSError) and current.errno is not None:
+            return True
+        current = current.__cause__ or current.__context__
+    return False

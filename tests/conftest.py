@@ -151,7 +151,10 @@ async def database(database_url, backend) -> AsyncIterator[str]:
 
 @pytest.fixture
 def settings(database_url) -> Settings:
-    return Settings(database_url=database_url, background_jobs=False, rollout_seconds=90)
+    # No mutation rate limit in tests (tests of the limit set their own).
+    return Settings(
+        database_url=database_url, background_jobs=False, rollout_seconds=90, mutations_per_minute=0
+    )
 
 
 @pytest.fixture

@@ -41,9 +41,6 @@ def setup(settings, exporter=None) -> bool:
         provider.add_span_processor(SimpleSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
     _instrument_database(trace.get_tracer("greenlight.db"))
-    from greenlight.schema import schema
-
-    instrument_schema(schema)
     _enabled = True
     log.info("tracing to %s", settings.otel_endpoint or "a test exporter")
     return True

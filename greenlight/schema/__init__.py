@@ -5,11 +5,19 @@ from __future__ import annotations
 import contextlib
 
 import strawberry
-from strawberry.extensions import ParserCache, ValidationCache
+from strawberry.extensions import (
+    DisableIntrospection,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    ValidationCache,
+)
 
+from greenlight.limits.rates import TokenBucket
 from greenlight.observability.requests import OperationObserver
 from greenlight.resolvers import mutations, queries
-from greenlight.schema.errors import Authentication, ErrorCodes, to_contract
+from greenlight.schema.errors import Authentication, ErrorCodes, MutationRateLimit, to_contract
 from greenlight.schema.subscriptions import Subscription
 
 
@@ -124,15 +132,26 @@ class GreenlightSchema(strawberry.Schema):
         return coded()
 
 
-schema = GreenlightSchema(
-    query=Query,
-    mutation=Mutation,
-    subscription=Subscription,
-    extensions=[
+def build_schema(settings=None) -> GreenlightSchema:
+    """The schema with the limits of `settings` (defaults when None): query depth, tokens
+    and aliases (QUERY_TOO_COMPLEX), mutation rate, and introspection on or off."""
+    from greenlight.config import Settings
+
+    settings = settings or Settings()
+    extensions = [
         OperationObserver,
         Authentication,
+        MutationRateLimit(TokenBucket(settings.mutations_per_minute)),
         ErrorCodes,
+        MaxTokensLimiter(max_token_count=settings.max_query_tokens),
         ParserCache(maxsize=512),
+        QueryDepthLimiter(max_depth=settings.max_query_depth),
+        MaxAliasesLimiter(max_alias_count=settings.max_aliases),
         ValidationCache(maxsize=512),
-    ],
-)
+    ]
+    if not settings.introspection:
+        extensions.append(DisableIntrospection())
+    return GreenlightSchema(query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions)
+
+
+schema = build_schema()

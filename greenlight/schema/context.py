@@ -21,6 +21,9 @@ class Context:
     auth_error: str | None = None
     authorization: str | None = None  # the credentials of a WebSocket, checked again later
     connection_params: dict | None = None  # a WebSocket's connection_init payload
+    credential_key: str | None = None  # a hash of the credentials, for per-token limits
+    unavailable: bool = False  # the database could not be reached to authenticate
+    subscriptions: Any = None  # the process's cap on live subscriptions per credential
     loaders: Loaders = field(default_factory=Loaders)
     settings: Any = None
 

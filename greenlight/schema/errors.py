@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 
 from graphql import ExecutionResult as GraphQLExecutionResult
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
+from strawberry.types.graphql import OperationType
 from tortoise.exceptions import IntegrityError
 
+from greenlight import db
+from greenlight.limits.rates import TokenBucket, retry_after_header
 from greenlight.schema import ids
 from greenlight.workflow.errors import GreenlightError
 
@@ -17,21 +21,55 @@ log = logging.getLogger("greenlight.errors")
 
 
 class Authentication(SchemaExtension):
-    """Every operation needs valid credentials (api.graphql: UNAUTHENTICATED).
-
-    Checked once the document is parsed and validated, by answering the operation
-    without running it: no resolver runs for an anonymous caller.
-    """
+    """Every operation needs valid credentials (api.graphql: UNAUTHENTICATED), answered
+    once the document is parsed and validated, without running it: no resolver runs for
+    an anonymous caller. A database that cannot be reached to check them is UNAVAILABLE."""
 
     def on_execute(self) -> Iterator[None]:
         context = self.execution_context.context
         if getattr(context, "actor_or_none", None) is None:
+            unavailable = getattr(context, "unavailable", False)
             error = GraphQLError(
-                getattr(context, "auth_error", None) or "authentication required",
-                extensions={"code": "UNAUTHENTICATED"},
+                UNAVAILABLE_MESSAGE
+                if unavailable
+                else (getattr(context, "auth_error", None) or "authentication required"),
+                extensions={"code": "UNAVAILABLE" if unavailable else "UNAUTHENTICATED"},
             )
             self.execution_context.result = GraphQLExecutionResult(data=None, errors=[error])
         yield
+
+
+class MutationRateLimit(SchemaExtension):
+    """Mutations per credential per minute (GREENLIGHT_MUTATIONS_PER_MINUTE): RATE_LIMITED
+    with `retryAfter` seconds (and a Retry-After header) beyond it."""
+
+    def __init__(self, bucket: TokenBucket) -> None:
+        self.bucket = bucket
+
+    def on_execute(self) -> Iterator[None]:
+        context = self.execution_context.context
+        key = getattr(context, "credential_key", None)
+        is_mutation = self.execution_context.operation_type == OperationType.MUTATION
+        if key and is_mutation and self.execution_context.result is None:
+            wait = self.bucket.take(key)
+            if wait > 0:
+                retry_after = retry_after_header(wait)
+                error = GraphQLError(
+                    f"too many mutations; retry in {retry_after} s",
+                    extensions={"code": "RATE_LIMITED", "retryAfter": int(retry_after)},
+                )
+                self.execution_context.result = GraphQLExecutionResult(data=None, errors=[error])
+                response = getattr(context, "response", None)
+                if response is not None and hasattr(response, "headers"):
+                    response.headers["Retry-After"] = retry_after
+        yield
+
+
+UNAVAILABLE_MESSAGE = "the database cannot be reached right now; retry shortly"
+TOO_COMPLEX = re.compile(
+    r"exceeds maximum operation depth|aliases found\. Allowed|"
+    r"Document contains more than \d+ tokens|Source contains more than"
+)
 
 
 def _extensions(error: GreenlightError) -> dict:
@@ -48,8 +86,13 @@ def to_contract(error: GraphQLError, request_id: str) -> GraphQLError:
     if error.extensions and "code" in error.extensions:
         return error
     original = error.original_error
-    if isinstance(original, GreenlightError):
+    if original is None and TOO_COMPLEX.search(error.message):
+        message, extensions = error.message, {"code": "QUERY_TOO_COMPLEX"}
+    elif isinstance(original, GreenlightError):
         message, extensions = original.message, _extensions(original)
+    elif db.is_unavailable(original):
+        log.warning("database unavailable (request id %s): %s", request_id, original)
+        message, extensions = UNAVAILABLE_MESSAGE, {"code": "UNAVAILABLE"}
     elif isinstance(original, IntegrityError):
         # A unique constraint caught a race the workflow's own check could not see.
         message, extensions = "this would duplicate something that exists", {"code": "CONFLICT"}

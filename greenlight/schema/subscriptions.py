@@ -8,6 +8,7 @@ the socket with code 4403 and the reason.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncGenerator
 
 import strawberry
@@ -19,7 +20,7 @@ from greenlight.schema.context import Info
 from greenlight.schema.loaders import Loaders
 from greenlight.schema.types import ApprovalRequest, Deployment
 from greenlight.workflow.deployments import TERMINAL
-from greenlight.workflow.errors import NotFound, Unauthenticated
+from greenlight.workflow.errors import NotFound, RateLimited, Unauthenticated
 from greenlight.workflow.guards import visible_deployment, visible_request
 from greenlight.workflow.identity import authenticate
 
@@ -51,6 +52,22 @@ async def _next_event(info: Info, queue: asyncio.Queue[Event]) -> Event | None:
     return event
 
 
+@contextlib.asynccontextmanager
+async def _slot(info: Info):
+    """One of the credential's live subscriptions (GREENLIGHT_MAX_SUBSCRIPTIONS_PER_TOKEN)."""
+    cap = getattr(info.context, "subscriptions", None)
+    key = getattr(info.context, "credential_key", None)
+    if cap is None or key is None:
+        yield
+        return
+    if not cap.acquire(key):
+        raise RateLimited(f"at most {cap.limit} live subscriptions per token; end one first")
+    try:
+        yield
+    finally:
+        cap.release(key)
+
+
 @strawberry.type
 class Subscription:
     @strawberry.subscription(description="Every status change; ends after a terminal one.")
@@ -59,7 +76,7 @@ class Subscription:
     ) -> AsyncGenerator[Deployment, None]:
         actor = info.context.actor
         did = ids.decode("Deployment", deployment_id, "deploymentId")
-        async with bus.subscribe() as queue:
+        async with _slot(info), bus.subscribe() as queue:
             deployment = await visible_deployment(actor, did)
             yield Deployment(model=deployment)
             last = deployment.status
@@ -81,7 +98,7 @@ class Subscription:
     ) -> AsyncGenerator[ApprovalRequest, None]:
         actor = info.context.actor
         pid = ids.decode_optional("Pipeline", pipeline_id, "pipelineId")
-        async with bus.subscribe() as queue:
+        async with _slot(info), bus.subscribe() as queue:
             while True:
                 try:
                     event = await _next_event(info, queue)

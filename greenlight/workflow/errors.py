@@ -50,6 +50,14 @@ class Conflict(GreenlightError):
     code = "CONFLICT"
 
 
+class Unavailable(GreenlightError):
+    code = "UNAVAILABLE"
+
+
+class RateLimited(GreenlightError):
+    code = "RATE_LIMITED"
+
+
 def not_found(kind: str) -> NotFound:
     """The same words whether the object does not exist or the caller cannot see it (R1)."""
     return NotFound(f"{kind} not found")

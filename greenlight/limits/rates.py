@@ -1,0 +1,57 @@
+"""Per-credential limits, kept in each server process (so with N processes a client gets
+at most N times the rate; put a shared limiter in front for a hard global cap)."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass
+class TokenBucket:
+    """`per_minute` mutations, refilled continuously; a burst of up to `per_minute`."""
+
+    per_minute: int
+    _buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def take(self, key: str) -> float:
+        """0 if the call may proceed, else the seconds to wait before retrying."""
+        if self.per_minute <= 0:
+            return 0.0
+        now = time.monotonic()
+        rate = self.per_minute / 60.0
+        tokens, last = self._buckets.get(key, (float(self.per_minute), now))
+        tokens = min(float(self.per_minute), tokens + (now - last) * rate)
+        if tokens >= 1.0:
+            self._buckets[key] = (tokens - 1.0, now)
+            if len(self._buckets) > 100_000:  # forget idle credentials
+                self._buckets = dict(list(self._buckets.items())[-50_000:])
+            return 0.0
+        self._buckets[key] = (tokens, now)
+        return (1.0 - tokens) / rate
+
+
+@dataclass
+class ConcurrencyCap:
+    """At most `limit` things at once per key (live subscriptions per credential)."""
+
+    limit: int
+    _counts: dict[str, int] = field(default_factory=dict)
+
+    def acquire(self, key: str) -> bool:
+        if self._counts.get(key, 0) >= self.limit:
+            return False
+        self._counts[key] = self._counts.get(key, 0) + 1
+        return True
+
+    def release(self, key: str) -> None:
+        count = self._counts.get(key, 0) - 1
+        if count > 0:
+            self._counts[key] = count
+        else:
+            self._counts.pop(key, None)
+
+
+def retry_after_header(seconds: float) -> str:
+    return str(max(1, math.ceil(seconds)))
