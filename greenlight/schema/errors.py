@@ -14,6 +14,7 @@ from tortoise.exceptions import IntegrityError
 
 from greenlight import db
 from greenlight.limits.rates import TokenBucket, retry_after_header
+from greenlight.models import RoleBinding
 from greenlight.schema import ids
 from greenlight.workflow.errors import GreenlightError
 
@@ -76,7 +77,10 @@ def _extensions(error: GreenlightError) -> dict:
     extensions: dict = {"code": error.code}
     for key, value in error.extensions.items():
         if key == "existing":
-            extensions["existingId"] = ids.encode_model(value)
+            group_binding = isinstance(value, RoleBinding) and value.group_id is not None
+            extensions["existingId"] = (
+                ids.encode("GroupRoleBinding", value.id) if group_binding else ids.encode_model(value)
+            )
         else:
             extensions[key] = value
     return extensions

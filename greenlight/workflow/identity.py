@@ -280,9 +280,13 @@ async def revoke_role(actor: Actor, binding_id: int) -> RoleBinding:
         binding = await RoleBinding.get_or_none(id=binding_id, user_id__isnull=False)
         if binding is None:
             raise not_found("role binding")
-        if binding.role == Role.SUPER_ADMIN:
-            admins = await RoleBinding.filter(role=Role.SUPER_ADMIN, user__is_active=True).count()
-            if admins <= 1:
+        if binding.role == Role.SUPER_ADMIN and await User.exists(id=binding.user_id, is_active=True):
+            others = (
+                await RoleBinding.filter(role=Role.SUPER_ADMIN, user__is_active=True)
+                .exclude(id=binding.id)
+                .count()
+            )
+            if others == 0:
                 raise InvalidState("this is the last super-admin; grant another one first")
         before = {
             "user": binding.user_id,
