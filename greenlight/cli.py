@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 from pathlib import Path
 
@@ -47,6 +48,10 @@ def serve(args: argparse.Namespace) -> int:
         )
         return 2
     asyncio.run(db.migrate(settings.database_url))
+    # uvicorn ends its graceful shutdown by raising the signal it caught again, under the
+    # handler that was there before it: make that a clean exit, so SIGTERM exits 0.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: sys.exit(0))
     uvicorn.run(
         "greenlight.app:app_from_environment",
         factory=True,
