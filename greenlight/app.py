@@ -40,9 +40,12 @@ log = logging.getLogger("greenlight")
 
 
 def credential_key(authorization: str | None) -> str | None:
+    """The same key however the header spells the same credentials."""
     if not authorization:
         return None
-    return hashlib.sha256(authorization.strip().encode()).hexdigest()[:32]
+    _, _, token = authorization.strip().partition(" ")
+    token = token.strip()
+    return hashlib.sha256(token.encode()).hexdigest()[:32] if token else None
 
 
 class GreenlightGraphQL(GraphQL):
@@ -50,7 +53,8 @@ class GreenlightGraphQL(GraphQL):
         super().__init__(
             build_schema(settings),
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
-            max_subscriptions_per_connection=settings.max_subscriptions_per_token,
+            # the cap is per token, across connections (greenlight.schema.subscriptions)
+            max_subscriptions_per_connection=None,
         )
         self.authorizer = authorizer
         self.settings = settings

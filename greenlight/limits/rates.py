@@ -15,21 +15,23 @@ class TokenBucket:
     per_minute: int
     _buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
 
-    def take(self, key: str) -> float:
-        """0 if the call may proceed, else the seconds to wait before retrying."""
+    def take(self, key: str, cost: int = 1) -> float:
+        """0 if `cost` calls may proceed now, else the seconds to wait before retrying."""
         if self.per_minute <= 0:
             return 0.0
         now = time.monotonic()
         rate = self.per_minute / 60.0
         tokens, last = self._buckets.get(key, (float(self.per_minute), now))
         tokens = min(float(self.per_minute), tokens + (now - last) * rate)
-        if tokens >= 1.0:
-            self._buckets[key] = (tokens - 1.0, now)
+        if tokens >= cost:
+            self._buckets[key] = (tokens - cost, now)
             if len(self._buckets) > 100_000:  # forget idle credentials
                 self._buckets = dict(list(self._buckets.items())[-50_000:])
             return 0.0
         self._buckets[key] = (tokens, now)
-        return (1.0 - tokens) / rate
+        if cost > self.per_minute:
+            return 60.0
+        return (cost - tokens) / rate
 
 
 @dataclass

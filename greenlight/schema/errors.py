@@ -7,7 +7,14 @@ import re
 from collections.abc import Iterator
 
 from graphql import ExecutionResult as GraphQLExecutionResult
-from graphql import GraphQLError
+from graphql import (
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    InlineFragmentNode,
+    OperationDefinitionNode,
+)
 from strawberry.extensions import SchemaExtension
 from strawberry.types.graphql import OperationType
 from tortoise.exceptions import IntegrityError
@@ -28,7 +35,15 @@ class Authentication(SchemaExtension):
 
     def on_execute(self) -> Iterator[None]:
         context = self.execution_context.context
-        if getattr(context, "actor_or_none", None) is None:
+        request = getattr(context, "request", None)
+        over_http = getattr(request, "scope", {}).get("type") == "http"
+        if over_http and self.execution_context.operation_type == OperationType.SUBSCRIPTION:
+            error = GraphQLError(
+                "subscriptions run over WebSocket (graphql-transport-ws) on /graphql",
+                extensions={"code": "BAD_USER_INPUT"},
+            )
+            self.execution_context.result = GraphQLExecutionResult(data=None, errors=[error])
+        elif getattr(context, "actor_or_none", None) is None:
             unavailable = getattr(context, "unavailable", False)
             error = GraphQLError(
                 UNAVAILABLE_MESSAGE
@@ -52,7 +67,7 @@ class MutationRateLimit(SchemaExtension):
         key = getattr(context, "credential_key", None)
         is_mutation = self.execution_context.operation_type == OperationType.MUTATION
         if key and is_mutation and self.execution_context.result is None:
-            wait = self.bucket.take(key)
+            wait = self.bucket.take(key, _mutation_fields(self.execution_context))
             if wait > 0:
                 retry_after = retry_after_header(wait)
                 error = GraphQLError(
@@ -66,9 +81,36 @@ class MutationRateLimit(SchemaExtension):
         yield
 
 
+def _mutation_fields(execution_context) -> int:
+    """How many mutations one operation runs: each top-level field counts (aliases too)."""
+    document = execution_context.graphql_document
+    name = execution_context.operation_name
+    fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
+    for definition in document.definitions:
+        if isinstance(definition, OperationDefinitionNode) and (
+            name is None or (definition.name and definition.name.value == name)
+        ):
+            return max(1, _count_fields(definition.selection_set, fragments, set()))
+    return 1
+
+
+def _count_fields(selection_set, fragments, seen: set[str]) -> int:
+    count = 0
+    for selection in selection_set.selections:
+        if isinstance(selection, FieldNode):
+            count += selection.name.value != "__typename"
+        elif isinstance(selection, InlineFragmentNode):
+            count += _count_fields(selection.selection_set, fragments, seen)
+        elif isinstance(selection, FragmentSpreadNode) and selection.name.value not in seen:
+            fragment = fragments.get(selection.name.value)
+            if fragment is not None:
+                count += _count_fields(fragment.selection_set, fragments, seen | {selection.name.value})
+    return count
+
+
 UNAVAILABLE_MESSAGE = "the database cannot be reached right now; retry shortly"
 TOO_COMPLEX = re.compile(
-    r"exceeds maximum operation depth|aliases found\. Allowed|"
+    r"exceeds maximum operation depth|aliases found\. Allowed|Validation aborted|"
     r"Document contains more than \d+ tokens|Source contains more than"
 )
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 from tortoise.models import Model
 
 from greenlight.workflow.errors import BadUserInput
 
 MAX_PK = 2**31 - 1
+DIGITS = re.compile(r"[0-9]{1,10}")
 
 
 def encode(kind: str, pk: int) -> str:
@@ -19,7 +22,7 @@ def encode_model(obj: Model) -> str:
 
 def decode(kind: str, value: str, field: str) -> int:
     prefix, sep, number = str(value).partition(":")
-    if not sep or prefix != kind or not number.isdigit() or not 0 < int(number) <= MAX_PK:
+    if not sep or prefix != kind or not DIGITS.fullmatch(number) or not 0 < int(number) <= MAX_PK:
         raise BadUserInput(f"{field}: {value!r} is not a {kind} id", field=field)
     return int(number)
 

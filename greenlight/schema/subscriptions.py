@@ -13,7 +13,6 @@ from collections.abc import AsyncGenerator
 
 import strawberry
 
-from greenlight import models
 from greenlight.events import Event, bus
 from greenlight.schema import ids
 from greenlight.schema.context import Info
@@ -87,7 +86,10 @@ class Subscription:
                     return
                 if event is None or event.kind != "Deployment" or event.id != did:
                     continue
-                deployment = await models.Deployment.get(id=did)
+                try:  # the subscriber may have lost access meanwhile (R1, R5)
+                    deployment = await visible_deployment(actor, did)
+                except NotFound:
+                    return
                 if deployment.status != last:
                     last = deployment.status
                     yield Deployment(model=deployment)

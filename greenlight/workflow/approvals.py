@@ -188,7 +188,7 @@ async def approve(actor: Actor, request_id: int, comment: str | None) -> Approva
                 environment=scope.environment,
             )
             await notifications.request_closed(request, "approved")
-            await deploy_on_approval(pipeline, request)
+            await deploy_on_approval(pipeline, request, actor.authorizer)
     return request
 
 

@@ -11,6 +11,7 @@ from greenlight.models import (
     Image,
     Pipeline,
     TriggerType,
+    User,
 )
 from greenlight.policies import Action, Actor
 from greenlight.rollout import drivers
@@ -107,7 +108,7 @@ async def deploy(actor: Actor, pipeline_id: int, image_id: int) -> Deployment:
     return deployment
 
 
-async def deploy_on_approval(pipeline: Pipeline, request: ApprovalRequest) -> Deployment | None:
+async def deploy_on_approval(pipeline: Pipeline, request: ApprovalRequest, authorizer) -> Deployment | None:
     """R24: on an AUTOMATIC pipeline the system deploys a request the moment it is APPROVED,
     for the requester, in the transaction of the approval that completed it. The caller
     holds the locks on the pipeline and the request."""
@@ -115,6 +116,20 @@ async def deploy_on_approval(pipeline: Pipeline, request: ApprovalRequest) -> De
         return None
     if await active_image_id(pipeline.id) == request.image_id:
         return None  # already running (R22); the approval stays usable
+    scope = pipeline_scope(pipeline)
+    requester = await User.get(id=request.requested_by_id)
+    if not requester.is_active or not authorizer.may(requester.id, Action.DEPLOY, scope):
+        # The system acts for the requester only with the requester's own rights (R3):
+        # the approval stays APPROVED for someone who may deploy.
+        await audit.record(
+            "automatic_deploy_skipped",
+            request,
+            actor_id=None,
+            after={"reason": "the requester may no longer deploy here"},
+            application=scope.application,
+            environment=scope.environment,
+        )
+        return None
     image = await Image.get(id=request.image_id)
     await close_request(request, ApprovalState.CONSUMED, actor_id=None, scope=pipeline_scope(pipeline))
     return await _start(pipeline, image, request, triggered_by_id=request.requested_by_id, actor_id=None)

@@ -68,6 +68,8 @@ async def _user_of_jwt(token: str) -> User:
     raw_email = claims.get(config.email_claim)
     if not isinstance(raw_email, str):
         raise Unauthenticated(f"token has no {config.email_claim!r} claim")
+    if claims.get("email_verified") is False:
+        raise Unauthenticated("the identity provider has not verified this email address")
     try:
         email = validation.email(raw_email)
     except BadUserInput:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Generic, TypeVar
 
 from tortoise.expressions import Q, Subquery
@@ -25,6 +25,7 @@ from greenlight.models import (
 )
 from greenlight.models.visibility import scope_q
 from greenlight.policies import Action, Actor, Scope
+from greenlight.workflow import validation
 from greenlight.workflow.errors import BadUserInput, not_found
 from greenlight.workflow.guards import (
     pipeline_scope,
@@ -92,6 +93,8 @@ async def pipeline(actor: Actor, pipeline_id: int) -> Pipeline:
 
 
 async def pipeline_for(actor: Actor, application: str, environment: str) -> Pipeline:
+    validation.name("application", application)
+    validation.name("environment", environment)
     found = await Pipeline.get_or_none(application__name=application, environment__name=environment)
     if found is None:
         raise not_found("pipeline")
@@ -183,6 +186,18 @@ def viewer_can_approve(
     )
 
 
+def _utc(field: str, value: datetime | None) -> datetime | None:
+    """A time in UTC within what every database stores (years 1 to 9999)."""
+    if value is None:
+        return None
+    try:
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise BadUserInput(f"{field}: out of range", field=field) from None
+
+
 async def audit_events(
     actor: Actor,
     *,
@@ -197,6 +212,12 @@ async def audit_events(
 ) -> Page:
     """The audit log (R25), newest first, for super-admins."""
     require_admin(actor, "read the audit log")
+    for field, value in (("application", application), ("environment", environment)):
+        if value is not None:
+            validation.scope_part(field, value)
+    if action is not None:
+        validation.text("action", action, limit=64)
+    since, until = _utc("since", since), _utc("until", until)
     query = AuditEvent.all()
     if application is not None:
         query = query.filter(application=application)

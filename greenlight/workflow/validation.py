@@ -8,7 +8,7 @@ from greenlight.workflow.errors import BadUserInput
 
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
-EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+EMAIL_RE = re.compile(r"[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+")
 # OCI distribution spec: an optional registry host[:port], then lowercase path components.
 REPOSITORY_RE = re.compile(
     r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*"
@@ -65,9 +65,18 @@ def email(value: str) -> str:
     return value
 
 
+CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def no_control_characters(field: str, value: str) -> str:
+    if CONTROL.search(value):
+        raise BadUserInput(f"{field}: must not contain control characters", field=field)
+    return value
+
+
 def text(field: str, value: str | None, *, required: bool = False, limit: int = MAX_TEXT) -> str | None:
     if value is not None:
-        value = value.strip()
+        value = no_control_characters(field, value).strip()
     if not value:
         if required:
             raise BadUserInput(f"{field}: must not be empty", field=field)
