@@ -244,30 +244,39 @@ async def grant_role(
     actor: Actor, user_id: int, role: Role, application: str, environment: str
 ) -> RoleBinding:
     """R2, R5: super-admins grant; super-admin is only ever granted on every scope."""
+    return await create_binding(actor, "user", user_id, role, application, environment)
+
+
+async def create_binding(
+    actor: Actor, holder: str, holder_id: int, role: Role, application: str, environment: str
+) -> RoleBinding:
+    """A role for a user or a group ("user" or "group" `holder`) on a scope (R2, R5)."""
     require_admin(actor, "grant roles")
     validation.scope_part("application", application)
     validation.scope_part("environment", environment)
     if role == Role.SUPER_ADMIN and (application, environment) != ("*", "*"):
         raise BadUserInput("super-admin is global: grant it with application and environment '*'")
+    model = User if holder == "user" else Group
     async with transaction():
-        user = await User.get_or_none(id=user_id)
-        if user is None:
-            raise not_found("user")
+        if not await model.exists(id=holder_id):
+            raise not_found(holder)
         await check_scope_exists(application, environment)
-        existing = await RoleBinding.get_or_none(
-            user_id=user_id, role=role, application=application, environment=environment
-        )
+        fields = {
+            f"{holder}_id": holder_id,
+            "role": role,
+            "application": application,
+            "environment": environment,
+        }
+        existing = await RoleBinding.get_or_none(**fields)
         if existing is not None:
             raise Conflict("this role binding exists", existing=existing)
-        binding = await RoleBinding.create(
-            user=user, role=role, application=application, environment=environment
-        )
+        binding = await RoleBinding.create(**fields)
         await bump_policy_version()
         await audit.record(
             "grant_role",
             binding,
             actor_id=actor.id,
-            after={"user": user_id, "role": role.value, "scope": f"{application}/{environment}"},
+            after={holder: holder_id, "role": role.value, "scope": f"{application}/{environment}"},
             application=application,
             environment=environment,
         )
@@ -276,13 +285,22 @@ async def grant_role(
 
 async def revoke_role(actor: Actor, binding_id: int) -> RoleBinding:
     """R2, R5. The last super-admin binding cannot be revoked: someone must administer."""
+    return await delete_binding(actor, "user", binding_id)
+
+
+async def delete_binding(actor: Actor, holder: str, binding_id: int) -> RoleBinding:
+    """Revoke a user's or a group's ("user" or "group" `holder`) role binding (R2, R5)."""
     require_admin(actor, "revoke roles")
     async with transaction():
         await bump_policy_version()  # also serialises concurrent revocations
-        binding = await RoleBinding.get_or_none(id=binding_id, user_id__isnull=False)
+        binding = await RoleBinding.get_or_none(id=binding_id, **{f"{holder}_id__isnull": False})
         if binding is None:
-            raise not_found("role binding")
-        if binding.role == Role.SUPER_ADMIN and await User.exists(id=binding.user_id, is_active=True):
+            raise not_found("role binding" if holder == "user" else "group role binding")
+        if (
+            holder == "user"
+            and binding.role == Role.SUPER_ADMIN
+            and await User.exists(id=binding.user_id, is_active=True)
+        ):
             others = (
                 await RoleBinding.filter(role=Role.SUPER_ADMIN, user__is_active=True)
                 .exclude(id=binding.id)
@@ -291,7 +309,7 @@ async def revoke_role(actor: Actor, binding_id: int) -> RoleBinding:
             if others == 0:
                 raise InvalidState("this is the last super-admin; grant another one first")
         before = {
-            "user": binding.user_id,
+            holder: getattr(binding, f"{holder}_id"),
             "role": Role(binding.role).value,
             "scope": f"{binding.application}/{binding.environment}",
         }

@@ -7,9 +7,9 @@ from greenlight.models import Group, GroupMember, Role, RoleBinding, User
 from greenlight.policies import Actor
 from greenlight.policies.authorizer import bump_policy_version
 from greenlight.workflow import audit, validation
-from greenlight.workflow.errors import BadUserInput, Conflict, InvalidState, not_found
+from greenlight.workflow.errors import Conflict, InvalidState, not_found
 from greenlight.workflow.guards import require_admin
-from greenlight.workflow.identity import check_scope_exists
+from greenlight.workflow.identity import create_binding, delete_binding
 from greenlight.workflow.reads import Page, page
 from greenlight.workflow.tx import transaction
 
@@ -64,58 +64,12 @@ async def remove_member(actor: Actor, group_id: int, user_id: int) -> Group:
 async def grant_group_role(
     actor: Actor, group_id: int, role: Role, application: str, environment: str
 ) -> RoleBinding:
-    require_admin(actor, "grant roles")
-    validation.scope_part("application", application)
-    validation.scope_part("environment", environment)
-    if role == Role.SUPER_ADMIN and (application, environment) != ("*", "*"):
-        raise BadUserInput("super-admin is global: grant it with application and environment '*'")
-    async with transaction():
-        group = await Group.get_or_none(id=group_id)
-        if group is None:
-            raise not_found("group")
-        await check_scope_exists(application, environment)
-        existing = await RoleBinding.get_or_none(
-            group_id=group.id, role=role, application=application, environment=environment
-        )
-        if existing is not None:
-            raise Conflict("this role binding exists", existing=existing)
-        binding = await RoleBinding.create(
-            group=group, role=role, application=application, environment=environment
-        )
-        await bump_policy_version()
-        await audit.record(
-            "grant_role",
-            binding,
-            actor_id=actor.id,
-            after={"group": group.id, "role": role.value, "scope": f"{application}/{environment}"},
-            application=application,
-            environment=environment,
-        )
-    return binding
+    """Members inherit it through Casbin (R5)."""
+    return await create_binding(actor, "group", group_id, role, application, environment)
 
 
 async def revoke_group_role(actor: Actor, binding_id: int) -> RoleBinding:
-    require_admin(actor, "revoke roles")
-    async with transaction():
-        await bump_policy_version()
-        binding = await RoleBinding.get_or_none(id=binding_id, group_id__isnull=False)
-        if binding is None:
-            raise not_found("group role binding")
-        before = {
-            "group": binding.group_id,
-            "role": Role(binding.role).value,
-            "scope": f"{binding.application}/{binding.environment}",
-        }
-        await binding.delete()
-        await audit.record(
-            "revoke_role",
-            binding,
-            actor_id=actor.id,
-            before=before,
-            application=binding.application,
-            environment=binding.environment,
-        )
-    return binding
+    return await delete_binding(actor, "group", binding_id)
 
 
 async def groups(actor: Actor, first: int | None, after_id: int | None) -> Page:
