@@ -170,10 +170,9 @@ async def revoke_api_token(actor: Actor, token_id: int) -> ApiToken:
     """R2; a user may also revoke their own tokens."""
     async with transaction():
         api_token = await ApiToken.select_for_update().get_or_none(id=token_id)
-        if api_token is None:
+        if api_token is None or (api_token.user_id != actor.id and not actor.is_super_admin):
+            # Another user's token is as invisible as one that does not exist (R1).
             raise not_found("API token")
-        if api_token.user_id != actor.id:
-            require_admin(actor, "revoke other users' API tokens")
         if api_token.revoked_at is not None:
             raise InvalidState("this token is already revoked")
         api_token.revoked_at = now()
