@@ -365,7 +365,8 @@ async def test_super_admins_see_every_token_or_one_users(world):
 
 async def test_owner_revokes_own_token_but_not_others(world, unchanged):
     """revokeApiToken by the token's owner works (that token is refused at once, the others not);
-    another user's token is FORBIDDEN unless super-admin; revoking twice is INVALID_STATE."""
+    another user's token is NOT_FOUND (R1: invisible, exactly like a token that does not exist)
+    unless super-admin; revoking twice is INVALID_STATE."""
     secret, token_id = await issue(world, "dev", "ci")
     data = await world["dev"].ok(REVOKE_TOKEN, {"id": token_id})
     assert data["revokeApiToken"]["user"] == {"email": "dev@example.com"}
@@ -381,8 +382,8 @@ async def test_owner_revokes_own_token_but_not_others(world, unchanged):
 
     other_secret, other_id = await issue(world, "approver1", "ci")
     async with unchanged():
-        assert await world["dev"].code(REVOKE_TOKEN, {"id": other_id}) == "FORBIDDEN"
-        assert await world["nobody"].code(REVOKE_TOKEN, {"id": other_id}) == "FORBIDDEN"
+        assert await world["dev"].code(REVOKE_TOKEN, {"id": other_id}) == "NOT_FOUND"
+        assert await world["nobody"].code(REVOKE_TOKEN, {"id": other_id}) == "NOT_FOUND"
         assert await world["dev"].code(REVOKE_TOKEN, {"id": token_id}) == "INVALID_STATE"
         assert await world["dev"].code(REVOKE_TOKEN, {"id": "ApiToken:999999"}) == "NOT_FOUND"
     assert (await Client(world.http, other_secret).ok(ME))["me"]["email"] == "approver1@example.com"
