@@ -471,6 +471,10 @@ class Load:
             data = body.get("data")
         except ValueError:
             codes = ["<not JSON>"]
+        # A request sent while the database was away may wait (for a pool connection) until it
+        # is back and then succeed: such an answer belongs to no single phase.
+        if self.phase() != phase:
+            phase = f"{phase}->{self.phase()}"
         self.answers.append(Answer(phase, operation, response.status_code, codes, response.text[:500]))
         if response.status_code != 200 or codes or not data:
             return None
