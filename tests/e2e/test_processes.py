@@ -17,7 +17,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -34,6 +33,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
 from tests.conftest import POSTGRES_URL, _pg_server_url
+from tests.support import free_port
 
 STARTUP_TIMEOUT = 30.0
 ROLLOUT_TIMEOUT = 20.0
@@ -42,12 +42,6 @@ WS_TIMEOUT = 10.0
 needs_postgres = pytest.mark.skipif(not POSTGRES_URL, reason="GREENLIGHT_TEST_POSTGRES_URL is not set")
 
 # The same defect as in tests/e2e/test_websocket.py: no WebSocket is ever authenticated.
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _environment(database_url: str) -> dict[str, str]:

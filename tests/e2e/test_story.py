@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -26,18 +25,13 @@ import httpx
 import pytest
 
 from tests.conftest import POSTGRES_URL, _pg_server_url
+from tests.support import free_port
 
 STARTUP_TIMEOUT = 30.0
 ROLLOUT_TIMEOUT = 20.0
 
 
 # --- the server process -------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])

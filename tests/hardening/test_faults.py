@@ -38,6 +38,7 @@ import httpx
 import pytest
 
 from tests.conftest import POSTGRES_URL, _pg_server_url
+from tests.support import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT = 30.0
@@ -45,12 +46,6 @@ RECOVERY_TIMEOUT = 30.0
 GRACE = 5.0
 
 needs_postgres = pytest.mark.skipif(not POSTGRES_URL, reason="GREENLIGHT_TEST_POSTGRES_URL is not set")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def environment(database_url: str, **extra: str) -> dict[str, str]:

@@ -18,20 +18,19 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-import uvicorn
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
 from greenlight.config import Settings
 from greenlight.models import Approval, Image
 from greenlight.rollout.simulator import finish_due_rollouts
+from tests.support import receive, send, serving
 
 TIMEOUT = 5.0
 ME_Q = "{ me { email } }"
@@ -553,49 +552,11 @@ TRANSPORT_WS = Subprotocol("graphql-transport-ws")
 STATUS_S = "subscription($id: ID!) { deploymentStatus(deploymentId: $id) { status } }"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 async def ws_url(app) -> AsyncIterator[str]:
     """The app served by uvicorn on a free loopback port, in this event loop."""
-    port = free_port()
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, lifespan="off", log_level="warning", timeout_graceful_shutdown=2
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    try:
-        async with asyncio.timeout(TIMEOUT):
-            while not server.started:
-                if task.done():
-                    task.result()
-                    pytest.fail("uvicorn stopped before it started")
-                await asyncio.sleep(0.01)
+    async with serving(app, TIMEOUT) as port:
         yield f"ws://127.0.0.1:{port}/graphql"
-    finally:
-        server.should_exit = True
-        try:
-            await asyncio.wait_for(task, 10)
-        except TimeoutError:
-            task.cancel()
-
-
-async def send(ws: ClientConnection, message: dict[str, Any]) -> None:
-    await ws.send(json.dumps(message))
-
-
-async def receive(ws: ClientConnection, timeout: float = TIMEOUT) -> dict[str, Any]:
-    """The next message from the server, skipping pings."""
-    while True:
-        message = json.loads(await asyncio.wait_for(ws.recv(), timeout))
-        if message["type"] == "ping":
-            await send(ws, {"type": "pong"})
-            continue
-        return message
 
 
 @asynccontextmanager
