@@ -6,8 +6,11 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -58,3 +61,29 @@ async def receive(ws, timeout: float = TIMEOUT) -> dict[str, Any]:
             await send(ws, {"type": "pong"})
             continue
         return message
+
+
+def bootstrap_token(cwd: Path, env: dict[str, str], email: str = "admin@example.com") -> str:
+    """Runs `greenlight bootstrap EMAIL` and returns the token it prints last."""
+    done = subprocess.run(
+        [sys.executable, "-m", "greenlight", "bootstrap", email],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip().splitlines()[-1].strip()
+
+
+def start_serve(cwd: Path, env: dict[str, str], port: int, log: Path) -> subprocess.Popen:
+    """Starts `greenlight serve` on 127.0.0.1:PORT, its output going to `log`."""
+    with log.open("w") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "greenlight", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=cwd,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )

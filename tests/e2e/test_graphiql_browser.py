@@ -15,9 +15,7 @@ import mimetypes
 import os
 import re
 import shutil
-import socket
 import subprocess
-import sys
 import tarfile
 import tempfile
 import time
@@ -28,6 +26,8 @@ from urllib.parse import quote, urlencode, urlsplit
 
 import httpx
 import pytest
+
+from tests.support import bootstrap_token, free_port, start_serve
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -56,12 +56,6 @@ class Server:
     log: Path
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[Server]:
     cwd = tmp_path_factory.mktemp("graphiql")
@@ -72,26 +66,10 @@ def server(tmp_path_factory) -> Iterator[Server]:
         GREENLIGHT_LOG_FORMAT="json",
         PYTHONUNBUFFERED="1",
     )
-    bootstrap = subprocess.run(
-        [sys.executable, "-m", "greenlight", "bootstrap", ADMIN],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert bootstrap.returncode == 0, bootstrap.stderr
-    token = bootstrap.stdout.strip().splitlines()[-1].strip()
-    port = _free_port()
+    token = bootstrap_token(cwd, env, ADMIN)
+    port = free_port()
     log = cwd / "serve.log"
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "greenlight", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=cwd,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    process = start_serve(cwd, env, port, log)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 20

@@ -33,7 +33,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
 from tests.conftest import POSTGRES_URL, _pg_server_url
-from tests.support import free_port
+from tests.support import bootstrap_token, free_port
 
 STARTUP_TIMEOUT = 30.0
 ROLLOUT_TIMEOUT = 20.0
@@ -266,16 +266,7 @@ def pg_database() -> Iterator[str]:
 def cluster(pg_database, tmp_path_factory) -> Iterator[Cluster]:
     folder = tmp_path_factory.mktemp("processes")
     env = _environment(pg_database)
-    bootstrap = subprocess.run(
-        [sys.executable, "-m", "greenlight", "bootstrap", "admin@example.com"],
-        cwd=folder,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert bootstrap.returncode == 0, bootstrap.stderr
-    token = bootstrap.stdout.strip().splitlines()[-1].strip()
+    token = bootstrap_token(folder, env, "admin@example.com")
 
     processes = Processes(folder, env)
     try:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -25,7 +24,7 @@ import httpx
 import pytest
 
 from tests.conftest import POSTGRES_URL, _pg_server_url
-from tests.support import free_port
+from tests.support import bootstrap_token, free_port, start_serve
 
 STARTUP_TIMEOUT = 30.0
 ROLLOUT_TIMEOUT = 20.0
@@ -99,27 +98,11 @@ def _wait_until_ready(http: httpx.Client, process: subprocess.Popen, log: Path) 
 def server(database_url, tmp_path_factory) -> Iterator[Server]:
     cwd = tmp_path_factory.mktemp("serve")
     env = _environment(database_url)
-    bootstrap = subprocess.run(
-        [sys.executable, "-m", "greenlight", "bootstrap", "admin@example.com"],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert bootstrap.returncode == 0, bootstrap.stderr
-    token = bootstrap.stdout.strip().splitlines()[-1].strip()
+    token = bootstrap_token(cwd, env, "admin@example.com")
 
     port = free_port()
     log = cwd / "serve.log"
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "greenlight", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=cwd,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    process = start_serve(cwd, env, port, log)
     try:
         url = f"http://127.0.0.1:{port}"
         with httpx.Client(base_url=url, timeout=30.0) as http:
