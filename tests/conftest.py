@@ -264,9 +264,10 @@ class World:
         )
         return data["requestApproval"]["id"]
 
-    async def approve(self, request_id: str, who: str) -> dict:
+    async def approve(self, request_id: str, who: str, acknowledge_stale: bool = False) -> dict:
         data = await self[who].ok(
-            "mutation($id: ID!) { approveRequest(id: $id) { id state } }", {"id": request_id}
+            "mutation($id: ID!, $ack: Boolean) { approveRequest(id: $id, acknowledgeStale: $ack) { id state } }",
+            {"id": request_id, "ack": acknowledge_stale},
         )
         return data["approveRequest"]
 
@@ -282,12 +283,20 @@ class World:
             await self.approve(request, approver)
         return image, request
 
-    async def deploy(self, image_id: str, pipeline: str = "shop/prod", who: str = "dev") -> dict:
+    async def deploy(
+        self, image_id: str, pipeline: str = "shop/prod", who: str = "dev", acknowledge_stale: bool = False
+    ) -> dict:
         data = await self[who].ok(
             """mutation($i: DeployImageInput!) {
                  deployImage(input: $i) { id status image { id } }
                }""",
-            {"i": {"pipelineId": self.ids[pipeline], "imageId": image_id}},
+            {
+                "i": {
+                    "pipelineId": self.ids[pipeline],
+                    "imageId": image_id,
+                    "acknowledgeStale": acknowledge_stale,
+                }
+            },
         )
         return data["deployImage"]
 

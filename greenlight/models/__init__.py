@@ -1,14 +1,25 @@
 """Tortoise models: what Greenlight stores."""
 
-from greenlight.models.catalog import Application, Environment, Image, Pipeline
+from greenlight.models.catalog import (
+    Application,
+    ApprovalException,
+    DeployFreeze,
+    Environment,
+    GroupQuorum,
+    Image,
+    Pipeline,
+    PolicyApprover,
+)
 from greenlight.models.enums import (
     ACTIVE_STATUSES,
     LIVE_STATES,
+    ApprovalPolicyKind,
     ApprovalState,
     DeploymentStatus,
     DeploymentStrategy,
     Role,
     TriggerType,
+    Weekday,
 )
 from greenlight.models.identity import ApiToken, Group, GroupMember, PolicyVersion, RoleBinding, User
 from greenlight.models.workflow import (
@@ -27,10 +38,13 @@ __all__ = [
     "LIVE_STATES",
     "ApiToken",
     "Application",
+    "ApprovalException",
+    "ApprovalPolicyKind",
     "Approval",
     "ApprovalRequest",
     "ApprovalState",
     "AuditEvent",
+    "DeployFreeze",
     "Deployment",
     "DeploymentStatus",
     "DeploymentStrategy",
@@ -38,9 +52,11 @@ __all__ = [
     "Environment",
     "Group",
     "GroupMember",
+    "GroupQuorum",
     "Image",
     "NamedApprover",
     "Pipeline",
+    "PolicyApprover",
     "PolicyVersion",
     "Rejection",
     "Role",
@@ -48,4 +64,5 @@ __all__ = [
     "TriggerType",
     "User",
     "WebhookDelivery",
+    "Weekday",
 ]

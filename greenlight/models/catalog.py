@@ -3,7 +3,7 @@
 from tortoise import fields
 from tortoise.models import Model
 
-from greenlight.models.enums import DeploymentStrategy, TriggerType
+from greenlight.models.enums import ApprovalPolicyKind, DeploymentStrategy, TriggerType
 
 
 class Application(Model):
@@ -35,11 +35,77 @@ class Pipeline(Model):
     required_approvals = fields.SmallIntField()
     ttl_hours = fields.IntField(null=True)
     approvers_can_deploy = fields.BooleanField(default=False)
+    policy_kind = fields.CharEnumField(ApprovalPolicyKind, max_length=16, default=ApprovalPolicyKind.ANY)
+    count_once_per_person = fields.BooleanField(default=True)
+    cancel_stale_requests = fields.BooleanField(default=False)
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:
         table = "pipelines"
         unique_together = (("application", "environment"),)
+
+
+class PolicyApprover(Model):
+    """SPECIFIC_USERS: a user who must approve every request of the pipeline."""
+
+    id = fields.IntField(primary_key=True)
+    pipeline = fields.ForeignKeyField("models.Pipeline", related_name="policy_approvers")
+    user = fields.ForeignKeyField("models.User", related_name="policy_approver_of")
+
+    class Meta:
+        table = "policy_approvers"
+        unique_together = (("pipeline", "user"),)
+
+
+class GroupQuorum(Model):
+    """GROUP_QUORUMS: at least `min_approvals` approvals from members of `group`."""
+
+    id = fields.IntField(primary_key=True)
+    pipeline = fields.ForeignKeyField("models.Pipeline", related_name="group_quorums")
+    group = fields.ForeignKeyField("models.Group", related_name="quorums")
+    min_approvals = fields.SmallIntField()
+
+    class Meta:
+        table = "group_quorums"
+        unique_together = (("pipeline", "group"),)
+
+
+class ApprovalException(Model):
+    """A user, or a group's members, who may deploy on the pipeline without approval."""
+
+    id = fields.IntField(primary_key=True)
+    pipeline = fields.ForeignKeyField("models.Pipeline", related_name="approval_exceptions")
+    user = fields.ForeignKeyField("models.User", related_name="approval_exceptions", null=True)
+    group = fields.ForeignKeyField("models.Group", related_name="approval_exceptions", null=True)
+
+    class Meta:
+        table = "approval_exceptions"
+        unique_together = (("pipeline", "user"), ("pipeline", "group"))
+
+
+class DeployFreeze(Model):
+    """A window in which deploys to an environment (or one pipeline) are refused.
+
+    Either one-off (`starts_at` to `ends_at`) or weekly: from `start_day` `start_time` to
+    `end_day` `end_time`, wall-clock in `time_zone` (so DST moves the UTC instants).
+    """
+
+    id = fields.IntField(primary_key=True)
+    name = fields.CharField(max_length=200)
+    environment = fields.ForeignKeyField("models.Environment", related_name="freezes", null=True)
+    pipeline = fields.ForeignKeyField("models.Pipeline", related_name="freezes", null=True)
+    starts_at = fields.DatetimeField(null=True)
+    ends_at = fields.DatetimeField(null=True)
+    time_zone = fields.CharField(max_length=64, null=True)
+    start_day = fields.SmallIntField(null=True)  # 0 is Monday
+    start_time = fields.CharField(max_length=5, null=True)  # "HH:MM"
+    end_day = fields.SmallIntField(null=True)
+    end_time = fields.CharField(max_length=5, null=True)
+    created_by = fields.ForeignKeyField("models.User", related_name="freezes_created")
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "deploy_freezes"
 
 
 class Image(Model):

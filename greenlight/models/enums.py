@@ -44,3 +44,24 @@ class DeploymentStrategy(StrEnum):
 class TriggerType(StrEnum):
     MANUAL = "MANUAL"
     AUTOMATIC = "AUTOMATIC"
+
+
+class ApprovalPolicyKind(StrEnum):
+    ANY = "ANY"  # N approvals from anyone eligible
+    SPECIFIC_USERS = "SPECIFIC_USERS"  # every listed user must approve
+    GROUP_QUORUMS = "GROUP_QUORUMS"  # at least K approvals from each listed group
+
+
+class Weekday(StrEnum):
+    MONDAY = "MONDAY"
+    TUESDAY = "TUESDAY"
+    WEDNESDAY = "WEDNESDAY"
+    THURSDAY = "THURSDAY"
+    FRIDAY = "FRIDAY"
+    SATURDAY = "SATURDAY"
+    SUNDAY = "SUNDAY"
+
+    @property
+    def number(self) -> int:
+        """Monday is 0, as in datetime.weekday()."""
+        return list(Weekday).index(self)

@@ -27,6 +27,11 @@ class ApprovalRequest(Model):
     required_approvals = fields.SmallIntField()
     expires_at = fields.DatetimeField(null=True, db_index=True)
     closed_at = fields.DatetimeField(null=True)
+    # The pipeline's policy when the request was made (R7): kind, listed users, group
+    # quorums, countOncePerPerson. See greenlight.workflow.policy.
+    policy = fields.JSONField(null=True)
+    # The image is older than the pipeline's active image: approving needs acknowledgement.
+    stale = fields.BooleanField(default=False)
 
     class Meta:
         table = "approval_requests"
@@ -39,6 +44,8 @@ class Approval(Model):
     user = fields.ForeignKeyField("models.User", related_name="approvals")
     decided_at = fields.DatetimeField(auto_now_add=True)
     comment = fields.TextField(null=True)
+    # The request's quorum groups the approver belonged to when approving.
+    group_ids = fields.JSONField(null=True)
 
     class Meta:
         table = "approvals"
@@ -84,6 +91,9 @@ class Deployment(Model):
     rollout_seconds = fields.FloatField(null=True)
     failed_step = fields.SmallIntField(null=True)
     message = fields.TextField(null=True)
+    # Deployed by an exception user of the pipeline, without an approval.
+    approval_exception = fields.BooleanField(default=False)
+    freeze_override_reason = fields.TextField(null=True)
 
     class Meta:
         table = "deployments"

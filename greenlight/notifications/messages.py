@@ -74,6 +74,7 @@ OUTCOMES = {
     "approved": "was approved: it can now be deployed",
     "rejected": "was rejected",
     "expired": "expired without being used",
+    "cancelled": "was cancelled",
 }
 
 

@@ -13,6 +13,7 @@ from greenlight.schema.inputs import (
     ApprovalPolicyInput,
     CreatePipelineInput,
     CreateUserInput,
+    DeployFreezeInput,
     DeployImageInput,
     GroupRoleBindingInput,
     IssueApiTokenInput,
@@ -24,6 +25,7 @@ from greenlight.schema.types import (
     ApiToken,
     Application,
     ApprovalRequest,
+    DeployFreeze,
     Deployment,
     Environment,
     Group,
@@ -35,7 +37,8 @@ from greenlight.schema.types import (
     RoleBinding,
     User,
 )
-from greenlight.workflow import approvals, catalog, deployments, identity, outbox, teams
+from greenlight.workflow import approvals, catalog, deployments, freezes, identity, outbox, teams
+from greenlight.workflow.policy import PolicyChange, Quorum
 
 
 async def register_image(info: Info, input: RegisterImageInput) -> Image:
@@ -56,9 +59,12 @@ async def request_approval(info: Info, input: RequestApprovalInput) -> ApprovalR
     return ApprovalRequest(model=request)
 
 
-async def approve_request(info: Info, id: strawberry.ID, comment: str | None = None) -> ApprovalRequest:
+async def approve_request(
+    info: Info, id: strawberry.ID, comment: str | None = None, acknowledge_stale: bool | None = False
+) -> ApprovalRequest:
     request_id = ids.decode("ApprovalRequest", id, "id")
-    return ApprovalRequest(model=await approvals.approve(info.context.actor, request_id, comment))
+    request = await approvals.approve(info.context.actor, request_id, comment, bool(acknowledge_stale))
+    return ApprovalRequest(model=request)
 
 
 async def reject_request(info: Info, id: strawberry.ID, reason: str) -> ApprovalRequest:
@@ -81,6 +87,8 @@ async def deploy_image(info: Info, input: DeployImageInput) -> Deployment:
         info.context.actor,
         pipeline_id=ids.decode("Pipeline", input.pipeline_id, "pipelineId"),
         image_id=ids.decode("Image", input.image_id, "imageId"),
+        acknowledge_stale=bool(input.acknowledge_stale),
+        freeze_override_reason=input.freeze_override_reason,
     )
     return Deployment(model=deployment)
 
@@ -150,8 +158,53 @@ async def update_approval_policy(
         required_approvals=input.required_approvals,
         ttl_hours=input.ttl_hours,
         approvers_can_deploy=bool(input.approvers_can_deploy),
+        change=PolicyChange(
+            kind=input.kind,
+            approver_ids=_decode_all("User", input.approver_ids, "approverIds"),
+            group_quorums=None
+            if input.group_quorums is None
+            else [
+                Quorum(ids.decode("Group", q.group_id, "groupQuorums.groupId"), q.min_approvals)
+                for q in input.group_quorums
+            ],
+            count_once_per_person=input.count_once_per_person,
+            exception_user_ids=_decode_all("User", input.exception_user_ids, "exceptionUserIds"),
+            exception_group_ids=_decode_all("Group", input.exception_group_ids, "exceptionGroupIds"),
+            cancel_stale_requests=input.cancel_stale_requests,
+        ),
     )
     return Pipeline(model=pipeline)
+
+
+def _decode_all(type_name: str, values: list[strawberry.ID] | None, field: str) -> list[int] | None:
+    return None if values is None else [ids.decode(type_name, v, field) for v in values]
+
+
+async def create_deploy_freeze(info: Info, input: DeployFreezeInput) -> DeployFreeze:
+    weekly = input.weekly
+    freeze = await freezes.create_freeze(
+        info.context.actor,
+        name=input.name,
+        environment_id=None
+        if input.environment_id is None
+        else ids.decode("Environment", input.environment_id, "environmentId"),
+        pipeline_id=None
+        if input.pipeline_id is None
+        else ids.decode("Pipeline", input.pipeline_id, "pipelineId"),
+        starts_at=input.starts_at,
+        ends_at=input.ends_at,
+        weekly=None
+        if weekly is None
+        else freezes.WeeklyWindow(
+            weekly.time_zone, weekly.start_day, weekly.start_time, weekly.end_day, weekly.end_time
+        ),
+    )
+    return DeployFreeze(model=freeze)
+
+
+async def delete_deploy_freeze(info: Info, id: strawberry.ID) -> DeployFreeze:
+    freeze = await freezes.delete_freeze(info.context.actor, ids.decode("DeployFreeze", id, "id"))
+    return DeployFreeze(model=freeze)
 
 
 async def grant_role(info: Info, input: RoleBindingInput) -> RoleBinding:

@@ -18,6 +18,7 @@ from greenlight.schema.types import (
     AuditEvent,
     Connection,
     Decision,
+    DeployFreeze,
     Deployment,
     Environment,
     Group,
@@ -28,7 +29,7 @@ from greenlight.schema.types import (
     User,
     connection,
 )
-from greenlight.workflow import access, approvals, identity, outbox, reads, teams
+from greenlight.workflow import access, approvals, freezes, identity, outbox, reads, teams
 from greenlight.workflow.guards import visible_deployment, visible_request
 
 
@@ -175,3 +176,16 @@ async def role_binding_connection(
     uid = ids.decode_optional("User", user_id, "userId")
     found = await teams.role_bindings_page(info.context.actor, uid, first, ids.decode_cursor(after))
     return connection(found, RoleBinding)
+
+
+async def deploy_freezes(
+    info: Info, environment_id: strawberry.ID | None = None, pipeline_id: strawberry.ID | None = None
+) -> list[DeployFreeze]:
+    found = await freezes.visible_freezes(
+        info.context.actor,
+        environment_id=None
+        if environment_id is None
+        else ids.decode("Environment", environment_id, "environmentId"),
+        pipeline_id=None if pipeline_id is None else ids.decode("Pipeline", pipeline_id, "pipelineId"),
+    )
+    return [DeployFreeze(model=f) for f in found]

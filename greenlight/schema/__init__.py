@@ -24,6 +24,9 @@ from greenlight.schema.subscriptions import Subscription
 @strawberry.type
 class Query:
     me = strawberry.field(resolver=queries.me)
+    deploy_freezes = strawberry.field(
+        resolver=queries.deploy_freezes, description="The freezes on what the caller can see."
+    )
     applications = strawberry.field(
         resolver=queries.applications, description="Only those the caller can see."
     )
@@ -95,6 +98,11 @@ class Mutation:
     create_environment = strawberry.mutation(resolver=mutations.create_environment)
     create_pipeline = strawberry.mutation(resolver=mutations.create_pipeline)
     update_approval_policy = strawberry.mutation(resolver=mutations.update_approval_policy)
+    create_deploy_freeze = strawberry.mutation(
+        resolver=mutations.create_deploy_freeze,
+        description="Refuse deploys in a window (DEPLOY_FROZEN); super-admins only.",
+    )
+    delete_deploy_freeze = strawberry.mutation(resolver=mutations.delete_deploy_freeze)
     grant_role = strawberry.mutation(resolver=mutations.grant_role)
     revoke_role = strawberry.mutation(resolver=mutations.revoke_role)
     create_group = strawberry.mutation(resolver=mutations.create_group)

@@ -6,7 +6,14 @@ from datetime import datetime
 
 import strawberry
 
-from greenlight.schema.enums import ApprovalState, DeploymentStrategy, Role, TriggerType
+from greenlight.schema.enums import (
+    ApprovalPolicyKind,
+    ApprovalState,
+    DeploymentStrategy,
+    Role,
+    TriggerType,
+    Weekday,
+)
 
 
 @strawberry.input
@@ -36,6 +43,12 @@ class RequestApprovalInput:
 class DeployImageInput:
     pipeline_id: strawberry.ID
     image_id: strawberry.ID
+    acknowledge_stale: bool | None = strawberry.field(
+        default=False, description="Deploy an image older than the active one (a rollback)."
+    )
+    freeze_override_reason: str | None = strawberry.field(
+        default=None, description="Super-admins: deploy through a freeze, for this reason."
+    )
 
 
 @strawberry.input
@@ -63,10 +76,56 @@ class CreatePipelineInput:
 
 
 @strawberry.input
+class GroupQuorumInput:
+    group_id: strawberry.ID
+    min_approvals: int
+
+
+@strawberry.input(description="Each field after approversCanDeploy: omitted or null keeps the current value.")
 class ApprovalPolicyInput:
     required_approvals: int
     ttl_hours: int | None = None
     approvers_can_deploy: bool | None = False
+    kind: ApprovalPolicyKind | None = None
+    approver_ids: list[strawberry.ID] | None = strawberry.field(
+        default=None, description="SPECIFIC_USERS: each of them must approve."
+    )
+    group_quorums: list[GroupQuorumInput] | None = strawberry.field(
+        default=None, description="GROUP_QUORUMS: at least minApprovals from each group."
+    )
+    count_once_per_person: bool | None = strawberry.field(
+        default=None,
+        description="GROUP_QUORUMS: one person's approval counts for one group only (default true).",
+    )
+    exception_user_ids: list[strawberry.ID] | None = strawberry.field(
+        default=None, description="Users who may deploy without approval."
+    )
+    exception_group_ids: list[strawberry.ID] | None = strawberry.field(
+        default=None, description="Groups whose members may deploy without approval."
+    )
+    cancel_stale_requests: bool | None = strawberry.field(
+        default=None,
+        description="Cancel live requests for older images when a newer one is deployed (default false).",
+    )
+
+
+@strawberry.input
+class WeeklyWindowInput:
+    time_zone: str = strawberry.field(description="An IANA time zone name, such as Europe/Berlin.")
+    start_day: Weekday
+    start_time: str = strawberry.field(description='"HH:MM", wall-clock in timeZone.')
+    end_day: Weekday
+    end_time: str
+
+
+@strawberry.input(description="Exactly one of environmentId / pipelineId; startsAt and endsAt, or weekly.")
+class DeployFreezeInput:
+    name: str
+    environment_id: strawberry.ID | None = None
+    pipeline_id: strawberry.ID | None = None
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    weekly: WeeklyWindowInput | None = None
 
 
 @strawberry.input

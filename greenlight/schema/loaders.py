@@ -48,6 +48,7 @@ class Loaders:
         self.approvals = _many(models.Approval, "request_id")
         self.named_approvers = _many(models.NamedApprover, "request_id")
         self.rejection = _one(models.Rejection, "request_id")
+        self.group = _by_id(models.Group)
 
 
 LoaderFactory = Callable[[], Loaders]

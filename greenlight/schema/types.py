@@ -14,13 +14,15 @@ from greenlight.rollout import plan
 from greenlight.schema import ids
 from greenlight.schema.context import Info
 from greenlight.schema.enums import (
+    ApprovalPolicyKind,
     ApprovalState,
     DeploymentStatus,
     DeploymentStrategy,
     Role,
     TriggerType,
+    Weekday,
 )
-from greenlight.workflow import reads, teams
+from greenlight.workflow import freezes, policy, reads
 from greenlight.workflow.clock import now
 from greenlight.workflow.deployments import deployable_images
 from greenlight.workflow.states import active_deployment, effective_state
@@ -128,10 +130,126 @@ class Application:
 
 
 @strawberry.type
+class GroupQuorum:
+    group_model: strawberry.Private[models.Group]
+    min_approvals: int
+
+    @strawberry.field
+    def group(self) -> Group:
+        return Group(model=self.group_model)
+
+
+@strawberry.type
 class ApprovalPolicy:
-    required_approvals: int
-    ttl_hours: int | None
-    approvers_can_deploy: bool
+    pipeline: strawberry.Private[models.Pipeline]
+
+    @strawberry.field(description="0: deploys need no approval; otherwise the least number of approvals.")
+    def required_approvals(self) -> int:
+        return self.pipeline.required_approvals
+
+    @strawberry.field
+    def ttl_hours(self) -> int | None:
+        return self.pipeline.ttl_hours
+
+    @strawberry.field
+    def approvers_can_deploy(self) -> bool:
+        return self.pipeline.approvers_can_deploy
+
+    @strawberry.field
+    def kind(self) -> ApprovalPolicyKind:
+        return models.ApprovalPolicyKind(self.pipeline.policy_kind)
+
+    @strawberry.field(description="SPECIFIC_USERS: each of them must approve.")
+    async def approvers(self) -> list[User]:
+        return [User(model=u) for u in await policy.approvers_of(self.pipeline)]
+
+    @strawberry.field(description="GROUP_QUORUMS: at least minApprovals from each group.")
+    async def group_quorums(self) -> list[GroupQuorum]:
+        return [
+            GroupQuorum(group_model=g, min_approvals=k) for g, k in await policy.quorums_of(self.pipeline)
+        ]
+
+    @strawberry.field(description="GROUP_QUORUMS: one person's approval counts toward one group only.")
+    def count_once_per_person(self) -> bool:
+        return self.pipeline.count_once_per_person
+
+    @strawberry.field(description="Users who may deploy without approval.")
+    async def exception_users(self) -> list[User]:
+        return [User(model=u) for u in await policy.exception_users_of(self.pipeline)]
+
+    @strawberry.field(description="Groups whose members may deploy without approval.")
+    async def exception_groups(self) -> list[Group]:
+        return [Group(model=g) for g in await policy.exception_groups_of(self.pipeline)]
+
+    @strawberry.field(
+        description="Live requests for older images are cancelled when a newer one is deployed."
+    )
+    def cancel_stale_requests(self) -> bool:
+        return self.pipeline.cancel_stale_requests
+
+
+@strawberry.type
+class WeeklyWindow:
+    time_zone: str
+    start_day: Weekday
+    start_time: str
+    end_day: Weekday
+    end_time: str
+
+
+@strawberry.type(description="A window in which deploys are refused with DEPLOY_FROZEN.")
+class DeployFreeze:
+    model: strawberry.Private[models.DeployFreeze]
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(ids.encode_model(self.model))
+
+    @strawberry.field
+    def name(self) -> str:
+        return self.model.name
+
+    @strawberry.field
+    async def environment(self, info: Info) -> Environment | None:
+        if self.model.environment_id is None:
+            return None
+        return Environment(model=await info.context.loaders.environment.load(self.model.environment_id))
+
+    @strawberry.field
+    async def pipeline(self, info: Info) -> Pipeline | None:
+        if self.model.pipeline_id is None:
+            return None
+        return Pipeline(model=await info.context.loaders.pipeline.load(self.model.pipeline_id))
+
+    @strawberry.field(description="One-off windows: from startsAt (frozen) to endsAt (open again).")
+    def starts_at(self) -> datetime | None:
+        return self.model.starts_at
+
+    @strawberry.field
+    def ends_at(self) -> datetime | None:
+        return self.model.ends_at
+
+    @strawberry.field(description="Weekly windows, wall-clock in their time zone.")
+    def weekly(self) -> WeeklyWindow | None:
+        m = self.model
+        if m.time_zone is None:
+            return None
+        days = list(models.Weekday)
+        return WeeklyWindow(
+            time_zone=m.time_zone,
+            start_day=days[m.start_day],
+            start_time=m.start_time,
+            end_day=days[m.end_day],
+            end_time=m.end_time,
+        )
+
+    @strawberry.field
+    async def created_by(self, info: Info) -> User:
+        return await _user(info, self.model.created_by_id)
+
+    @strawberry.field
+    def created_at(self) -> datetime:
+        return self.model.created_at
 
 
 @strawberry.type
@@ -160,11 +278,15 @@ class Pipeline:
 
     @strawberry.field
     def approval_policy(self) -> ApprovalPolicy:
-        return ApprovalPolicy(
-            required_approvals=self.model.required_approvals,
-            ttl_hours=self.model.ttl_hours,
-            approvers_can_deploy=self.model.approvers_can_deploy,
-        )
+        return ApprovalPolicy(pipeline=self.model)
+
+    @strawberry.field(description="Freezes on this pipeline and on its environment.")
+    async def deploy_freezes(self) -> list[DeployFreeze]:
+        return [DeployFreeze(model=f) for f in await freezes.of_pipeline(self.model)]
+
+    @strawberry.field(description="Null: deploys are allowed now; otherwise when the freeze in force ends.")
+    async def frozen_until(self) -> datetime | None:
+        return await freezes.pipeline_frozen_until(self.model)
 
     @strawberry.field(description='The image "Active on <environment>" (R23).')
     async def active_image(self, info: Info) -> Image | None:
@@ -242,6 +364,38 @@ class Approval:
 
 
 @strawberry.type
+class ApprovalRequirement:
+    description: str
+    required: int
+    approved: int
+    met: bool
+    user_id: strawberry.Private[int | None]
+    group_id: strawberry.Private[int | None]
+
+    @classmethod
+    def of(cls, line: policy.Requirement) -> ApprovalRequirement:
+        return cls(
+            description=line.description,
+            required=line.required,
+            approved=line.approved,
+            met=line.met,
+            user_id=line.user_id,
+            group_id=line.group_id,
+        )
+
+    @strawberry.field
+    async def user(self, info: Info) -> User | None:
+        return None if self.user_id is None else await _user(info, self.user_id)
+
+    @strawberry.field
+    async def group(self, info: Info) -> Group | None:
+        if self.group_id is None:
+            return None
+        found = await info.context.loaders.group.load(self.group_id)
+        return None if found is None else Group(model=found)
+
+
+@strawberry.type
 class ApprovalRequest:
     model: strawberry.Private[models.ApprovalRequest]
 
@@ -297,6 +451,30 @@ class ApprovalRequest:
     @strawberry.field
     def expires_at(self) -> datetime | None:
         return self.model.expires_at
+
+    @strawberry.field(description="The kind of the policy the request was made under (R7).")
+    def policy_kind(self) -> ApprovalPolicyKind:
+        return policy.Snapshot.of(self.model).kind
+
+    @strawberry.field(description="Progress per requirement; the first line is the total.")
+    async def requirements(self, info: Info) -> list[ApprovalRequirement]:
+        return [ApprovalRequirement.of(line) for line in await self._progress(info)]
+
+    @strawberry.field(description='The requirements in words: "approvals: 1 of 2, sre: 1 of 2".')
+    async def progress(self, info: Info) -> str:
+        return ", ".join(map(str, await self._progress(info)))
+
+    async def _progress(self, info: Info) -> list[policy.Requirement]:
+        rows = await info.context.loaders.approvals.load(self.model.id)
+        return policy.requirements(
+            self.model.required_approvals,
+            policy.Snapshot.of(self.model),
+            [(a.user_id, a.group_ids) for a in rows],
+        )
+
+    @strawberry.field(description="The image is older than the pipeline's active image.")
+    def stale(self) -> bool:
+        return self.model.stale
 
     @strawberry.field(description="Whether the caller may approve it right now.")
     async def viewer_can_approve(self, info: Info) -> bool:
@@ -358,6 +536,14 @@ class Deployment:
     @strawberry.field
     def finished_at(self) -> datetime | None:
         return self.model.finished_at
+
+    @strawberry.field(description="Deployed by an exception user of the pipeline, without approval.")
+    def approval_exception(self) -> bool:
+        return self.model.approval_exception
+
+    @strawberry.field(description="Set when a super-admin deployed through a freeze.")
+    def freeze_override_reason(self) -> str | None:
+        return self.model.freeze_override_reason
 
     @strawberry.field(description="What the rollout driver or CD system said last.")
     def message(self) -> str | None:
@@ -567,13 +753,14 @@ class Group:
     def name(self) -> str:
         return self.model.name
 
-    @strawberry.field
-    async def members(self, first: int | None = 20, after: str | None = None) -> Connection[User]:
-        return connection(await teams.members(self.model, first, ids.decode_cursor(after)), User)
+    @strawberry.field(description="Super-admins only.")
+    async def members(self, info: Info, first: int | None = 20, after: str | None = None) -> Connection[User]:
+        page = await reads.group_members(info.context.actor, self.model, first, ids.decode_cursor(after))
+        return connection(page, User)
 
-    @strawberry.field
-    async def role_bindings(self) -> list[GroupRoleBinding]:
-        return [GroupRoleBinding(model=b) for b in await teams.group_bindings(self.model)]
+    @strawberry.field(description="Super-admins only.")
+    async def role_bindings(self, info: Info) -> list[GroupRoleBinding]:
+        return [GroupRoleBinding(model=b) for b in await reads.group_bindings(info.context.actor, self.model)]
 
 
 @strawberry.type(description="A role that allows the action, and where it comes from.")

@@ -17,7 +17,7 @@ from greenlight.models import (
     User,
 )
 from greenlight.policies import Action, Actor
-from greenlight.workflow import audit, validation
+from greenlight.workflow import audit, policy, validation
 from greenlight.workflow.catalog import close_request
 from greenlight.workflow.clock import now
 from greenlight.workflow.deployments import deploy_on_approval
@@ -27,6 +27,7 @@ from greenlight.workflow.errors import (
     Forbidden,
     InvalidState,
     SelfApproval,
+    StaleImage,
 )
 from greenlight.workflow.guards import (
     image_of_pipeline,
@@ -36,7 +37,7 @@ from greenlight.workflow.guards import (
     visible_pipeline,
     visible_request,
 )
-from greenlight.workflow.states import active_image_id, approval_count, effective_state
+from greenlight.workflow.states import active_image, effective_state, older
 from greenlight.workflow.tx import transaction
 
 
@@ -87,7 +88,8 @@ async def request_approval(
             raise BadUserInput(
                 f"pipeline {scope.domain} needs no approval (requiredApprovals is 0): deploy directly"
             )
-        if await active_image_id(pipeline.id) == image.id:
+        active = await active_image(pipeline.id)
+        if active is not None and active.id == image.id:
             raise Conflict(f"this image is already active on {scope.environment}")
         existing = await ApprovalRequest.select_for_update().get_or_none(
             image_id=image.id, pipeline_id=pipeline.id, state__in=list(LIVE_STATES)
@@ -100,17 +102,19 @@ async def request_approval(
                 )
             await close_request(existing, ApprovalState.EXPIRED, actor_id=None, scope=scope)
 
+        eligible = {u.id for u in await eligible_approvers(actor, pipeline, image, actor.id)}
         wanted = list(dict.fromkeys(approver_ids))
-        if wanted:
-            eligible = {u.id for u in await eligible_approvers(actor, pipeline, image, actor.id)}
-            ineligible = [i for i in wanted if i not in eligible]
-            if ineligible:
-                raise BadUserInput(
-                    f"approverIds: {len(ineligible)} of the named users may not approve this "
-                    "request (see eligibleApprovers)",
-                    field="approverIds",
-                    ineligibleUserIds=ineligible,
-                )
+        ineligible = [i for i in wanted if i not in eligible]
+        if ineligible:
+            raise BadUserInput(
+                f"approverIds: {len(ineligible)} of the named users may not approve this "
+                "request (see eligibleApprovers)",
+                field="approverIds",
+                ineligibleUserIds=ineligible,
+            )
+        snapshot = await policy.snapshot(pipeline)
+        await policy.refuse_unmeetable(snapshot, eligible)
+        stale = active is not None and older(image, active)
         requested_at = now()
         expires_at = requested_at + timedelta(hours=pipeline.ttl_hours) if pipeline.ttl_hours else None
         request = await ApprovalRequest.create(
@@ -123,6 +127,8 @@ async def request_approval(
             comment=comment,
             required_approvals=pipeline.required_approvals,
             expires_at=expires_at,
+            policy=snapshot.stored(),
+            stale=stale,
         )
         await NamedApprover.bulk_create(
             [NamedApprover(request_id=request.id, user_id=user_id) for user_id in wanted]
@@ -136,6 +142,8 @@ async def request_approval(
                 "state": ApprovalState.PENDING.value,
                 "image": image.id,
                 "requiredApprovals": request.required_approvals,
+                "policy": snapshot.stored(),
+                "stale": stale,
                 "namedApprovers": wanted,
             },
             application=scope.application,
@@ -151,8 +159,11 @@ def _refuse_self_approval(actor: Actor, request: ApprovalRequest, verb: str) -> 
         raise SelfApproval(f"you requested this approval, so you may not {verb} it")
 
 
-async def approve(actor: Actor, request_id: int, comment: str | None) -> ApprovalRequest:
-    """R4, R10, R11, R12, R16, R17; R24 on AUTOMATIC pipelines."""
+async def approve(
+    actor: Actor, request_id: int, comment: str | None, acknowledge_stale: bool = False
+) -> ApprovalRequest:
+    """R4, R10, R11, R12, R16, R17; R24 on AUTOMATIC pipelines; issue 6: the request's
+    policy snapshot decides when it is APPROVED, and a stale one needs acknowledging."""
     comment = validation.text("comment", comment)
     async with transaction():
         request, pipeline = await _lock(actor, request_id)
@@ -164,18 +175,33 @@ async def approve(actor: Actor, request_id: int, comment: str | None) -> Approva
             raise InvalidState(f"this request is {state.value}; only a PENDING one can be approved")
         if await Approval.exists(request_id=request.id, user_id=actor.id):
             raise InvalidState("you have approved this request already")
-        await Approval.create(request_id=request.id, user_id=actor.id, comment=comment)
-        count = await approval_count(request.id)
+        if request.stale and not acknowledge_stale:
+            raise StaleImage(
+                "this image is older than the one active on the pipeline; approve with "
+                "acknowledgeStale: true if you mean to"
+            )
+        before = ", ".join(map(str, await policy.progress(request)))
+        await Approval.create(
+            request_id=request.id,
+            user_id=actor.id,
+            comment=comment,
+            group_ids=await policy.groups_of_approver(request, actor.id),
+        )
+        lines = await policy.progress(request)
         await audit.record(
             "approve",
             request,
             actor_id=actor.id,
-            before={"state": state.value, "approvals": count - 1},
-            after={"state": state.value, "approvals": count},
+            before={"state": state.value, "progress": before},
+            after={
+                "state": state.value,
+                "progress": ", ".join(map(str, lines)),
+                "acknowledgedStale": bool(request.stale),
+            },
             application=scope.application,
             environment=scope.environment,
         )
-        if count >= request.required_approvals:
+        if all(line.met for line in lines):
             request.state = ApprovalState.APPROVED
             await request.save(update_fields=["state"])
             await audit.record(

@@ -15,10 +15,11 @@ from greenlight.models import (
     TriggerType,
 )
 from greenlight.policies import Action, Actor
-from greenlight.workflow import audit, validation
+from greenlight.workflow import audit, policy, validation
 from greenlight.workflow.clock import now
 from greenlight.workflow.errors import Conflict, Forbidden, not_found
 from greenlight.workflow.guards import pipeline_scope, require_admin, sees_application
+from greenlight.workflow.policy import PolicyChange
 from greenlight.workflow.states import effective_state
 from greenlight.workflow.tx import transaction
 
@@ -104,8 +105,10 @@ async def update_approval_policy(
     required_approvals: int,
     ttl_hours: int | None,
     approvers_can_deploy: bool,
+    change: PolicyChange | None = None,
 ) -> Pipeline:
-    """R2, R7 (requests keep their snapshot), R18 (0 cancels live requests)."""
+    """R2, R7 (requests keep their snapshot), R18 (0 cancels live requests); issue 6: the
+    policy's kind, its listed users or group quorums, exceptions, stale-request handling."""
     require_admin(actor, "change approval policies")
     validation.approval_policy(required_approvals, ttl_hours)
     async with transaction():
@@ -114,17 +117,18 @@ async def update_approval_policy(
             raise not_found("pipeline")
         await pipeline.fetch_related("application", "environment")
         scope = pipeline_scope(pipeline)
-        before = _policy(pipeline)
+        before = await policy.describe(pipeline)
         pipeline.required_approvals = required_approvals
         pipeline.ttl_hours = ttl_hours
         pipeline.approvers_can_deploy = approvers_can_deploy
+        await policy.apply_change(actor, pipeline, change or PolicyChange())
         await pipeline.save(update_fields=["required_approvals", "ttl_hours", "approvers_can_deploy"])
         await audit.record(
             "update_approval_policy",
             pipeline,
             actor_id=actor.id,
             before=before,
-            after=_policy(pipeline),
+            after=await policy.describe(pipeline),
             application=scope.application,
             environment=scope.environment,
         )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from greenlight import notifications
 from greenlight.models import (
+    LIVE_STATES,
     Approval,
     ApprovalRequest,
     ApprovalState,
@@ -15,7 +17,7 @@ from greenlight.models import (
 )
 from greenlight.policies import Action, Actor
 from greenlight.rollout import drivers
-from greenlight.workflow import audit, validation
+from greenlight.workflow import audit, freezes, policy, validation
 from greenlight.workflow.catalog import close_request
 from greenlight.workflow.clock import now
 from greenlight.workflow.errors import (
@@ -24,6 +26,7 @@ from greenlight.workflow.errors import (
     Conflict,
     InvalidState,
     NotApproved,
+    StaleImage,
     not_found,
 )
 from greenlight.workflow.guards import (
@@ -36,9 +39,9 @@ from greenlight.workflow.guards import (
 )
 from greenlight.workflow.states import (
     active_deployment,
-    active_image_id,
-    approval_count,
+    active_image,
     effective_state,
+    older,
 )
 from greenlight.workflow.tx import transaction
 
@@ -66,31 +69,40 @@ async def deployable_images(pipeline: Pipeline) -> list[Image]:
     return await query.order_by("-created_at", "-id")
 
 
-async def _consume_approval(actor: Actor, pipeline: Pipeline, image: Image) -> ApprovalRequest:
-    """R20, R21: the APPROVED request for (image, pipeline) becomes CONSUMED."""
+async def _approved_request(pipeline: Pipeline, image: Image) -> ApprovalRequest | None:
+    """The usable APPROVED request for (image, pipeline), locked; None if there is none."""
     request = await ApprovalRequest.select_for_update().get_or_none(
         image_id=image.id, pipeline_id=pipeline.id, state=ApprovalState.APPROVED
     )
     if request is None or effective_state(request) != ApprovalState.APPROVED:
-        partial = await ApprovalRequest.filter(
-            image_id=image.id, pipeline_id=pipeline.id, state=ApprovalState.PENDING
-        ).first()
-        if partial is not None and effective_state(partial) == ApprovalState.PENDING:
-            have = await approval_count(partial.id)
-            raise NotApproved(
-                f"this image has {have} of {partial.required_approvals} required approvals for this pipeline"
-            )
-        raise NotApproved("this image has no usable approval for this pipeline")
-    if not pipeline.approvers_can_deploy and await Approval.exists(request_id=request.id, user_id=actor.id):
-        raise ApproverCannotDeploy(
-            "you approved this request, and this pipeline does not let approvers deploy"
-        )
-    await close_request(request, ApprovalState.CONSUMED, actor_id=actor.id, scope=pipeline_scope(pipeline))
+        return None
     return request
 
 
-async def deploy(actor: Actor, pipeline_id: int, image_id: int) -> Deployment:
-    """R3, R20, R21, R22, R23, R17."""
+async def _not_approved(pipeline: Pipeline, image: Image) -> NotApproved:
+    partial = await ApprovalRequest.filter(
+        image_id=image.id, pipeline_id=pipeline.id, state=ApprovalState.PENDING
+    ).first()
+    if partial is not None and effective_state(partial) == ApprovalState.PENDING:
+        lines = ", ".join(map(str, await policy.progress(partial)))
+        return NotApproved(f"this image is not approved for this pipeline yet ({lines})")
+    return NotApproved("this image has no usable approval for this pipeline")
+
+
+async def deploy(
+    actor: Actor,
+    pipeline_id: int,
+    image_id: int,
+    *,
+    acknowledge_stale: bool = False,
+    freeze_override_reason: str | None = None,
+) -> Deployment:
+    """R3, R20, R21, R22, R23, R17; issue 6: freezes, stale images, approval exceptions.
+
+    Refusals in this order: NOT_FOUND / FORBIDDEN, CONFLICT, DEPLOY_FROZEN, STALE_IMAGE,
+    NOT_APPROVED / APPROVER_CANNOT_DEPLOY.
+    """
+    freeze_override_reason = freezes.override_reason(freeze_override_reason)
     pipeline = await visible_pipeline(actor, pipeline_id)
     scope = pipeline_scope(pipeline)
     require(actor, Action.DEPLOY, scope, "deploy")
@@ -101,10 +113,40 @@ async def deploy(actor: Actor, pipeline_id: int, image_id: int) -> Deployment:
         active = await active_deployment(pipeline.id)
         if active is not None and active.image_id == image.id:
             raise Conflict(f"this image is already active on {scope.environment}", existing=active)
+        overridden = await freezes.check_deploy(actor, pipeline, freeze_override_reason)
         request = None
         if pipeline.required_approvals > 0:
-            request = await _consume_approval(actor, pipeline, image)
-        deployment = await _start(pipeline, image, request, triggered_by_id=actor.id, actor_id=actor.id)
+            request = await _approved_request(pipeline, image)
+        if request is not None and request.stale and not acknowledge_stale:
+            raise StaleImage(
+                f"this image's approval is stale: a newer image was deployed on {scope.domain} "
+                "after it was requested; deploy with acknowledgeStale: true if you mean to roll back"
+            )
+        exception = False
+        if pipeline.required_approvals > 0:
+            approved_it = request is not None and await Approval.exists(
+                request_id=request.id, user_id=actor.id
+            )
+            usable = request is not None and (pipeline.approvers_can_deploy or not approved_it)
+            if usable:
+                await close_request(request, ApprovalState.CONSUMED, actor_id=actor.id, scope=scope)
+            elif await policy.is_exception(pipeline, actor.id):
+                request, exception = None, True
+            elif request is not None:
+                raise ApproverCannotDeploy(
+                    "you approved this request, and this pipeline does not let approvers deploy"
+                )
+            else:
+                raise await _not_approved(pipeline, image)
+        deployment = await _start(
+            pipeline,
+            image,
+            request,
+            triggered_by_id=actor.id,
+            actor_id=actor.id,
+            approval_exception=exception,
+            freeze_override_reason=overridden,
+        )
     return deployment
 
 
@@ -114,18 +156,24 @@ async def deploy_on_approval(pipeline: Pipeline, request: ApprovalRequest, autho
     holds the locks on the pipeline and the request."""
     if pipeline.trigger_type != TriggerType.AUTOMATIC:
         return None
-    if await active_image_id(pipeline.id) == request.image_id:
+    current = await active_image(pipeline.id)
+    if current is not None and current.id == request.image_id:
         return None  # already running (R22); the approval stays usable
     scope = pipeline_scope(pipeline)
     requester = await User.get(id=request.requested_by_id)
+    skipped = None
     if not requester.is_active or not authorizer.may(requester.id, Action.DEPLOY, scope):
         # The system acts for the requester only with the requester's own rights (R3):
         # the approval stays APPROVED for someone who may deploy.
+        skipped = "the requester may no longer deploy here"
+    elif (until := await freezes.pipeline_frozen_until(pipeline)) is not None:
+        skipped = f"deploys are frozen until {until.isoformat()}"
+    if skipped is not None:
         await audit.record(
             "automatic_deploy_skipped",
             request,
             actor_id=None,
-            after={"reason": "the requester may no longer deploy here"},
+            after={"reason": skipped},
             application=scope.application,
             environment=scope.environment,
         )
@@ -142,15 +190,18 @@ async def _start(
     *,
     triggered_by_id: int,
     actor_id: int | None,
+    approval_exception: bool = False,
+    freeze_override_reason: str | None = None,
 ) -> Deployment:
-    """R23: supersede a still-progressing deployment, start the new one, audit both."""
+    """R23: supersede a still-progressing deployment, start the new one, audit both;
+    issue 6: requests for older images become stale (or are cancelled)."""
     scope = pipeline_scope(pipeline)
     superseded = await Deployment.select_for_update().filter(
         pipeline_id=pipeline.id, status=DeploymentStatus.PROGRESSING
     )
-    for older in superseded:
-        await _set_status(older, DeploymentStatus.SUPERSEDED, actor_id=actor_id, scope=scope)
-        await drivers.on_superseded(older, pipeline)
+    for older_deployment in superseded:
+        await _set_status(older_deployment, DeploymentStatus.SUPERSEDED, actor_id=actor_id, scope=scope)
+        await drivers.on_superseded(older_deployment, pipeline)
     deployment = await Deployment.create(
         pipeline=pipeline,
         image=image,
@@ -158,6 +209,8 @@ async def _start(
         strategy=pipeline.strategy,
         triggered_by_id=triggered_by_id,
         approval_request=request,
+        approval_exception=approval_exception,
+        freeze_override_reason=freeze_override_reason,
         **drivers.deployment_fields(),
     )
     await drivers.on_start(deployment, pipeline, image)
@@ -170,11 +223,56 @@ async def _start(
             "image": image.id,
             "approvalRequest": request.id if request else None,
             "triggeredBy": triggered_by_id,
+            "approvalException": approval_exception,
+            "freezeOverrideReason": freeze_override_reason,
         },
         application=scope.application,
         environment=scope.environment,
     )
+    if freeze_override_reason is not None:
+        await audit.record(
+            "freeze_override",
+            deployment,
+            actor_id=actor_id,
+            after={"reason": freeze_override_reason},
+            application=scope.application,
+            environment=scope.environment,
+        )
+    await _outdate_requests(pipeline, image, actor_id=actor_id)
     return deployment
+
+
+async def _outdate_requests(pipeline: Pipeline, image: Image, *, actor_id: int | None) -> None:
+    """Issue 6: once `image` is deployed, the pipeline's live requests for older images are
+    stale; with the policy's cancelStaleRequests they are cancelled and the requester told."""
+    scope = pipeline_scope(pipeline)
+    live = (
+        await ApprovalRequest.select_for_update()
+        .filter(pipeline_id=pipeline.id, state__in=list(LIVE_STATES))
+        .exclude(image_id=image.id)
+    )
+    if not live:
+        return
+    images = {i.id: i for i in await Image.filter(id__in=[r.image_id for r in live])}
+    for request in live:
+        if not older(images[request.image_id], image) or effective_state(request) == ApprovalState.EXPIRED:
+            continue
+        if pipeline.cancel_stale_requests:
+            reason = f"a newer image ({image.repository}:{image.tag}) was deployed"
+            await close_request(request, ApprovalState.CANCELLED, actor_id=None, scope=scope)
+            await notifications.request_closed(request, "cancelled", reason)
+        elif not request.stale:
+            request.stale = True
+            await request.save(update_fields=["stale"])
+            await audit.record(
+                "request_marked_stale",
+                request,
+                actor_id=None,
+                before={"stale": False},
+                after={"stale": True, "newerImage": image.id},
+                application=scope.application,
+                environment=scope.environment,
+            )
 
 
 async def _set_status(

@@ -42,6 +42,14 @@ class NotApproved(GreenlightError):
     code = "NOT_APPROVED"
 
 
+class DeployFrozen(GreenlightError):
+    code = "DEPLOY_FROZEN"
+
+
+class StaleImage(GreenlightError):
+    code = "STALE_IMAGE"
+
+
 class InvalidState(GreenlightError):
     code = "INVALID_STATE"
 

@@ -18,6 +18,7 @@ from greenlight.models import (
     AuditEvent,
     Deployment,
     Environment,
+    Group,
     Image,
     Pipeline,
     RoleBinding,
@@ -244,3 +245,15 @@ async def role_bindings_of(actor: Actor, user: User) -> list[RoleBinding]:
     if actor.id != user.id and not actor.is_super_admin:
         return []
     return await RoleBinding.filter(user_id=user.id).order_by("id")
+
+
+async def group_members(actor: Actor, group: Group, first: int | None, after_id: int | None) -> Page:
+    """A group is named wherever it is used (a policy's quorums, its exceptions); who is in
+    it, and what it holds, only super-admins see (R2)."""
+    require_admin(actor, "see a group's members")
+    return await page(User.filter(memberships__group_id=group.id), first, after_id)
+
+
+async def group_bindings(actor: Actor, group: Group) -> list[RoleBinding]:
+    require_admin(actor, "see a group's role bindings")
+    return await RoleBinding.filter(group_id=group.id).order_by("id")

@@ -13,6 +13,7 @@ from greenlight.models import (
     ApprovalRequest,
     ApprovalState,
     Deployment,
+    Image,
 )
 from greenlight.workflow.clock import now
 
@@ -64,3 +65,13 @@ async def active_deployment(pipeline_id: int) -> Deployment | None:
 async def active_image_id(pipeline_id: int) -> int | None:
     deployment = await active_deployment(pipeline_id)
     return deployment.image_id if deployment else None
+
+
+async def active_image(pipeline_id: int) -> Image | None:
+    deployment = await active_deployment(pipeline_id)
+    return await Image.get(id=deployment.image_id) if deployment else None
+
+
+def older(image: Image, than: Image) -> bool:
+    """Issue 6 (stale images): by `createdAt`, then by registration order."""
+    return (image.created_at, image.id) < (than.created_at, than.id)

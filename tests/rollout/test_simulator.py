@@ -420,16 +420,20 @@ async def test_r23_rollback_to_an_earlier_image_needs_a_new_approval(world):
     assert error["extensions"]["code"] == "NOT_APPROVED"
     assert (await ApprovalRequest.get(id=pk(request_a))).state == ApprovalState.CONSUMED
 
+    # a is older than the active b, so the new request is stale (issue 6): each approval
+    # and the deploy say they mean it.
     again = await world.request_approval(a, who="dev2")
     assert again != request_a
-    await world.approve(again, "approver1")
+    await world.approve(again, "approver1", acknowledge_stale=True)
     error = await world["dev"].fails(DEPLOY, {"i": {"pipelineId": world.ids["shop/prod"], "imageId": a}})
     assert error["extensions"]["code"] == "NOT_APPROVED"  # partial approval (R12)
-    await world.approve(again, "approver2")
+    await world.approve(again, "approver2", acknowledge_stale=True)
     view = (await world["dev"].ok(PIPELINE, {"p": world.ids["shop/prod"]}))["pipeline"]
     assert view["deployableImages"] == [{"id": a}]
 
-    rollback = await world.deploy(a)
+    error = await world["dev"].fails(DEPLOY, {"i": {"pipelineId": world.ids["shop/prod"], "imageId": a}})
+    assert error["extensions"]["code"] == "STALE_IMAGE"
+    rollback = await world.deploy(a, acknowledge_stale=True)
     assert rollback["status"] == "PROGRESSING"
     assert rollback["id"] not in (first["id"], second["id"])
     assert (await ApprovalRequest.get(id=pk(again))).state == ApprovalState.CONSUMED

@@ -89,9 +89,9 @@ async def stored_state(request_id: str) -> ApprovalState:
     return ApprovalState((await ApprovalRequest.get(id=pk(request_id))).state)
 
 
-async def approve_fully(world, request: str) -> None:
+async def approve_fully(world, request: str, acknowledge_stale: bool = False) -> None:
     for approver in ("approver1", "approver2"):
-        await world.approve(request, approver)
+        await world.approve(request, approver, acknowledge_stale)
 
 
 # --- R19: deployableImages -------------------------------------------------------------
@@ -117,7 +117,8 @@ async def test_r19_approval_required_lists_only_approved_images_newest_first(wor
 
     await world.deploy(c)
     assert await deployable(world, "shop/prod") == [a]
-    await world.deploy(a)
+    # a's approval went stale when the newer c was deployed (issue 6): rolling back says so.
+    await world.deploy(a, acknowledge_stale=True)
     assert await deployable(world, "shop/prod") == []
 
 
@@ -212,7 +213,8 @@ async def test_r20_no_approval_pipeline_deploys_without_a_request(world):
 
 
 async def test_r20_an_image_deployed_once_needs_a_new_approval(world):
-    """Deploy A, then B, then A again (a rollback): A's approval was used up."""
+    """Deploy A, then B, then A again (a rollback): A's approval was used up. (A is older
+    than the active B, so its new request is stale: issue 6 asks for acknowledgement.)"""
     a, first = await world.approved_image()
     b, _ = await world.approved_image()
     await world.deploy(a)
@@ -225,8 +227,8 @@ async def test_r20_an_image_deployed_once_needs_a_new_approval(world):
     second = await world.request_approval(a, who="dev2")
     assert second != first
     assert await deploy_code(world, a) == "NOT_APPROVED"  # pending
-    await approve_fully(world, second)
-    deployment = await world.deploy(a)
+    await approve_fully(world, second, acknowledge_stale=True)
+    deployment = await world.deploy(a, acknowledge_stale=True)
     assert deployment["status"] == "PROGRESSING"
     assert (await read_deployment(world, deployment["id"]))["approvalRequest"]["id"] == second
     assert await stored_state(second) == ApprovalState.CONSUMED
