@@ -23,6 +23,10 @@ from greenlight.config import Settings
 POSTGRES_URL = os.environ.get("GREENLIGHT_TEST_POSTGRES_URL")
 TABLES = (
     "audit_events",
+    "deploy_freezes",
+    "policy_approvers",
+    "group_quorums",
+    "approval_exceptions",
     "webhook_deliveries",
     "email_outbox",
     "rejections",

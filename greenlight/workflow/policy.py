@@ -263,7 +263,7 @@ async def _active_users(field_name: str, user_ids: list[int]) -> list[User]:
         raise BadUserInput(
             f"{field_name}: {len(unknown)} of the users do not exist or are deactivated",
             field=field_name,
-            unknownUserIds=unknown,
+            ineligibleUserIds=unknown,
         )
     return [users[i] for i in user_ids]
 
