@@ -6,15 +6,34 @@ import os
 from typing import Any
 
 from tortoise import Tortoise, connections
+from tortoise.backends.base.config_generator import expand_db_url
 from tortoise.backends.base.executor import EXECUTOR_CACHE
 from tortoise.migrations.api import migrate as tortoise_migrate
+
+
+async def _release(connection) -> None:
+    """What a PostgreSQL connection needs before going back to the pool.
+
+    asyncpg's default sends `RESET ALL; UNLISTEN *; CLOSE ALL; SELECT
+    pg_advisory_unlock_all()` on every release, and Tortoise takes a connection from the
+    pool for each statement outside a transaction: a second round trip per statement.
+    Greenlight sets no session state, holds advisory locks only for a transaction and
+    LISTENs on a connection of its own (greenlight.events), so ending an open transaction
+    is all a connection needs.
+    """
+    if connection.is_in_transaction():
+        await connection.execute("ROLLBACK")
 
 
 def tortoise_config(database_url: str) -> dict[str, Any]:
     if database_url.startswith("postgresql://"):
         database_url = "postgres://" + database_url.removeprefix("postgresql://")
+    connection: str | dict[str, Any] = database_url
+    if database_url.startswith("postgres://"):
+        connection = expand_db_url(database_url)
+        connection["credentials"]["reset"] = _release
     return {
-        "connections": {"default": database_url},
+        "connections": {"default": connection},
         "apps": {
             "models": {
                 "models": ["greenlight.models"],

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from strawberry.dataloader import DataLoader
 from tortoise.models import Model
 
 from greenlight import models
+from greenlight.policies import Actor
+from greenlight.workflow import deployments, freezes, reads, states
 
 
 def _by_id(model: type[Model]) -> DataLoader:
@@ -37,7 +40,36 @@ def _one(model: type[Model], key_field: str) -> DataLoader:
     return DataLoader(load_fn=load)
 
 
+def _batch(fetch: Callable[[list[Any]], Awaitable[dict[Any, Any]]], missing: Any = None) -> DataLoader:
+    """A loader over a workflow function that answers many keys at once, as a dict."""
+
+    async def load(keys: list[Any]) -> list[Any]:
+        found = await fetch(list(dict.fromkeys(keys)))
+        return [found.get(key, missing) for key in keys]
+
+    return DataLoader(load_fn=load)
+
+
+def _pages(fetch: Callable[[list[int], int | None, int | None], Awaitable[dict[int, Any]]]) -> DataLoader:
+    """Pages of many parents: keys are (parent id, first, after id); one fetch per distinct
+    (first, after), which is one for a list of parents asked the same way."""
+
+    async def load(keys: list[tuple[int, int | None, int | None]]) -> list[Any]:
+        by_window: dict[tuple[int | None, int | None], list[int]] = {}
+        for parent, first, after in keys:
+            by_window.setdefault((first, after), []).append(parent)
+        found = {
+            window: await fetch(list(dict.fromkeys(parents)), *window)
+            for window, parents in by_window.items()
+        }
+        return [found[(first, after)][parent] for parent, first, after in keys]
+
+    return DataLoader(load_fn=load)
+
+
 class Loaders:
+    """One set per request (or per subscription event), so nothing outlives what it read."""
+
     def __init__(self) -> None:
         self.user = _by_id(models.User)
         self.application = _by_id(models.Application)
@@ -49,6 +81,80 @@ class Loaders:
         self.named_approvers = _many(models.NamedApprover, "request_id")
         self.rejection = _one(models.Rejection, "request_id")
         self.group = _by_id(models.Group)
+        self.active_deployment = _batch(states.active_deployments)
+        self.policy_approvers = _many(models.PolicyApprover, "pipeline_id")
+        self.group_quorums = _many(models.GroupQuorum, "pipeline_id")
+        self.approval_exceptions = _many(models.ApprovalException, "pipeline_id")
+        self.freezes = _batch(freezes.of_pipelines, missing=[])
+        self.deployable_images = _batch(self._deployable_images, missing=[])
+        self.deployments = _pages(reads.deployments_of)
+        self._for_actor: dict[str, DataLoader] = {}
+
+    async def _deployable_images(self, pipeline_ids: list[int]) -> dict[int, list[models.Image]]:
+        pipelines = [p for p in await self.pipeline.load_many(pipeline_ids) if p is not None]
+        return await deployments.deployable_images_of(pipelines)
+
+    def _actor_loader(self, name: str, actor: Actor, fetch) -> DataLoader:
+        """Loaders whose answers depend on who asks (R1); a request has one actor."""
+        loader = self._for_actor.get(name)
+        if loader is None:
+
+            async def load(keys: list[Any]) -> list[Any]:
+                return await fetch(actor, keys)
+
+            loader = self._for_actor[name] = DataLoader(load_fn=load)
+        return loader
+
+    def approval_state(self, actor: Actor) -> DataLoader:
+        """(image id, pipeline id) -> the latest request's state."""
+        return self._actor_loader("approval_state", actor, reads.latest_request_states)
+
+    def active_on(self, actor: Actor) -> DataLoader:
+        """image id -> the environments it is active on."""
+
+        async def fetch(actor: Actor, image_ids: list[int]) -> list[list[models.Environment]]:
+            images = await self.image.load_many(image_ids)
+            return await reads.active_on(actor, images)
+
+        return self._actor_loader("active_on", actor, fetch)
+
+    def pipelines(self, actor: Actor) -> DataLoader:
+        """application id -> its pipelines that the actor can see."""
+
+        async def fetch(actor: Actor, application_ids: list[int]) -> list[list[models.Pipeline]]:
+            found = await reads.pipelines_of(actor, application_ids)
+            return [found[a] for a in application_ids]
+
+        return self._actor_loader("pipelines", actor, fetch)
+
+    def members(self, actor: Actor) -> DataLoader:
+        """(group id, first, after id) -> a page of its members (super-admins only)."""
+        loader = self._for_actor.get("members")
+        if loader is None:
+
+            async def fetch(group_ids: list[int], first: int | None, after: int | None) -> dict[int, Any]:
+                return await reads.members_of(actor, group_ids, first, after)
+
+            loader = self._for_actor["members"] = _pages(fetch)
+        return loader
+
+    def group_bindings(self, actor: Actor) -> DataLoader:
+        """group id -> the roles granted to it (super-admins only)."""
+
+        async def fetch(actor: Actor, group_ids: list[int]) -> list[list[models.RoleBinding]]:
+            found = await reads.group_bindings_of(actor, group_ids)
+            return [found[g] for g in group_ids]
+
+        return self._actor_loader("group_bindings", actor, fetch)
+
+    def role_bindings(self, actor: Actor) -> DataLoader:
+        """user id -> their role bindings, where the actor may see them."""
+
+        async def fetch(actor: Actor, user_ids: list[int]) -> list[list[models.RoleBinding]]:
+            found = await reads.role_bindings_of(actor, user_ids)
+            return [found[u] for u in user_ids]
+
+        return self._actor_loader("role_bindings", actor, fetch)
 
 
 LoaderFactory = Callable[[], Loaders]

@@ -24,8 +24,7 @@ from greenlight.schema.enums import (
 )
 from greenlight.workflow import freezes, policy, reads
 from greenlight.workflow.clock import now
-from greenlight.workflow.deployments import deployable_images
-from greenlight.workflow.states import active_deployment, effective_state
+from greenlight.workflow.states import effective_state
 
 
 @strawberry.type
@@ -65,12 +64,16 @@ class User:
 
     @strawberry.field(description="Visible to the user themself and to super-admins.")
     async def role_bindings(self, info: Info) -> list[RoleBinding]:
-        bindings = await reads.role_bindings_of(info.context.actor, self.model)
+        bindings = await info.context.loaders.role_bindings(info.context.actor).load(self.model.id)
         return [RoleBinding(model=b) for b in bindings]
 
 
 async def _user(info: Info, user_id: int) -> User:
     return User(model=await info.context.loaders.user.load(user_id))
+
+
+async def _users(info: Info, user_ids: list[int]) -> list[User]:
+    return [User(model=u) for u in await info.context.loaders.user.load_many(user_ids)]
 
 
 @strawberry.type
@@ -125,7 +128,7 @@ class Application:
 
     @strawberry.field
     async def pipelines(self, info: Info) -> list[Pipeline]:
-        found = await reads.pipelines_of(info.context.actor, self.model.id)
+        found = await info.context.loaders.pipelines(info.context.actor).load(self.model.id)
         return [Pipeline(model=p) for p in found]
 
 
@@ -160,13 +163,17 @@ class ApprovalPolicy:
         return models.ApprovalPolicyKind(self.pipeline.policy_kind)
 
     @strawberry.field(description="SPECIFIC_USERS: each of them must approve.")
-    async def approvers(self) -> list[User]:
-        return [User(model=u) for u in await policy.approvers_of(self.pipeline)]
+    async def approvers(self, info: Info) -> list[User]:
+        rows = await info.context.loaders.policy_approvers.load(self.pipeline.id)
+        return await _users(info, [r.user_id for r in rows])
 
     @strawberry.field(description="GROUP_QUORUMS: at least minApprovals from each group.")
-    async def group_quorums(self) -> list[GroupQuorum]:
+    async def group_quorums(self, info: Info) -> list[GroupQuorum]:
+        rows = await info.context.loaders.group_quorums.load(self.pipeline.id)
+        groups = await info.context.loaders.group.load_many([r.group_id for r in rows])
         return [
-            GroupQuorum(group_model=g, min_approvals=k) for g, k in await policy.quorums_of(self.pipeline)
+            GroupQuorum(group_model=g, min_approvals=r.min_approvals)
+            for g, r in zip(groups, rows, strict=True)
         ]
 
     @strawberry.field(description="GROUP_QUORUMS: one person's approval counts toward one group only.")
@@ -174,12 +181,17 @@ class ApprovalPolicy:
         return self.pipeline.count_once_per_person
 
     @strawberry.field(description="Users who may deploy without approval.")
-    async def exception_users(self) -> list[User]:
-        return [User(model=u) for u in await policy.exception_users_of(self.pipeline)]
+    async def exception_users(self, info: Info) -> list[User]:
+        rows = await info.context.loaders.approval_exceptions.load(self.pipeline.id)
+        return await _users(info, [r.user_id for r in rows if r.user_id is not None])
 
     @strawberry.field(description="Groups whose members may deploy without approval.")
-    async def exception_groups(self) -> list[Group]:
-        return [Group(model=g) for g in await policy.exception_groups_of(self.pipeline)]
+    async def exception_groups(self, info: Info) -> list[Group]:
+        rows = await info.context.loaders.approval_exceptions.load(self.pipeline.id)
+        groups = await info.context.loaders.group.load_many(
+            [r.group_id for r in rows if r.group_id is not None]
+        )
+        return [Group(model=g) for g in groups]
 
     @strawberry.field(
         description="Live requests for older images are cancelled when a newer one is deployed."
@@ -281,32 +293,34 @@ class Pipeline:
         return ApprovalPolicy(pipeline=self.model)
 
     @strawberry.field(description="Freezes on this pipeline and on its environment.")
-    async def deploy_freezes(self) -> list[DeployFreeze]:
-        return [DeployFreeze(model=f) for f in await freezes.of_pipeline(self.model)]
+    async def deploy_freezes(self, info: Info) -> list[DeployFreeze]:
+        return [DeployFreeze(model=f) for f in await info.context.loaders.freezes.load(self.model.id)]
 
     @strawberry.field(description="Null: deploys are allowed now; otherwise when the freeze in force ends.")
-    async def frozen_until(self) -> datetime | None:
-        return await freezes.pipeline_frozen_until(self.model)
+    async def frozen_until(self, info: Info) -> datetime | None:
+        return freezes.frozen_until(await info.context.loaders.freezes.load(self.model.id), now())
 
     @strawberry.field(description='The image "Active on <environment>" (R23).')
     async def active_image(self, info: Info) -> Image | None:
-        deployment = await active_deployment(self.model.id)
+        deployment = await info.context.loaders.active_deployment.load(self.model.id)
         if deployment is None:
             return None
         return Image(model=await info.context.loaders.image.load(deployment.image_id))
 
     @strawberry.field
-    async def active_deployment(self) -> Deployment | None:
-        deployment = await active_deployment(self.model.id)
+    async def active_deployment(self, info: Info) -> Deployment | None:
+        deployment = await info.context.loaders.active_deployment.load(self.model.id)
         return Deployment(model=deployment) if deployment else None
 
     @strawberry.field(description='What "Select Image" lists, newest first (R19).')
-    async def deployable_images(self) -> list[Image]:
-        return [Image(model=i) for i in await deployable_images(self.model)]
+    async def deployable_images(self, info: Info) -> list[Image]:
+        return [Image(model=i) for i in await info.context.loaders.deployable_images.load(self.model.id)]
 
     @strawberry.field
-    async def deployments(self, first: int | None = 20, after: str | None = None) -> Connection[Deployment]:
-        found = await reads.deployments_of(self.model, first, ids.decode_cursor(after))
+    async def deployments(
+        self, info: Info, first: int | None = 20, after: str | None = None
+    ) -> Connection[Deployment]:
+        found = await info.context.loaders.deployments.load((self.model.id, first, ids.decode_cursor(after)))
         return connection(found, Deployment)
 
 
@@ -344,12 +358,13 @@ class Image:
 
     @strawberry.field(description="Environments where this image is active.")
     async def active_on(self, info: Info) -> list[Environment]:
-        return [Environment(model=e) for e in await reads.active_on(info.context.actor, self.model)]
+        found = await info.context.loaders.active_on(info.context.actor).load(self.model.id)
+        return [Environment(model=e) for e in found]
 
     @strawberry.field(description="The latest request's state on that pipeline; null if never requested.")
     async def approval_state(self, info: Info, pipeline_id: strawberry.ID) -> ApprovalState | None:
         pid = ids.decode("Pipeline", pipeline_id, "pipelineId")
-        return await reads.latest_request_state(info.context.actor, self.model, pid)
+        return await info.context.loaders.approval_state(info.context.actor).load((self.model.id, pid))
 
 
 @strawberry.type
@@ -446,7 +461,7 @@ class ApprovalRequest:
     @strawberry.field(description="The approvers the requester named (R8).")
     async def notified_approvers(self, info: Info) -> list[User]:
         rows = await info.context.loaders.named_approvers.load(self.model.id)
-        return [await _user(info, row.user_id) for row in rows]
+        return await _users(info, [row.user_id for row in rows])
 
     @strawberry.field
     def expires_at(self) -> datetime | None:
@@ -621,12 +636,16 @@ class Connection(Generic[T]):
 
     edges: list[Edge[T]]
     page_info: PageInfo
-    total_count: int
+    page: strawberry.Private[reads.Page]
+
+    @strawberry.field(description="Counted only when asked for.")
+    async def total_count(self) -> int:
+        return await self.page.count()
 
 
 def connection(page: reads.Page, node: type[T]) -> Connection[T]:
     edges = [Edge(cursor=ids.encode_cursor(m.id), node=node(model=m)) for m in page.items]
-    return Connection(edges=edges, page_info=_page_info(page), total_count=page.total)
+    return Connection(edges=edges, page_info=_page_info(page), page=page)
 
 
 @strawberry.type
@@ -725,8 +744,8 @@ class GroupRoleBinding:
         return strawberry.ID(ids.encode("GroupRoleBinding", self.model.id))
 
     @strawberry.field
-    async def group(self) -> Group:
-        return Group(model=await models.Group.get(id=self.model.group_id))
+    async def group(self, info: Info) -> Group:
+        return Group(model=await info.context.loaders.group.load(self.model.group_id))
 
     @strawberry.field
     def role(self) -> Role:
@@ -755,12 +774,13 @@ class Group:
 
     @strawberry.field(description="Super-admins only.")
     async def members(self, info: Info, first: int | None = 20, after: str | None = None) -> Connection[User]:
-        page = await reads.group_members(info.context.actor, self.model, first, ids.decode_cursor(after))
-        return connection(page, User)
+        loader = info.context.loaders.members(info.context.actor)
+        return connection(await loader.load((self.model.id, first, ids.decode_cursor(after))), User)
 
     @strawberry.field(description="Super-admins only.")
     async def role_bindings(self, info: Info) -> list[GroupRoleBinding]:
-        return [GroupRoleBinding(model=b) for b in await reads.group_bindings(info.context.actor, self.model)]
+        found = await info.context.loaders.group_bindings(info.context.actor).load(self.model.id)
+        return [GroupRoleBinding(model=b) for b in found]
 
 
 @strawberry.type(description="A role that allows the action, and where it comes from.")

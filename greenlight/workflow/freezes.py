@@ -89,6 +89,20 @@ async def of_pipeline(pipeline: Pipeline) -> list[DeployFreeze]:
     ).order_by("id")
 
 
+async def of_pipelines(pipeline_ids: list[int]) -> dict[int, list[DeployFreeze]]:
+    """of_pipeline for several pipelines in two statements."""
+    environment_of = dict(await Pipeline.filter(id__in=pipeline_ids).values_list("id", "environment_id"))
+    if not environment_of:
+        return {}
+    found = await DeployFreeze.filter(
+        Q(environment_id__in=list(set(environment_of.values()))) | Q(pipeline_id__in=pipeline_ids)
+    ).order_by("id")
+    return {
+        pid: [f for f in found if f.pipeline_id == pid or f.environment_id == env]
+        for pid, env in environment_of.items()
+    }
+
+
 async def pipeline_frozen_until(pipeline: Pipeline) -> datetime | None:
     return frozen_until(await of_pipeline(pipeline), now())
 

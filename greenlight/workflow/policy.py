@@ -386,23 +386,3 @@ async def describe(pipeline: Pipeline) -> dict[str, Any]:
         "exceptionGroups": sorted(g for _, g in exceptions if g is not None),
         "cancelStaleRequests": pipeline.cancel_stale_requests,
     }
-
-
-# --- reading a pipeline's policy -----------------------------------------------------------
-
-
-async def approvers_of(pipeline: Pipeline) -> list[User]:
-    return await User.filter(policy_approver_of__pipeline_id=pipeline.id).order_by("policy_approver_of__id")
-
-
-async def quorums_of(pipeline: Pipeline) -> list[tuple[Group, int]]:
-    rows = await GroupQuorum.filter(pipeline_id=pipeline.id).order_by("id").prefetch_related("group")
-    return [(row.group, row.min_approvals) for row in rows]
-
-
-async def exception_users_of(pipeline: Pipeline) -> list[User]:
-    return await User.filter(approval_exceptions__pipeline_id=pipeline.id).order_by("id")
-
-
-async def exception_groups_of(pipeline: Pipeline) -> list[Group]:
-    return await Group.filter(approval_exceptions__pipeline_id=pipeline.id).order_by("id")

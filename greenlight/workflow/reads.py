@@ -7,10 +7,11 @@ from datetime import UTC, datetime
 from typing import Generic, TypeVar
 
 from tortoise.expressions import Q, Subquery
+from tortoise.functions import Count, Max
+from tortoise.models import Model
 from tortoise.queryset import QuerySet
 
 from greenlight.models import (
-    ACTIVE_STATUSES,
     Application,
     Approval,
     ApprovalRequest,
@@ -18,7 +19,7 @@ from greenlight.models import (
     AuditEvent,
     Deployment,
     Environment,
-    Group,
+    GroupMember,
     Image,
     Pipeline,
     RoleBinding,
@@ -29,12 +30,11 @@ from greenlight.policies import Action, Actor, Scope
 from greenlight.workflow import validation
 from greenlight.workflow.errors import BadUserInput, not_found
 from greenlight.workflow.guards import (
-    pipeline_scope,
     require_admin,
     visible_application,
     visible_pipeline,
 )
-from greenlight.workflow.states import effective_state, state_q
+from greenlight.workflow.states import active_deployments, effective_state, state_q
 
 T = TypeVar("T")
 MAX_PAGE = 100
@@ -42,25 +42,78 @@ MAX_PAGE = 100
 
 @dataclass
 class Page(Generic[T]):
+    """One page of a list. Its total is counted only when asked (`totalCount`), or known
+    already when the page was read with others."""
+
     items: list[T]
     has_next: bool
-    total: int
+    total: int | None = None
+    counted: QuerySet | None = None
+
+    async def count(self) -> int:
+        if self.total is None:
+            self.total = await self.counted.count() if self.counted is not None else len(self.items)
+        return self.total
 
 
 DEFAULT_PAGE = 20
 
 
-async def page(query: QuerySet, first: int | None, after_id: int | None) -> Page:
-    """Keyset pagination, newest (highest id) first; `after_id` is the last id seen."""
+def _first(first: int | None) -> int:
     if first is None:
-        first = DEFAULT_PAGE
+        return DEFAULT_PAGE
     if first < 0 or first > MAX_PAGE:
         raise BadUserInput(f"first: must be between 0 and {MAX_PAGE}, got {first}", field="first")
-    total = await query.count()
+    return first
+
+
+async def page(query: QuerySet, first: int | None, after_id: int | None) -> Page:
+    """Keyset pagination, newest (highest id) first; `after_id` is the last id seen."""
+    first = _first(first)
+    counted = query
     if after_id is not None:
         query = query.filter(id__lt=after_id)
     rows = await query.order_by("-id").limit(first + 1)
-    return Page(items=rows[:first], has_next=len(rows) > first, total=total)
+    return Page(items=rows[:first], has_next=len(rows) > first, counted=counted)
+
+
+async def pages_of(
+    model: type[Model],
+    key_field: str,
+    keys: list[int],
+    first: int | None,
+    after_id: int | None,
+    item_field: str = "id",
+) -> dict[int, Page]:
+    """`page` for the rows of many parents at once (a pipeline's deployments, a group's
+    members), in two statements: a window function numbers each parent's rows newest
+    first. Every value put into the SQL is an int."""
+    first = _first(first)
+    result = {key: Page(items=[], has_next=False, total=0) for key in keys}
+    if not keys:
+        return result
+    table = model._meta.db_table
+    after = f' AND "{item_field}" < {int(after_id)}' if after_id is not None else ""
+    listed = ",".join(str(int(k)) for k in keys)
+    sql = (
+        f'SELECT * FROM (SELECT "{table}".*, ROW_NUMBER() OVER (PARTITION BY "{key_field}" '
+        f'ORDER BY "{item_field}" DESC) AS "row_number" FROM "{table}" '
+        f'WHERE "{key_field}" IN ({listed}){after}) AS "numbered" WHERE "row_number" <= {first + 1} '
+        f'ORDER BY "{key_field}", "{item_field}" DESC'
+    )
+    rows: dict[int, list[Model]] = {}
+    for row in await model.raw(sql):
+        rows.setdefault(getattr(row, key_field), []).append(row)
+    totals = (
+        await model.filter(**{f"{key_field}__in": keys})
+        .annotate(total=Count("id"))
+        .group_by(key_field)
+        .values_list(key_field, "total")
+    )
+    for key, total in totals:
+        found = rows.get(key, [])
+        result[key] = Page(items=found[:first], has_next=len(found) > first, total=total)
+    return result
 
 
 def visible_pipelines_q(actor: Actor, prefix: str = "") -> Q:
@@ -80,12 +133,15 @@ async def environments(actor: Actor) -> list[Environment]:
     return await Environment.filter(name__in={s.environment for s in scopes}).order_by("name")
 
 
-async def pipelines_of(actor: Actor, application_id: int) -> list[Pipeline]:
-    return (
-        await Pipeline.filter(visible_pipelines_q(actor), application_id=application_id)
-        .prefetch_related("application", "environment")
-        .order_by("id")
+async def pipelines_of(actor: Actor, application_ids: list[int]) -> dict[int, list[Pipeline]]:
+    """Application.pipelines for several applications in one statement (R1)."""
+    found = await Pipeline.filter(visible_pipelines_q(actor), application_id__in=application_ids).order_by(
+        "id"
     )
+    result: dict[int, list[Pipeline]] = {a: [] for a in application_ids}
+    for pipeline in found:
+        result[pipeline.application_id].append(pipeline)
+    return result
 
 
 async def pipeline(actor: Actor, pipeline_id: int) -> Pipeline:
@@ -136,37 +192,49 @@ async def approval_requests(
     return await page(query, first, after_id)
 
 
-async def deployments_of(pipeline: Pipeline, first: int | None, after_id: int | None) -> Page:
-    return await page(Deployment.filter(pipeline_id=pipeline.id), first, after_id)
+async def deployments_of(pipeline_ids: list[int], first: int | None, after_id: int | None) -> dict[int, Page]:
+    """Pipeline.deployments for several pipelines at once, newest first."""
+    return await pages_of(Deployment, "pipeline_id", pipeline_ids, first, after_id)
 
 
-async def latest_request_state(actor: Actor, image: Image, pipeline_id: int) -> ApprovalState | None:
-    """Image.approvalState: the latest request's effective state; None if never requested."""
-    found = await Pipeline.get_or_none(id=pipeline_id).prefetch_related("application", "environment")
-    if found is None or not actor.may(Action.VIEW, pipeline_scope(found)):
-        return None
-    latest = await ApprovalRequest.filter(image_id=image.id, pipeline_id=pipeline_id).order_by("-id").first()
-    return effective_state(latest) if latest else None
-
-
-async def active_on(actor: Actor, image: Image) -> list[Environment]:
-    """Environments (that the actor can see) where this image is the active one (R23)."""
-    candidates = await Pipeline.filter(
-        visible_pipelines_q(actor),
-        application_id=image.application_id,
-        deployments__image_id=image.id,
-        deployments__status__in=list(ACTIVE_STATUSES),
-    ).distinct()
-    result = []
-    for candidate in candidates:
+async def latest_request_states(actor: Actor, pairs: list[tuple[int, int]]) -> list[ApprovalState | None]:
+    """Image.approvalState for (image id, pipeline id) pairs: the latest request's effective
+    state, None if never requested or the pipeline is not visible (R1). Two statements."""
+    rows = await Pipeline.filter(id__in={p for _, p in pairs}).values_list(
+        "id", "application__name", "environment__name"
+    )
+    visible = [pid for pid, app, env in rows if actor.may(Action.VIEW, Scope(app, env))]
+    images = {i for i, p in pairs if p in visible}
+    latest: dict[tuple[int, int], ApprovalState] = {}
+    if visible and images:
         newest = (
-            await Deployment.filter(pipeline_id=candidate.id, status__in=list(ACTIVE_STATUSES))
-            .order_by("-id")
-            .first()
+            ApprovalRequest.filter(pipeline_id__in=visible, image_id__in=images)
+            .annotate(newest=Max("id"))
+            .group_by("image_id", "pipeline_id")
+            .values("newest")
         )
-        if newest is not None and newest.image_id == image.id:
-            result.append(await Environment.get(id=candidate.environment_id))
-    return sorted(result, key=lambda e: e.name)
+        for request in await ApprovalRequest.filter(id__in=Subquery(newest)):
+            latest[(request.image_id, request.pipeline_id)] = effective_state(request)
+    return [latest.get(pair) for pair in pairs]
+
+
+async def active_on(actor: Actor, images: list[Image]) -> list[list[Environment]]:
+    """For each image, the environments (that the actor can see) where it is the active
+    one (R23), by name. Three statements whatever the number of images."""
+    applications = list({i.application_id for i in images})
+    pipelines = await Pipeline.filter(
+        visible_pipelines_q(actor), application_id__in=applications
+    ).values_list("id", "environment_id")
+    environment_of = dict(pipelines)
+    active = await active_deployments(list(environment_of))
+    where: dict[int, set[int]] = {}
+    for pipeline_id, deployment in active.items():
+        where.setdefault(deployment.image_id, set()).add(environment_of[pipeline_id])
+    wanted = set().union(*where.values()) if where else set()
+    environments = {e.id: e for e in await Environment.filter(id__in=wanted)} if wanted else {}
+    return [
+        sorted((environments[e] for e in where.get(image.id, ())), key=lambda e: e.name) for image in images
+    ]
 
 
 def viewer_can_approve(
@@ -240,20 +308,35 @@ async def users(actor: Actor) -> list[User]:
     return await User.all().order_by("email")
 
 
-async def role_bindings_of(actor: Actor, user: User) -> list[RoleBinding]:
-    """Visible to the user themself and to super-admins; empty for anyone else."""
-    if actor.id != user.id and not actor.is_super_admin:
-        return []
-    return await RoleBinding.filter(user_id=user.id).order_by("id")
+async def role_bindings_of(actor: Actor, user_ids: list[int]) -> dict[int, list[RoleBinding]]:
+    """User.roleBindings: visible to the user themself and to super-admins; empty for anyone
+    else. One statement for any number of users."""
+    shown = user_ids if actor.is_super_admin else [u for u in user_ids if u == actor.id]
+    result: dict[int, list[RoleBinding]] = {u: [] for u in user_ids}
+    if shown:
+        for binding in await RoleBinding.filter(user_id__in=shown).order_by("id"):
+            result[binding.user_id].append(binding)
+    return result
 
 
-async def group_members(actor: Actor, group: Group, first: int | None, after_id: int | None) -> Page:
-    """A group is named wherever it is used (a policy's quorums, its exceptions); who is in
-    it, and what it holds, only super-admins see (R2)."""
+async def members_of(
+    actor: Actor, group_ids: list[int], first: int | None, after_id: int | None
+) -> dict[int, Page]:
+    """Members of several groups at once, newest user first (three statements). A group is
+    named wherever it is used (a policy's quorums, its exceptions); who is in it, and what
+    it holds, only super-admins see (R2)."""
     require_admin(actor, "see a group's members")
-    return await page(User.filter(memberships__group_id=group.id), first, after_id)
+    pages = await pages_of(GroupMember, "group_id", group_ids, first, after_id, item_field="user_id")
+    user_ids = {m.user_id for p in pages.values() for m in p.items}
+    users = {u.id: u for u in await User.filter(id__in=user_ids)} if user_ids else {}
+    for p in pages.values():
+        p.items = [users[m.user_id] for m in p.items]
+    return pages
 
 
-async def group_bindings(actor: Actor, group: Group) -> list[RoleBinding]:
+async def group_bindings_of(actor: Actor, group_ids: list[int]) -> dict[int, list[RoleBinding]]:
     require_admin(actor, "see a group's role bindings")
-    return await RoleBinding.filter(group_id=group.id).order_by("id")
+    result: dict[int, list[RoleBinding]] = {g: [] for g in group_ids}
+    for binding in await RoleBinding.filter(group_id__in=group_ids).order_by("id"):
+        result[binding.group_id].append(binding)
+    return result

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from tortoise.expressions import Q
+from tortoise.expressions import Q, Subquery
+from tortoise.functions import Max
 
 from greenlight.models import (
     ACTIVE_STATUSES,
@@ -60,6 +61,19 @@ async def active_deployment(pipeline_id: int) -> Deployment | None:
         .order_by("-id")
         .first()
     )
+
+
+async def active_deployments(pipeline_ids: list[int]) -> dict[int, Deployment]:
+    """R23 for many pipelines in one statement: pipeline id -> its active deployment."""
+    if not pipeline_ids:
+        return {}
+    newest = (
+        Deployment.filter(pipeline_id__in=pipeline_ids, status__in=list(ACTIVE_STATUSES))
+        .annotate(newest=Max("id"))
+        .group_by("pipeline_id")
+        .values("newest")
+    )
+    return {d.pipeline_id: d for d in await Deployment.filter(id__in=Subquery(newest))}
 
 
 async def active_image_id(pipeline_id: int) -> int | None:
