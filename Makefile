@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test lint format schema clean
+.PHONY: install run test lint format schema clean bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ lint: install
 format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+# The benchmark (bench/): BENCH_SMALL=1 for a quick look; BENCH_ARGS="--help" for the rest.
+bench: install
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 schema: install
 	$(BIN)/greenlight export-schema schema.graphql
