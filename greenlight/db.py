@@ -12,17 +12,15 @@ from tortoise.migrations.api import migrate as tortoise_migrate
 
 
 async def _release(connection) -> None:
-    """What a PostgreSQL connection needs before going back to the pool.
+    """What a PostgreSQL connection needs before going back to the pool, beyond what asyncpg
+    always does (roll back an open transaction, drop listeners): nothing.
 
-    asyncpg's default sends `RESET ALL; UNLISTEN *; CLOSE ALL; SELECT
+    asyncpg's default also sends `RESET ALL; UNLISTEN *; CLOSE ALL; SELECT
     pg_advisory_unlock_all()` on every release, and Tortoise takes a connection from the
     pool for each statement outside a transaction: a second round trip per statement.
-    Greenlight sets no session state, holds advisory locks only for a transaction and
-    LISTENs on a connection of its own (greenlight.events), so ending an open transaction
-    is all a connection needs.
+    Greenlight sets no session state, holds advisory locks only for a transaction
+    (pg_advisory_xact_lock) and LISTENs on a connection of its own (greenlight.events).
     """
-    if connection.is_in_transaction():
-        await connection.execute("ROLLBACK")
 
 
 def tortoise_config(database_url: str) -> dict[str, Any]:
