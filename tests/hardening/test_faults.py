@@ -251,7 +251,9 @@ def pg_database() -> Iterator[Callable[[], str]]:
 
 REGISTER = "mutation($i: RegisterImageInput!) { registerImage(input: $i) { id } }"
 REQUEST = "mutation($i: RequestApprovalInput!) { requestApproval(input: $i) { id state } }"
-APPROVE = "mutation($id: ID!) { approveRequest(id: $id) { id state } }"
+# Clients race on one pipeline: a request may go stale when a newer image is deployed first
+# (issue 6). These tests are about faults, so every approval and deploy acknowledges it.
+APPROVE = "mutation($id: ID!) { approveRequest(id: $id, acknowledgeStale: true) { id state } }"
 CANCEL = "mutation($id: ID!) { cancelApprovalRequest(id: $id) { id state } }"
 DEPLOY = (
     "mutation($i: DeployImageInput!) { deployImage(input: $i) { id status approvalRequest { id state } } }"
@@ -875,7 +877,13 @@ class Stream:
                         "dev",
                         "deployImage",
                         DEPLOY,
-                        {"i": {"pipelineId": self.world.pipeline, "imageId": chain.image}},
+                        {
+                            "i": {
+                                "pipelineId": self.world.pipeline,
+                                "imageId": chain.image,
+                                "acknowledgeStale": True,
+                            }
+                        },
                         "CONSUMED",
                     )
                     if deployed is None:
