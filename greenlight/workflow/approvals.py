@@ -173,26 +173,24 @@ async def approve(
         state = effective_state(request)
         if state != ApprovalState.PENDING:
             raise InvalidState(f"this request is {state.value}; only a PENDING one can be approved")
-        if await Approval.exists(request_id=request.id, user_id=actor.id):
+        approvals = await policy.approvals_of(request)
+        if any(user_id == actor.id for user_id, _ in approvals):
             raise InvalidState("you have approved this request already")
         if request.stale and not acknowledge_stale:
             raise StaleImage(
                 "this image is older than the one active on the pipeline; approve with "
                 "acknowledgeStale: true if you mean to"
             )
-        before = ", ".join(map(str, await policy.progress(request)))
-        await Approval.create(
-            request_id=request.id,
-            user_id=actor.id,
-            comment=comment,
-            group_ids=await policy.groups_of_approver(request, actor.id),
-        )
-        lines = await policy.progress(request)
+        snapshot = policy.Snapshot.of(request)
+        before = policy.requirements(request.required_approvals, snapshot, approvals)
+        group_ids = await policy.groups_of_approver(request, actor.id)
+        await Approval.create(request_id=request.id, user_id=actor.id, comment=comment, group_ids=group_ids)
+        lines = policy.requirements(request.required_approvals, snapshot, [*approvals, (actor.id, group_ids)])
         await audit.record(
             "approve",
             request,
             actor_id=actor.id,
-            before={"state": state.value, "progress": before},
+            before={"state": state.value, "progress": ", ".join(map(str, before))},
             after={
                 "state": state.value,
                 "progress": ", ".join(map(str, lines)),

@@ -150,6 +150,15 @@ def _assign(approvers: dict[int, set[int]], quorums: dict[int, int]) -> dict[int
     return counted
 
 
+def _group_counts(snap: Snapshot, approvers: dict[int, set[int]]) -> dict[int, int]:
+    """How many of `approvers` (person -> their quorum groups) count toward each group of
+    the snapshot: one group each with countOncePerPerson, else every group they are in."""
+    quorums = {g["id"]: g["min"] for g in snap.groups}
+    if snap.count_once_per_person:
+        return _assign(approvers, quorums)
+    return {group_id: sum(1 for groups in approvers.values() if group_id in groups) for group_id in quorums}
+
+
 def requirements(
     required_approvals: int, snap: Snapshot, approvals: list[tuple[int, list[int] | None]]
 ) -> list[Requirement]:
@@ -163,28 +172,21 @@ def requirements(
         for user in snap.users:
             lines.append(Requirement(user["email"], 1, int(user["id"] in approvers), user_id=user["id"]))
     elif snap.kind == ApprovalPolicyKind.GROUP_QUORUMS:
-        quorums = {g["id"]: g["min"] for g in snap.groups}
-        if snap.count_once_per_person:
-            counted = _assign(approvers, quorums)
-        else:
-            counted = {
-                group_id: sum(1 for groups in approvers.values() if group_id in groups)
-                for group_id in quorums
-            }
+        counted = _group_counts(snap, approvers)
         for group in snap.groups:
             approved = min(counted[group["id"]], group["min"])
             lines.append(Requirement(group["name"], group["min"], approved, group_id=group["id"]))
     return lines
 
 
+async def approvals_of(request: ApprovalRequest) -> list[tuple[int, list[int] | None]]:
+    """(approver id, their quorum groups) of each approval of the request."""
+    return list(await Approval.filter(request_id=request.id).values_list("user_id", "group_ids"))
+
+
 async def progress(request: ApprovalRequest) -> list[Requirement]:
-    approvals = await Approval.filter(request_id=request.id).values_list("user_id", "group_ids")
-    return requirements(request.required_approvals, Snapshot.of(request), list(approvals))
-
-
-async def is_met(request: ApprovalRequest) -> bool:
-    """R12 generalised: APPROVED once every requirement of the snapshot is met."""
-    return all(line.met for line in await progress(request))
+    """R12 generalised: the request is APPROVED once every line is met."""
+    return requirements(request.required_approvals, Snapshot.of(request), await approvals_of(request))
 
 
 async def groups_of_approver(request: ApprovalRequest, user_id: int) -> list[int] | None:
@@ -218,11 +220,7 @@ async def refuse_unmeetable(snap: Snapshot, eligible_ids: set[int]) -> None:
         approvers: dict[int, set[int]] = {}
         for group_id, user_id in members:
             approvers.setdefault(user_id, set()).add(group_id)
-        quorums = {g["id"]: g["min"] for g in snap.groups}
-        if snap.count_once_per_person:
-            possible = _assign(approvers, quorums)
-        else:
-            possible = {g: sum(1 for gs in approvers.values() if g in gs) for g in quorums}
+        possible = _group_counts(snap, approvers)
         short = [g for g in snap.groups if possible[g["id"]] < g["min"]]
         if short:
             names = ", ".join(f"{g['name']} ({possible[g['id']]} of {g['min']})" for g in short)

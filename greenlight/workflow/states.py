@@ -10,7 +10,6 @@ from tortoise.functions import Max
 from greenlight.models import (
     ACTIVE_STATUSES,
     LIVE_STATES,
-    Approval,
     ApprovalRequest,
     ApprovalState,
     Deployment,
@@ -48,10 +47,6 @@ def state_q(states: list[ApprovalState], prefix: str = "") -> Q:
     if not parts:
         return Q(**{f"{prefix}id__in": []})
     return Q(*parts, join_type="OR")
-
-
-async def approval_count(request_id: int) -> int:
-    return await Approval.filter(request_id=request_id).count()
 
 
 async def active_deployment(pipeline_id: int) -> Deployment | None:

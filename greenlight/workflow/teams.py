@@ -85,14 +85,6 @@ async def group(actor: Actor, group_id: int) -> Group:
     return found
 
 
-async def members(group: Group, first: int | None, after_id: int | None) -> Page:
-    return await page(User.filter(memberships__group_id=group.id), first, after_id)
-
-
-async def group_bindings(group: Group) -> list[RoleBinding]:
-    return await RoleBinding.filter(group_id=group.id).order_by("id")
-
-
 async def users_page(actor: Actor, first: int | None, after_id: int | None) -> Page:
     require_admin(actor, "list users")
     return await page(User.all(), first, after_id)
