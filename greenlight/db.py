@@ -97,9 +97,21 @@ def is_unavailable(error: BaseException) -> bool:
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, unreachable):
+        if isinstance(current, unreachable) or _is_dropped_while_idle(current):
             return True
         if isinstance(current, OSError) and current.errno is not None:
             return True
         current = current.__cause__ or current.__context__
     return False
+
+
+def _is_dropped_while_idle(error: BaseException) -> bool:
+    """A pooled PostgreSQL connection whose server ended it while it sat idle (failover,
+    pg_terminate_backend) gets the server's FATAL message before the socket's end. asyncpg
+    meets a message it expects no answer for and marks the protocol busy; until the end of
+    the socket arrives, moments later, a statement on it fails with this InternalClientError
+    instead of ConnectionDoesNotExistError. It is the same dropped connection: the pool
+    replaces it once closed."""
+    import asyncpg
+
+    return isinstance(error, asyncpg.exceptions.InternalClientError) and "another operation" in str(error)

@@ -517,6 +517,25 @@ async def test_dropped_postgres_connections_are_never_internal_and_recover(world
     assert (await world.http.get("/readyz")).status_code == 200
 
 
+async def test_a_connection_dropped_while_idle_reads_as_unavailable(backend, database_url):
+    """The server's FATAL "terminating connection" can reach an idle pooled connection a
+    moment before the socket's end. asyncpg then fails the next statement on it with an
+    InternalClientError ("another operation is in progress"), not a connection error: it is
+    still the database going away, answered UNAVAILABLE, never INTERNAL."""
+    if backend != "postgres":
+        pytest.skip("PostgreSQL only")
+    connection = await asyncpg.connect(database_url.replace("postgres://", "postgresql://", 1))
+    try:
+        fields = b"SFATAL\0C57P01\0Mterminating connection due to administrator command\0\0"
+        connection._protocol.data_received(b"E" + (len(fields) + 4).to_bytes(4, "big") + fields)
+        with pytest.raises(asyncpg.exceptions.InternalClientError) as raised:
+            await connection.fetchval("SELECT 1")
+    finally:
+        connection.terminate()
+    assert db.is_unavailable(raised.value)
+    assert not db.is_unavailable(asyncpg.exceptions.InternalClientError("a bug of ours"))
+
+
 async def test_r1_an_images_state_on_an_invisible_pipeline_reads_as_on_a_missing_one(world):
     """prod_approver sees shop's images (a role on shop/prod) but not shop/staging: an image's
     approvalState on shop/staging, where it has a PENDING request, and the requests listed
