@@ -75,15 +75,23 @@ class RoleBinding(Model):
 
 
 class PolicyVersion(Model):
-    """A single row whose version moves with every change to role bindings.
+    """One version of who may do what: a row for each change to roles, groups or users.
 
-    Every server process compares it with the version it has loaded, so a grant or a
+    The row is appended in the transaction that makes the change (a role binding granted
+    or revoked, a group membership added or removed, a user deactivated or reactivated)
+    and names the user whose rules changed, or the group whose bindings did.
+
+    Every server process compares the latest id with the version it has applied and
+    re-derives the rules of only the users and groups named since, so a grant or a
     revocation made through any process is enforced by all of them on their next request
-    (R5).
+    (R5). Writers hold greenlight.policies.authorizer.lock_policy until they commit, so ids
+    are taken in commit order.
     """
 
     id = fields.IntField(primary_key=True)
-    version = fields.BigIntField(default=0)
+    user_id = fields.IntField(null=True)
+    group_id = fields.IntField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True, null=True)
 
     class Meta:
         table = "policy_version"

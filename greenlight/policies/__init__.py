@@ -6,6 +6,11 @@ Two questions, no more:
   answer into a SQL WHERE, see `greenlight.models.visibility`)
 
 plus, for R9, `Authorizer.users_with(action, scope)`: who may do it on a scope.
+
+Casbin decides; each process caches its decisions and, on every request
+(`Authorizer.refresh`), applies the changes to role bindings, memberships and users'
+active state recorded since (`record_policy_change`), forgetting only the decisions they
+can change (see `greenlight.policies.authorizer`).
 """
 
 from greenlight.policies.actions import Action

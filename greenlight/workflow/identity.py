@@ -11,7 +11,7 @@ from tortoise.exceptions import IntegrityError
 from greenlight import sso
 from greenlight.models import ApiToken, Application, Environment, Group, GroupMember, Role, RoleBinding, User
 from greenlight.policies import Actor
-from greenlight.policies.authorizer import bump_policy_version
+from greenlight.policies.authorizer import lock_policy, record_policy_change
 from greenlight.workflow import audit, validation
 from greenlight.workflow.clock import now
 from greenlight.workflow.errors import (
@@ -112,7 +112,7 @@ async def _sync_groups(user: User, names: set[str]) -> None:
     if wanted == current:
         return
     async with transaction():
-        await bump_policy_version()
+        await record_policy_change(user_id=user.id)
         await GroupMember.filter(user_id=user.id, group_id__in=current - wanted).delete()
         for group_id in wanted - current:
             await GroupMember.get_or_create(user_id=user.id, group_id=group_id)
@@ -196,7 +196,8 @@ async def api_tokens(actor: Actor, user_id: int | None, first: int | None, after
 async def _set_active(actor: Actor, user_id: int, active: bool) -> User:
     require_admin(actor, "deactivate or reactivate users")
     async with transaction():
-        await bump_policy_version()  # their roles leave (or rejoin) every process's policy
+        # their roles leave (or rejoin) every process's rules; also serialises deactivations
+        await record_policy_change(user_id=user_id)
         user = await User.select_for_update().get_or_none(id=user_id)
         if user is None:
             raise not_found("user")
@@ -205,10 +206,10 @@ async def _set_active(actor: Actor, user_id: int, active: bool) -> User:
         if not active:
             if user.id == actor.id:
                 raise InvalidState("you cannot deactivate yourself")
-            others = await RoleBinding.filter(
+            # (counted only for a super-admin: it reads every binding of the role)
+            if actor.authorizer.is_super_admin(user.id) and not await RoleBinding.exists(
                 role=Role.SUPER_ADMIN, user__is_active=True, user_id__not=user.id
-            ).count()
-            if actor.authorizer.is_super_admin(user.id) and others == 0:
+            ):
                 raise InvalidState("this is the last active super-admin")
         user.is_active = active
         await user.save(update_fields=["is_active"])
@@ -257,6 +258,7 @@ async def create_binding(
         raise BadUserInput("super-admin is global: grant it with application and environment '*'")
     model = User if holder == "user" else Group
     async with transaction():
+        await lock_policy()  # first, as every change to who may do what takes it: no deadlock
         if not await model.exists(id=holder_id):
             raise not_found(holder)
         await check_scope_exists(application, environment)
@@ -270,7 +272,7 @@ async def create_binding(
         if existing is not None:
             raise Conflict("this role binding exists", existing=existing)
         binding = await RoleBinding.create(**fields)
-        await bump_policy_version()
+        await record_policy_change(**{f"{holder}_id": holder_id})
         await audit.record(
             "grant_role",
             binding,
@@ -291,10 +293,11 @@ async def delete_binding(actor: Actor, holder: str, binding_id: int) -> RoleBind
     """Revoke a user's or a group's ("user" or "group" `holder`) role binding (R2, R5)."""
     require_admin(actor, "revoke roles")
     async with transaction():
-        await bump_policy_version()  # also serialises concurrent revocations
+        await lock_policy()  # serialises concurrent revocations
         binding = await RoleBinding.get_or_none(id=binding_id, **{f"{holder}_id__isnull": False})
         if binding is None:
             raise not_found("role binding" if holder == "user" else "group role binding")
+        await record_policy_change(user_id=binding.user_id, group_id=binding.group_id)
         if (
             holder == "user"
             and binding.role == Role.SUPER_ADMIN
@@ -332,7 +335,7 @@ async def bootstrap(email: str) -> tuple[User, str]:
     """Make EMAIL the first super-admin (or reuse it if it is one) and issue it a token."""
     email = validation.email(email)
     async with transaction():
-        await bump_policy_version()  # serialises concurrent bootstraps
+        await lock_policy()  # serialises concurrent bootstraps
         admin_ids = set(await RoleBinding.filter(role=Role.SUPER_ADMIN).values_list("user_id", flat=True))
         user = await User.get_or_none(email=email)
         if admin_ids and (user is None or user.id not in admin_ids):
@@ -347,8 +350,9 @@ async def bootstrap(email: str) -> tuple[User, str]:
                 binding = await RoleBinding.create(
                     user=user, role=Role.SUPER_ADMIN, application="*", environment="*"
                 )
-            except IntegrityError:  # pragma: no cover - guarded by the version lock
+            except IntegrityError:  # pragma: no cover - guarded by the policy lock
                 raise BootstrapError("bootstrap raced with another; run it again") from None
+            await record_policy_change(user_id=user.id)
             await audit.record(
                 "grant_role",
                 binding,
