@@ -21,6 +21,7 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult
 
 from greenlight import db, notifications, sso
+from greenlight.cache.responses import ResponseCache
 from greenlight.config import Settings
 from greenlight.events import listen_postgres
 from greenlight.limits.body import BodySizeLimitMiddleware
@@ -59,6 +60,7 @@ class GreenlightGraphQL(GraphQL):
         self.authorizer = authorizer
         self.settings = settings
         self.subscriptions = ConcurrencyCap(settings.max_subscriptions_per_token)
+        self.responses = ResponseCache(settings.response_cache_seconds, settings.response_cache_entries)
 
     async def _actor(self, authorization: str | None) -> Actor:
         user = await authenticate(authorization)
@@ -78,7 +80,10 @@ class GreenlightGraphQL(GraphQL):
         if request.scope["type"] == "http":
             authorization = request.headers.get("authorization")
             context.credential_key = credential_key(authorization)
+            context.response_cache = self.responses
             try:
+                # Before the credentials: what the answer reads is no older than this.
+                context.data_version = await self.responses.version()
                 context.actor_or_none = await self._actor(authorization)
             except Unauthenticated as error:
                 context.auth_error = error.message
@@ -172,6 +177,7 @@ def create_app(settings: Settings, *, manage_database: bool = True, migrate: boo
         lifespan=lifespan,
     )
     app.state.authorizer = authorizer
+    app.state.responses = graphql.responses
     return app
 
 

@@ -90,6 +90,8 @@ class Settings:
     otel_endpoint: str | None = None
     otel_service_name: str = "greenlight"
     background_jobs: bool = True
+    response_cache_seconds: float = 1.0
+    response_cache_entries: int = 2048
 
     @property
     def jwt_enabled(self) -> bool:
@@ -188,6 +190,8 @@ class Settings:
             max_body_bytes=_int(env, "GREENLIGHT_MAX_BODY_BYTES", 1_048_576, 1024),
             introspection=introspection in ("true", "1", "yes"),
             mutations_per_minute=_int(env, "GREENLIGHT_MUTATIONS_PER_MINUTE", 120, 0),
+            response_cache_seconds=_float(env, "GREENLIGHT_RESPONSE_CACHE_SECONDS", 1.0, 0.0),
+            response_cache_entries=_int(env, "GREENLIGHT_RESPONSE_CACHE_ENTRIES", 2048, 0),
             max_subscriptions_per_token=_int(env, "GREENLIGHT_MAX_SUBSCRIPTIONS_PER_TOKEN", 10, 1),
             shutdown_grace_seconds=_float(env, "GREENLIGHT_SHUTDOWN_GRACE_SECONDS", 30.0, 0.0),
             jwt_issuer=jwt_issuer,

@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -19,6 +21,7 @@ from tortoise import connections
 from greenlight import db
 from greenlight.app import create_app
 from greenlight.config import Settings
+from greenlight.policies import Action, Authorizer, Scope
 
 POSTGRES_URL = os.environ.get("GREENLIGHT_TEST_POSTGRES_URL")
 TABLES = (
@@ -385,6 +388,70 @@ async def world(http, templates) -> World:
         name: Client(http, token, user_id, email) for name, (token, user_id, email) in data.clients.items()
     }
     return World(http, clients=clients, ids=dict(data.ids))
+
+
+@dataclass
+class Cluster:
+    """Two apps sharing one database, as two server processes do: the world's clients
+    speak to process A; `on_b` gives the same user on process B."""
+
+    world: object
+    a: Authorizer
+    b: Authorizer
+    http_b: httpx.AsyncClient
+
+    def on_a(self, who: str) -> Client:
+        return self.world[who]
+
+    def on_b(self, who: str) -> Client:
+        client = self.world[who]
+        return Client(self.http_b, client.token, client.user_id, client.email)
+
+    def clients(self, who: str) -> dict[str, Client]:
+        return {"A": self.on_a(who), "B": self.on_b(who)}
+
+    def cached(
+        self, who: str, action: Action, scope: Scope = Scope("shop", "prod")
+    ) -> dict[str, bool | None]:
+        user = int(self.world[who].user_id.split(":")[1])
+        return {"A": self.a.cached(user, action, scope), "B": self.b.cached(user, action, scope)}
+
+
+@pytest.fixture
+async def cluster(world, app, settings) -> AsyncIterator[Cluster]:
+    app_b = create_app(settings, manage_database=False)
+    transport = httpx.ASGITransport(app=app_b)
+    async with httpx.AsyncClient(transport=transport, base_url="http://b.greenlight.test") as http_b:
+        yield Cluster(world, app.state.authorizer, app_b.state.authorizer, http_b)
+
+
+class Clock:
+    """The workflow's "now": real time until `set`."""
+
+    def __init__(self, real) -> None:
+        self.real = real
+        self.at: datetime | None = None
+
+    def set(self, at: str | datetime) -> None:
+        if isinstance(at, str):
+            at = datetime.fromisoformat(at.replace("Z", "+00:00"))
+        self.at = at.astimezone(UTC)
+
+    def now(self) -> datetime:
+        return self.at if self.at is not None else self.real()
+
+
+@pytest.fixture
+def clock(world, monkeypatch) -> Clock:
+    """Sets the "now" of greenlight.workflow.clock in every greenlight module that reads it."""
+    from greenlight.workflow import clock as clock_module
+
+    real = clock_module.now
+    fake = Clock(real)
+    for name, module in list(sys.modules.items()):
+        if name.startswith("greenlight") and getattr(module, "now", None) is real:
+            monkeypatch.setattr(module, "now", fake.now)
+    return fake
 
 
 async def snapshot() -> dict[str, list[dict[str, Any]]]:

@@ -14,6 +14,7 @@ from strawberry.extensions import (
     ValidationCache,
 )
 
+from greenlight.cache.responses import CachedResponses
 from greenlight.limits.rates import TokenBucket
 from greenlight.observability.requests import OperationObserver
 from greenlight.resolvers import mutations, queries
@@ -156,6 +157,7 @@ def build_schema(settings=None) -> GreenlightSchema:
         QueryDepthLimiter(max_depth=settings.max_query_depth),
         MaxAliasesLimiter(max_alias_count=settings.max_aliases),
         ValidationCache(maxsize=512),
+        CachedResponses,  # last: every check above runs on every request
     ]
     if not settings.introspection:
         extensions.append(DisableIntrospection())

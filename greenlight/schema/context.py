@@ -26,6 +26,8 @@ class Context:
     subscriptions: Any = None  # the process's cap on live subscriptions per credential
     loaders: Loaders = field(default_factory=Loaders)
     settings: Any = None
+    response_cache: Any = None  # the process's cache of whole answers (greenlight.cache.responses)
+    data_version: int | None = None  # the database's change counter when the request began
 
     @property
     def actor(self) -> Actor:

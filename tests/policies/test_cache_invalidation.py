@@ -10,19 +10,15 @@ removed, a deactivation - and the user's very next request is answered the new w
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
-import httpx
 import pytest
 from tortoise.transactions import in_transaction
 
-from greenlight.app import create_app
 from greenlight.models import PolicyVersion
-from greenlight.policies import Action, Authorizer, Scope
+from greenlight.policies import Action, Scope
 from greenlight.policies.authorizer import changes_since, record_policy_change
 
-from ..conftest import Client
+from ..conftest import Client, Cluster
 
 CAN = 'query($a: Action!) { canI(action: $a, application: "shop", environment: "prod") { allowed } }'
 PIPELINE_Q = "query($id: ID!) { pipeline(id: $id) { id } }"
@@ -40,43 +36,12 @@ EXPLAIN = """query($u: ID!) {
   explainAccess(userId: $u, action: DEPLOY, application: "shop", environment: "prod") { allowed }
 }"""
 
+
 SHOP_PROD = Scope("shop", "prod")
 
 
 def pk(global_id: str) -> int:
     return int(global_id.split(":")[1])
-
-
-@dataclass
-class Cluster:
-    """The world's clients speak to process A; `on_b` gives the same user on process B."""
-
-    world: object
-    a: Authorizer
-    b: Authorizer
-    http_b: httpx.AsyncClient
-
-    def on_a(self, who: str) -> Client:
-        return self.world[who]
-
-    def on_b(self, who: str) -> Client:
-        client = self.world[who]
-        return Client(self.http_b, client.token, client.user_id, client.email)
-
-    def clients(self, who: str) -> dict[str, Client]:
-        return {"A": self.on_a(who), "B": self.on_b(who)}
-
-    def cached(self, who: str, action: Action, scope: Scope = SHOP_PROD) -> dict[str, bool | None]:
-        user = pk(self.world[who].user_id)
-        return {"A": self.a.cached(user, action, scope), "B": self.b.cached(user, action, scope)}
-
-
-@pytest.fixture
-async def cluster(world, app, settings) -> AsyncIterator[Cluster]:
-    app_b = create_app(settings, manage_database=False)
-    transport = httpx.ASGITransport(app=app_b)
-    async with httpx.AsyncClient(transport=transport, base_url="http://b.greenlight.test") as http_b:
-        yield Cluster(world, app.state.authorizer, app_b.state.authorizer, http_b)
 
 
 async def may(client: Client, action: str) -> bool:

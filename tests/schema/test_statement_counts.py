@@ -38,16 +38,17 @@ class StatementCounter(logging.Handler):
             self.count += 1
 
 
-async def statements(client, query: str, variables: dict | None = None) -> int:
+async def statements(client, query: str, variables: dict | None = None, must_succeed: bool = True) -> int:
     """How many statements one request sends (after a warm-up that writes the token's
     last use and loads the role bindings)."""
-    await client.ok(query, variables)
+    ask = client.ok if must_succeed else client.execute
+    await ask(query, variables)
     counter = StatementCounter()
     level = db_client_logger.level
     db_client_logger.addHandler(counter)
     db_client_logger.setLevel(logging.DEBUG)
     try:
-        data = await client.ok(query, variables)
+        data = await ask(query, variables)
     finally:
         db_client_logger.removeHandler(counter)
         db_client_logger.setLevel(level)

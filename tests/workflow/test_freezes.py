@@ -8,10 +8,7 @@ Time: Greenlight reads "now" from `greenlight.workflow.clock`; the `clock` fixtu
 
 from __future__ import annotations
 
-import sys
 from datetime import UTC, datetime, timedelta
-
-import pytest
 
 FREEZE_FIELDS = """
   id name environment { id } pipeline { id } startsAt endsAt
@@ -43,33 +40,6 @@ def parse(value: str | datetime) -> datetime:
 
 def iso(value: datetime) -> str:
     return value.astimezone(UTC).isoformat()
-
-
-class Clock:
-    """The workflow's "now": real time until `set`."""
-
-    def __init__(self, real) -> None:
-        self.real = real
-        self.at: datetime | None = None
-
-    def set(self, at: str | datetime) -> None:
-        self.at = parse(at)
-
-    def now(self) -> datetime:
-        return self.at if self.at is not None else self.real()
-
-
-@pytest.fixture
-def clock(world, monkeypatch) -> Clock:
-    """Sets the "now" of greenlight.workflow.clock in every greenlight module that reads it."""
-    from greenlight.workflow import clock as clock_module
-
-    real = clock_module.now
-    fake = Clock(real)
-    for name, module in list(sys.modules.items()):
-        if name.startswith("greenlight") and getattr(module, "now", None) is real:
-            monkeypatch.setattr(module, "now", fake.now)
-    return fake
 
 
 def real_now() -> datetime:

@@ -1,0 +1,138 @@
+"""Whole answers to queries, kept while nothing in the database has changed.
+
+A request reads the change counter (greenlight.cache.changes) before anything else, before
+even its credentials. An answer computed afterwards is no older than that version; it is
+kept under the user, the query text, the operation name and the variables, and given
+again to the same user asking the same thing while the counter still reads the same, for
+at most `GREENLIGHT_RESPONSE_CACHE_SECONDS`. Any committed write, by any process, moves the
+counter: role bindings, group memberships, deactivations and token revocations included,
+so a changed answer is never given from here after the write commits.
+
+Only what does not come from the database can outlive a write-free moment: the clock. A
+request passing its expiry (R15), a freeze window opening or closing, a simulated rollout
+moving to its next step show in a cached answer at most that many seconds late. Mutations
+are never cached and decide everything on the database at their own moment, so a late
+answer can only lead to a refusal, never to a wrong "yes". `GREENLIGHT_RESPONSE_CACHE_SECONDS=0`
+turns the cache off.
+
+Not cached: mutations, subscriptions, answers with any error, and everything while some
+table has no change triggers (a database migrated by other means than `greenlight migrate`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from graphql import ExecutionResult as GraphQLExecutionResult
+from strawberry.extensions import SchemaExtension
+from strawberry.types.graphql import OperationType
+
+from greenlight.cache import changes
+from greenlight.workflow.clock import now
+
+log = logging.getLogger("greenlight.cache")
+
+Key = tuple[int, str, str | None, str]
+
+
+@dataclass(frozen=True)
+class Entry:
+    version: int
+    expires: datetime  # by the workflow's clock, the one expiries and freezes are read by
+    data: dict[str, Any]
+
+
+class ResponseCache:
+    """One per server process; a bounded store, least recently used out first."""
+
+    def __init__(self, seconds: float, entries: int) -> None:
+        self.seconds = seconds
+        self.capacity = entries
+        self._entries: OrderedDict[Key, Entry] = OrderedDict()
+        self._tracked: bool | None = None  # whether every table counts its writes
+        self.hits = 0
+        self.misses = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.seconds > 0 and self.capacity > 0 and self._tracked is not False
+
+    async def version(self) -> int | None:
+        """The change counter now, or None when nothing may be cached."""
+        if not self.enabled:
+            return None
+        if self._tracked is None:
+            untracked = await changes.untracked_tables()
+            self._tracked = not untracked
+            if untracked:
+                log.warning(
+                    "response cache off: writes to %s are not counted; run `greenlight migrate`",
+                    ", ".join(untracked),
+                )
+                return None
+        return await changes.version()
+
+    def get(self, key: Key, version: int) -> dict[str, Any] | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            self.misses += 1
+            return None
+        if entry.version != version or entry.expires <= now():
+            del self._entries[key]
+            self.misses += 1
+            return None
+        self._entries.move_to_end(key)
+        self.hits += 1
+        return entry.data
+
+    def put(self, key: Key, version: int, data: dict[str, Any]) -> None:
+        current = self._entries.get(key)
+        if current is not None and current.version > version:
+            return  # a newer answer is there already
+        self._entries[key] = Entry(version, now() + timedelta(seconds=self.seconds), data)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.capacity:
+            self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+def key_of(user_id: int, query: str, operation_name: str | None, variables: dict | None) -> Key:
+    return (user_id, query, operation_name, json.dumps(variables or {}, sort_keys=True, default=str))
+
+
+class CachedResponses(SchemaExtension):
+    """Answers a query from the cache, or keeps its answer there. Listed after every check
+    that may refuse an operation (credentials, limits), so those run on every request."""
+
+    def on_execute(self) -> Iterator[None]:
+        execution = self.execution_context
+        context = execution.context
+        cache: ResponseCache | None = getattr(context, "response_cache", None)
+        version: int | None = getattr(context, "data_version", None)
+        actor = getattr(context, "actor_or_none", None)
+        key = None
+        if (
+            cache is not None
+            and version is not None
+            and actor is not None
+            and execution.result is None
+            and execution.operation_type == OperationType.QUERY
+            and execution.query is not None
+        ):
+            key = key_of(actor.id, execution.query, execution.operation_name, execution.variables)
+            data = cache.get(key, version)
+            if data is not None:
+                execution.result = GraphQLExecutionResult(data=data, errors=None)
+                key = None
+        yield
+        result = execution.result
+        if key is not None and result is not None and not result.errors and result.data is not None:
+            cache.put(key, version, result.data)

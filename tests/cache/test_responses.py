@@ -1,0 +1,215 @@
+"""Issue 8, caches where they are safe: whole answers to queries are kept while the
+database's change counter stands still (greenlight.cache). What a user must notice is
+only that they are never told something a committed write has made untrue: writes through
+this process, through another one, and straight into the database (as background jobs
+write); changes of role (R5) and visibility (R1); the clock (R15)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from tortoise import connections
+from tortoise.transactions import in_transaction
+
+from greenlight import db, models
+from greenlight.app import create_app
+from greenlight.cache import changes
+from greenlight.config import Settings
+
+from ..schema.test_statement_counts import statements
+
+SELECT_IMAGE = """query($p: ID!) {
+  pipeline(id: $p) { deployableImages { id tag builtBy { email } approvalState(pipelineId: $p) } }
+}"""
+IMAGES = "query($a: ID!) { images(applicationId: $a) { edges { node { id tag } } } }"
+APPLICATIONS = "{ applications { name } }"
+REQUEST = "query($id: ID!) { approvalRequest(id: $id) { id state } }"
+PIPELINE = "query($id: ID!) { pipeline(id: $id) { id } }"
+REVOKE = "mutation($id: ID!) { revokeRole(id: $id) { id } }"
+BINDINGS = "query($u: ID!) { roleBindingConnection(userId: $u, first: 100) { edges { node { id role } } } }"
+
+
+def pk(global_id: str) -> int:
+    return int(global_id.split(":")[1])
+
+
+def tags(data: dict) -> list[str]:
+    return [edge["node"]["tag"] for edge in data["images"]["edges"]]
+
+
+async def test_issue8_a_repeated_query_costs_only_the_statements_every_request_sends(world):
+    """The second identical query is answered from the cache: it sends the same few
+    statements (the change counter, the credentials, the role changes) however much the
+    answer reads."""
+    image, _ = await world.approved_image()
+    big = await statements(world["dev"], SELECT_IMAGE, {"p": world.ids["shop/prod"]})
+    small = await statements(world["dev"], "{ me { email } }")
+    assert big == small
+    assert big <= 4
+    assert world.http._transport.app.state.responses.hits >= 2
+
+
+async def test_issue8_with_the_cache_off_every_answer_is_computed(world, settings, database):
+    """GREENLIGHT_RESPONSE_CACHE_SECONDS=0: nothing is kept."""
+    import httpx
+
+    from ..conftest import Client
+
+    app = create_app(Settings(**{**settings.__dict__, "response_cache_seconds": 0.0}), manage_database=False)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://x") as http:
+        dev = Client(http, world["dev"].token)
+        await world.approved_image()
+        repeated = await statements(dev, SELECT_IMAGE, {"p": world.ids["shop/prod"]})
+        assert repeated > await statements(dev, "{ me { email } }")
+        assert app.state.responses.hits == 0
+
+
+async def test_issue8_a_write_through_the_api_shows_on_the_next_answer(world):
+    """R4: an image registered after a list was answered (and kept) is in the next answer."""
+    before = tags(await world["dev"].ok(IMAGES, {"a": world.ids["shop"]}))
+    assert tags(await world["dev"].ok(IMAGES, {"a": world.ids["shop"]})) == before
+    await world.register_image("dev", tag="v-new")
+    assert tags(await world["dev"].ok(IMAGES, {"a": world.ids["shop"]})) == ["v-new", *before]
+
+
+async def test_issue8_a_write_through_another_process_shows_on_the_next_answer(cluster):
+    """Two processes, one database: an approval given through B moves the image into
+    "Select Image" on A on A's very next answer (R11)."""
+    world = cluster.world
+    image = await world.register_image("dev")
+    request = await world.request_approval(image, "shop/prod", who="dev2")
+    select = {"p": world.ids["shop/prod"]}
+    for _ in range(2):  # answered, then kept
+        assert (await world["dev"].ok(SELECT_IMAGE, select))["pipeline"]["deployableImages"] == []
+    for approver in ("approver1", "approver2"):
+        await cluster.on_b(approver).ok(
+            "mutation($id: ID!) { approveRequest(id: $id) { id } }", {"id": request}
+        )
+    shown = (await world["dev"].ok(SELECT_IMAGE, select))["pipeline"]["deployableImages"]
+    assert [(i["id"], i["approvalState"]) for i in shown] == [(image, "APPROVED")]
+
+
+async def test_issue8_a_write_straight_into_the_database_shows_on_the_next_answer(world):
+    """Background jobs and administrators write without the API: the database itself counts
+    every write, so the next answer is computed afresh."""
+    image = await world.register_image("dev", tag="v-old")
+    assert "v-old" in tags(await world["dev"].ok(IMAGES, {"a": world.ids["shop"]}))
+    assert "v-old" in tags(await world["dev"].ok(IMAGES, {"a": world.ids["shop"]}))
+    await models.Image.filter(id=pk(image)).update(tag="v-renamed")
+    shown = tags(await world["dev"].ok(IMAGES, {"a": world.ids["shop"]}))
+    assert "v-renamed" in shown and "v-old" not in shown
+
+
+async def test_r1_users_never_share_answers(world):
+    """The same query text from two users: each gets what they may see."""
+    assert await world["admin"].ok(APPLICATIONS) == await world["admin"].ok(APPLICATIONS)
+    admin_sees = {a["name"] for a in (await world["admin"].ok(APPLICATIONS))["applications"]}
+    billing_sees = {a["name"] for a in (await world["billing_dev"].ok(APPLICATIONS))["applications"]}
+    nobody_sees = {a["name"] for a in (await world["nobody"].ok(APPLICATIONS))["applications"]}
+    assert admin_sees >= {"shop", "billing"}
+    assert billing_sees == {"billing"}
+    assert nobody_sees == set()
+
+
+async def test_issue8_variables_are_part_of_the_question(world):
+    """The same text with other variables is another question."""
+    shop = await world["admin"].ok(IMAGES, {"a": world.ids["shop"]})
+    await world.register_image("admin", application="billing", tag="v-billing")
+    billing = await world["admin"].ok(IMAGES, {"a": world.ids["billing"]})
+    assert tags(billing) == ["v-billing"]
+    assert "v-billing" not in tags(shop)
+    assert await world["admin"].ok(IMAGES, {"a": world.ids["shop"]}) == shop
+
+
+async def test_r5_a_revoked_role_hides_a_kept_answer_on_every_process(cluster):
+    """R5: prod_approver's pipeline answer was kept on A and B; the role is revoked through
+    A; the very next request on each process is NOT_FOUND (R1), not the kept answer."""
+    world = cluster.world
+    variables = {"id": world.ids["shop/prod"]}
+    for client in cluster.clients("prod_approver").values():
+        for _ in range(2):
+            assert (await client.ok(PIPELINE, variables))["pipeline"]["id"] == world.ids["shop/prod"]
+    bindings = await world["admin"].ok(BINDINGS, {"u": world["prod_approver"].user_id})
+    for edge in bindings["roleBindingConnection"]["edges"]:
+        await world["admin"].ok(REVOKE, {"id": edge["node"]["id"]})
+    for name in ("B", "A"):
+        code = await cluster.clients("prod_approver")[name].code(PIPELINE, variables)
+        assert code == "NOT_FOUND", name
+
+
+async def test_r15_an_expiry_passing_shows_once_the_kept_answer_is_old(world, clock):
+    """R15: a kept answer lives at most GREENLIGHT_RESPONSE_CACHE_SECONDS (1 s) by the
+    workflow's clock; past the request's expiry, the next answer says EXPIRED though
+    nothing was written."""
+    image = await world.register_image("dev")
+    request = await world.request_approval(image, "shop/prod", who="dev2")
+    expires_at = (await models.ApprovalRequest.get(id=pk(request))).expires_at
+    clock.set(expires_at - timedelta(seconds=5))
+    for _ in range(2):
+        assert (await world["dev"].ok(REQUEST, {"id": request}))["approvalRequest"]["state"] == "PENDING"
+    clock.set(expires_at + timedelta(milliseconds=1))
+    assert (await world["dev"].ok(REQUEST, {"id": request}))["approvalRequest"]["state"] == "EXPIRED"
+
+
+async def test_issue8_answers_with_errors_are_not_kept(world):
+    """A refused question is asked again, not answered from memory."""
+    missing = {"id": "Pipeline:999999"}
+    assert await world["dev"].code(PIPELINE, missing) == "NOT_FOUND"
+    assert await statements(world["dev"], PIPELINE, missing, must_succeed=False) > await statements(
+        world["dev"], "{ me { email } }"
+    )
+
+
+async def test_issue8_every_table_counts_its_writes(database):
+    """Every table a model stores rows in has the change triggers (a new table without
+    them would make kept answers outlive its writes)."""
+    from tortoise import Tortoise
+
+    tables = {model._meta.db_table for model in Tortoise.apps["models"].values()}
+    assert await changes.untracked_tables() == []
+    assert tables <= await changes._tracked(connections.get("default"))
+
+
+async def test_issue8_a_database_without_the_triggers_turns_the_cache_off(world, backend, settings):
+    """A table whose writes are not counted (a database migrated by other means): nothing
+    is kept, answers stay right, and `greenlight migrate` puts the triggers back."""
+    import httpx
+
+    from ..conftest import Client
+
+    connection = connections.get("default")
+    if backend == "postgres":
+        await connection.execute_script(f"DROP TRIGGER {changes.TRIGGER} ON images")
+    else:
+        for event in ("insert", "update", "delete"):
+            await connection.execute_script(f"DROP TRIGGER {changes.TRIGGER}_images_{event}")
+    assert await changes.untracked_tables() == ["images"]
+    app = create_app(settings, manage_database=False)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://x") as http:
+        dev = Client(http, world["dev"].token)
+        before = tags(await dev.ok(IMAGES, {"a": world.ids["shop"]}))
+        image = await world.register_image("dev", tag="v-uncounted")
+        await models.Image.filter(id=pk(image)).update(tag="v-renamed")
+        assert tags(await dev.ok(IMAGES, {"a": world.ids["shop"]})) == ["v-renamed", *before]
+        assert app.state.responses.hits == 0
+    assert await changes.install() == ["images"]
+    assert await changes.untracked_tables() == []
+
+
+async def test_issue8_postgres_counts_a_transaction_once_and_a_rollback_not_at_all(database, backend):
+    """On PostgreSQL the counter moves once per committed transaction, however many rows
+    it writes, and not for one rolled back."""
+    if backend != "postgres":
+        pytest.skip("PostgreSQL only: SQLite counts rows, under its one writer")
+    start = await changes.version()
+    async with in_transaction():
+        for n in range(3):
+            await models.Application.create(name=f"counted-{n}")
+    assert await changes.version() == start + 1
+    with pytest.raises(RuntimeError):
+        async with in_transaction():
+            await models.Application.create(name="rolled-back")
+            raise RuntimeError
+    assert await changes.version() == start + 1
+    assert await db.ping()
