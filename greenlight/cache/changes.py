@@ -16,10 +16,12 @@ from __future__ import annotations
 
 from tortoise import connections
 from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.transactions import in_transaction
 
 COUNTER = "change_counter"
 UNTRACKED = frozenset({COUNTER, "tortoise_migrations"})
 TRIGGER = "greenlight_count_changes"
+INSTALL_LOCK = 0x67_6C_63_63  # "glcc": one installer at a time
 
 _PG_FUNCTION = f"""
 CREATE OR REPLACE FUNCTION {TRIGGER}() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -67,9 +69,18 @@ async def _tracked(connection: BaseDBAsyncClient) -> set[str]:
 async def install(connection: BaseDBAsyncClient | None = None) -> list[str]:
     """Create the counter and the triggers of every table that has none yet; returns the
     tables it started to track. Idempotent: `greenlight migrate` runs it after every
-    migration, so tables that later migrations add are tracked too."""
+    migration, so tables that later migrations add are tracked too. On PostgreSQL it runs
+    in one transaction under an advisory lock, so instances starting together do not
+    trip over each other."""
     connection = connection or connections.get("default")
-    postgres = _dialect(connection) == "postgres"
+    if _dialect(connection) != "postgres":
+        return await _install(connection, postgres=False)
+    async with in_transaction(connection.connection_name) as transaction:
+        await transaction.execute_query("SELECT pg_advisory_xact_lock($1)", [INSTALL_LOCK])
+        return await _install(transaction, postgres=True)
+
+
+async def _install(connection: BaseDBAsyncClient, *, postgres: bool) -> list[str]:
     await connection.execute_script(
         f"CREATE TABLE IF NOT EXISTS {COUNTER} (id INT PRIMARY KEY, version BIGINT NOT NULL);"
         f" INSERT INTO {COUNTER} (id, version) SELECT 1, 1"
@@ -77,8 +88,7 @@ async def install(connection: BaseDBAsyncClient | None = None) -> list[str]:
     )
     if postgres:
         await connection.execute_script(_PG_FUNCTION)
-    tracked = await _tracked(connection)
-    added = sorted(await _all_tables(connection) - UNTRACKED - tracked)
+    added = sorted(await _all_tables(connection) - UNTRACKED - await _tracked(connection))
     for table in added:
         if postgres:
             await connection.execute_script(
