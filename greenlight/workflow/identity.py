@@ -44,7 +44,7 @@ async def authenticate(authorization: str | None) -> User:
         raise Unauthenticated("malformed Authorization header: expected 'Bearer <token>'")
     if sso.current().enabled and sso.looks_like_jwt(token):
         return await _user_of_jwt(token)
-    api_token = await ApiToken.get_or_none(token_hash=hash_token(token)).prefetch_related("user")
+    api_token = await ApiToken.filter(token_hash=hash_token(token)).select_related("user").first()
     if api_token is None:
         raise Unauthenticated("invalid token")
     if api_token.revoked_at is not None:
