@@ -63,7 +63,9 @@ async def approve_request(
     info: Info, id: strawberry.ID, comment: str | None = None, acknowledge_stale: bool | None = False
 ) -> ApprovalRequest:
     request_id = ids.decode("ApprovalRequest", id, "id")
-    request = await approvals.approve(info.context.actor, request_id, comment, bool(acknowledge_stale))
+    actor = info.context.actor
+    request = await approvals.approve(actor, request_id, comment, bool(acknowledge_stale))
+    info.context.loaders.prime_request(request, actor.user)  # what approve read (issue 8)
     return ApprovalRequest(model=request)
 
 

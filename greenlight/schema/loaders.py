@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from strawberry.dataloader import DataLoader
+from tortoise.exceptions import NoValuesFetched
 from tortoise.models import Model
 
 from greenlight import models
@@ -89,6 +90,31 @@ class Loaders:
         self.deployable_images = _batch(self._deployable_images, missing=[])
         self.deployments = _pages(reads.deployments_of)
         self._for_actor: dict[str, DataLoader] = {}
+
+    def prime_request(self, request: models.ApprovalRequest, *users: models.User) -> None:
+        """Rows a workflow function already read deciding on `request` (its image, pipeline,
+        application, environment, approvals, as far as it fetched them) and `users`, so the
+        mutation's answer does not read them again (issue 8). A loader that has a key
+        already keeps what it has."""
+        self.request.prime(request.id, request)
+        image = request.image
+        if isinstance(image, models.Image):
+            self.image.prime(image.id, image)
+        pipeline = request.pipeline
+        if isinstance(pipeline, models.Pipeline):
+            self.pipeline.prime(pipeline.id, pipeline)
+            if isinstance(pipeline.application, models.Application):
+                self.application.prime(pipeline.application.id, pipeline.application)
+            if isinstance(pipeline.environment, models.Environment):
+                self.environment.prime(pipeline.environment.id, pipeline.environment)
+        try:
+            approvals = list(request.approvals)
+        except NoValuesFetched:
+            pass
+        else:
+            self.approvals.prime(request.id, sorted(approvals, key=lambda a: a.id))
+        for user in users:
+            self.user.prime(user.id, user)
 
     async def _deployable_images(self, pipeline_ids: list[int]) -> dict[int, list[models.Image]]:
         pipelines = [p for p in await self.pipeline.load_many(pipeline_ids) if p is not None]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from tortoise.expressions import Subquery
+
 from greenlight import notifications
 from greenlight.models import (
     LIVE_STATES,
@@ -28,6 +30,7 @@ from greenlight.workflow.errors import (
     InvalidState,
     SelfApproval,
     StaleImage,
+    not_found,
 )
 from greenlight.workflow.guards import (
     image_of_pipeline,
@@ -35,7 +38,6 @@ from greenlight.workflow.guards import (
     require,
     visible_image,
     visible_pipeline,
-    visible_request,
 )
 from greenlight.workflow.states import active_image, effective_state, older
 from greenlight.workflow.tx import transaction
@@ -59,13 +61,25 @@ async def eligible_approvers_for_caller(actor: Actor, pipeline_id: int, image_id
 
 
 async def _lock(actor: Actor, request_id: int) -> tuple[ApprovalRequest, Pipeline]:
-    """Lock the request's pipeline, then the request (always in this order), and read both."""
-    request = await visible_request(actor, request_id)
-    pipeline = await visible_pipeline(actor, request.pipeline_id, lock=True)
-    locked = await ApprovalRequest.select_for_update().get(id=request.id)
-    await locked.fetch_related("image")
-    locked.pipeline = pipeline
-    return locked, pipeline
+    """Lock the request's pipeline, then the request (always in this order), and read both:
+    the pipeline with its application and environment, then the request with its image, a
+    statement each. A request the actor may not see is NOT_FOUND (R1)."""
+    pipeline = (
+        await Pipeline.filter(id__in=Subquery(ApprovalRequest.filter(id=request_id).values("pipeline_id")))
+        .select_related("application", "environment")
+        .select_for_update(of=(Pipeline._meta.db_table,))
+        .first()
+    )
+    if pipeline is None or not actor.may(Action.VIEW, pipeline_scope(pipeline)):
+        raise not_found("approval request")
+    request = (
+        await ApprovalRequest.filter(id=request_id)
+        .select_related("image")
+        .select_for_update(of=(ApprovalRequest._meta.db_table,))
+        .get()
+    )
+    request.pipeline = pipeline
+    return request, pipeline
 
 
 async def request_approval(
@@ -163,7 +177,11 @@ async def approve(
     actor: Actor, request_id: int, comment: str | None, acknowledge_stale: bool = False
 ) -> ApprovalRequest:
     """R4, R10, R11, R12, R16, R17; R24 on AUTOMATIC pipelines; issue 6: the request's
-    policy snapshot decides when it is APPROVED, and a stale one needs acknowledging."""
+    policy snapshot decides when it is APPROVED, and a stale one needs acknowledging.
+
+    Returns the request with what it was decided on fetched (issue 8): its pipeline (with
+    application and environment), its image, and its approvals, the new one included.
+    """
     comment = validation.text("comment", comment)
     async with transaction():
         request, pipeline = await _lock(actor, request_id)
@@ -173,7 +191,9 @@ async def approve(
         state = effective_state(request)
         if state != ApprovalState.PENDING:
             raise InvalidState(f"this request is {state.value}; only a PENDING one can be approved")
-        approvals = await policy.approvals_of(request)
+        await request.fetch_related("approvals")
+        request.approvals.related_objects.sort(key=lambda a: a.id)
+        approvals = [(a.user_id, a.group_ids) for a in request.approvals]
         if any(user_id == actor.id for user_id, _ in approvals):
             raise InvalidState("you have approved this request already")
         if request.stale and not acknowledge_stale:
@@ -184,9 +204,28 @@ async def approve(
         snapshot = policy.Snapshot.of(request)
         before = policy.requirements(request.required_approvals, snapshot, approvals)
         group_ids = await policy.groups_of_approver(request, actor.id)
-        await Approval.create(request_id=request.id, user_id=actor.id, comment=comment, group_ids=group_ids)
+        approval = await Approval.create(
+            request_id=request.id, user_id=actor.id, comment=comment, group_ids=group_ids
+        )
+        request.approvals.related_objects.append(approval)
         lines = policy.requirements(request.required_approvals, snapshot, [*approvals, (actor.id, group_ids)])
-        await audit.record(
+        approved = all(line.met for line in lines)
+        more = []
+        if approved:
+            request.state = ApprovalState.APPROVED
+            await request.save(update_fields=["state"])
+            more.append(
+                audit.event(
+                    "request_approved",
+                    request,
+                    actor_id=actor.id,
+                    before={"state": ApprovalState.PENDING.value},
+                    after={"state": ApprovalState.APPROVED.value},
+                    application=scope.application,
+                    environment=scope.environment,
+                )
+            )
+        await audit.record(  # with request_approved in one statement, before R24's events
             "approve",
             request,
             actor_id=actor.id,
@@ -198,19 +237,9 @@ async def approve(
             },
             application=scope.application,
             environment=scope.environment,
+            more=more,
         )
-        if all(line.met for line in lines):
-            request.state = ApprovalState.APPROVED
-            await request.save(update_fields=["state"])
-            await audit.record(
-                "request_approved",
-                request,
-                actor_id=actor.id,
-                before={"state": ApprovalState.PENDING.value},
-                after={"state": ApprovalState.APPROVED.value},
-                application=scope.application,
-                environment=scope.environment,
-            )
+        if approved:
             await notifications.request_closed(request, "approved")
             await deploy_on_approval(pipeline, request, actor.authorizer)
     return request

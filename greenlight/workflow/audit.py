@@ -2,12 +2,39 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from greenlight.models import AuditEvent
 from greenlight.workflow.tx import announce
 
 PUBLISHED = ("ApprovalRequest", "Deployment")
+
+
+def event(
+    action: str,
+    obj: Any,
+    *,
+    actor_id: int | None,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+    application: str | None = None,
+    environment: str | None = None,
+) -> AuditEvent:
+    """One event, not written yet: `record(..., more=[...])` appends it.
+
+    `actor_id` None means the system acted on its own.
+    """
+    return AuditEvent(
+        action=action,
+        object_type=type(obj).__name__,
+        object_id=obj.id,
+        actor_id=actor_id,
+        before=before,
+        after=after,
+        application=application,
+        environment=environment,
+    )
 
 
 async def record(
@@ -19,21 +46,28 @@ async def record(
     after: dict[str, Any] | None = None,
     application: str | None = None,
     environment: str | None = None,
+    more: Sequence[AuditEvent] = (),
 ) -> None:
-    """Append one event, and announce changes of requests and deployments to subscribers.
+    """Append one event, then `more` (built with `event`) in the same statement, and
+    announce changes of requests and deployments to subscribers, once per changed object
+    (PostgreSQL delivers one of identical notifications of a transaction anyway).
 
     `actor_id` None means the system acted on its own.
     """
-    object_type = type(obj).__name__
-    await AuditEvent.create(
-        action=action,
-        object_type=object_type,
-        object_id=obj.id,
+    first = event(
+        action,
+        obj,
         actor_id=actor_id,
         before=before,
         after=after,
         application=application,
         environment=environment,
     )
-    if object_type in PUBLISHED:
-        await announce(object_type, obj.id)
+    events = [first, *more]
+    if more:
+        await AuditEvent.bulk_create(events)
+    else:
+        await first.save(force_create=True)
+    for object_type, object_id in dict.fromkeys((e.object_type, e.object_id) for e in events):
+        if object_type in PUBLISHED:
+            await announce(object_type, object_id)
