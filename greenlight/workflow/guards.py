@@ -27,14 +27,13 @@ def require_admin(actor: Actor, what: str) -> None:
 
 
 async def visible_pipeline(actor: Actor, pipeline_id: int, *, lock: bool = False) -> Pipeline:
-    query = Pipeline.filter(id=pipeline_id)
+    """The pipeline with its application and environment, in one statement; `lock` locks
+    the pipeline's row (not theirs)."""
+    query = Pipeline.filter(id=pipeline_id).select_related("application", "environment")
     if lock:
-        query = query.select_for_update()
+        query = query.select_for_update(of=(Pipeline._meta.db_table,))
     pipeline = await query.first()
-    if pipeline is None:
-        raise not_found("pipeline")
-    await pipeline.fetch_related("application", "environment")
-    if not actor.may(Action.VIEW, pipeline_scope(pipeline)):
+    if pipeline is None or not actor.may(Action.VIEW, pipeline_scope(pipeline)):
         raise not_found("pipeline")
     return pipeline
 
@@ -47,15 +46,17 @@ async def visible_application(actor: Actor, application_id: int) -> Application:
 
 
 async def visible_image(actor: Actor, image_id: int) -> Image:
-    image = await Image.get_or_none(id=image_id).prefetch_related("application")
+    image = await Image.filter(id=image_id).select_related("application").first()
     if image is None or not sees_application(actor, image.application.name):
         raise not_found("image")
     return image
 
 
 async def visible_request(actor: Actor, request_id: int) -> ApprovalRequest:
-    request = await ApprovalRequest.get_or_none(id=request_id).prefetch_related(
-        "pipeline__application", "pipeline__environment"
+    request = (
+        await ApprovalRequest.filter(id=request_id)
+        .select_related("pipeline__application", "pipeline__environment")
+        .first()
     )
     if request is None or not actor.may(Action.VIEW, pipeline_scope(request.pipeline)):
         raise not_found("approval request")
@@ -63,8 +64,10 @@ async def visible_request(actor: Actor, request_id: int) -> ApprovalRequest:
 
 
 async def visible_deployment(actor: Actor, deployment_id: int) -> Deployment:
-    deployment = await Deployment.get_or_none(id=deployment_id).prefetch_related(
-        "pipeline__application", "pipeline__environment"
+    deployment = (
+        await Deployment.filter(id=deployment_id)
+        .select_related("pipeline__application", "pipeline__environment")
+        .first()
     )
     if deployment is None or not actor.may(Action.VIEW, pipeline_scope(deployment.pipeline)):
         raise not_found("deployment")
