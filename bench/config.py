@@ -57,6 +57,9 @@ class Options:
     data_dir: Path = DATA_DIR
     keep_logs: bool = False
     authorization: bool = True
+    visibility: bool = True  # bench/visibility.py's table
+    invisible: tuple[int, int] = (10, 10_000)  # applications the user cannot see, the two worlds
+    visibility_requests: int = 200  # timed requests per query and world
 
     def describe(self) -> dict:
         return {**asdict(self), "sizes": asdict(self.sizes)}
@@ -82,6 +85,16 @@ def _csv(value: str, allowed: tuple[str, ...], what: str) -> tuple[str, ...]:
     if unknown or not items:
         raise SystemExit(f"bench: {what} must be a comma-separated list of {', '.join(allowed)}")
     return items
+
+
+def _pair(value: str) -> tuple[int, int]:
+    try:
+        few, many = (int(v.replace("_", "")) for v in value.split(","))
+    except ValueError:
+        raise SystemExit("bench: --invisible must be two counts, FEW,MANY (e.g. 10,10000)") from None
+    if few < 0 or many < few:
+        raise SystemExit("bench: --invisible FEW,MANY needs 0 <= FEW <= MANY")
+    return few, many
 
 
 def parse(argv: list[str] | None = None) -> Options:
@@ -116,14 +129,43 @@ def parse(argv: list[str] | None = None) -> Options:
         default=env.get("BENCH_AUTHORIZATION", "1") in ("0", "false", "no"),
         help="leave out bench/authorization.py's figures (BENCH_AUTHORIZATION=0)",
     )
+    parser.add_argument(
+        "--skip-visibility",
+        action="store_true",
+        default=env.get("BENCH_VISIBILITY", "1") in ("0", "false", "no"),
+        help="leave out bench/visibility.py's table (BENCH_VISIBILITY=0)",
+    )
+    parser.add_argument(
+        "--invisible",
+        default=env.get("BENCH_INVISIBLE") or None,
+        help="FEW,MANY: applications the measuring user cannot see in the two worlds of "
+        "bench/visibility.py (BENCH_INVISIBLE; default 10,10000)",
+    )
+    parser.add_argument(
+        "--visibility-requests",
+        type=int,
+        default=None,
+        help="timed requests per query and world in bench/visibility.py (BENCH_VISIBILITY_REQUESTS)",
+    )
     args = parser.parse_args(argv)
 
     if args.tiny:
         base, duration, warmup = TINY, 1.0, 0.3
+        invisible, visibility_requests = (10, 100), 20
     elif args.small:
         base, duration, warmup = SMALL, 3.0, 1.0
+        invisible, visibility_requests = (10, 10_000), 50
     else:
         base, duration, warmup = Sizes(), 10.0, 2.0
+        invisible, visibility_requests = (10, 10_000), 200
+    if args.invisible is not None:
+        invisible = _pair(args.invisible)
+    if args.visibility_requests is not None:
+        visibility_requests = args.visibility_requests
+    else:
+        visibility_requests = _env_int("BENCH_VISIBILITY_REQUESTS", visibility_requests)
+    if visibility_requests < 1:
+        raise SystemExit("bench: --visibility-requests must be at least 1")
     sizes = replace(
         base,
         **{
@@ -146,4 +188,7 @@ def parse(argv: list[str] | None = None) -> Options:
         data_dir=Path(args.data_dir),
         keep_logs=args.keep_logs,
         authorization=not args.skip_authorization,
+        visibility=not args.skip_visibility,
+        invisible=invisible,
+        visibility_requests=visibility_requests,
     )

@@ -82,8 +82,9 @@ async def _hook_sqlite(counter: StatementCounter) -> None:
 class App:
     """Greenlight's ASGI app, called directly."""
 
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, database_url: str, **settings) -> None:
         self.database_url = database_url
+        self.settings = settings  # further Settings fields, e.g. response_cache_seconds=0
         self.app = None
 
     async def start(self) -> None:
@@ -92,7 +93,9 @@ class App:
         from greenlight.config import Settings
 
         await db.connect(self.database_url)
-        settings = Settings(database_url=self.database_url, background_jobs=False, mutations_per_minute=0)
+        settings = Settings(
+            database_url=self.database_url, background_jobs=False, mutations_per_minute=0, **self.settings
+        )
         self.app = create_app(settings, manage_database=False)
 
     async def stop(self) -> None:

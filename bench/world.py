@@ -418,8 +418,15 @@ def seed_sqlite(path: Path, sizes: Sizes) -> tuple[World, float]:
     started = time.perf_counter()
     path.unlink(missing_ok=True)
     asyncio.run(db.migrate(f"sqlite://{path}"))
-    _needs_models()
     tables, world = generate(sizes)
+    fill_sqlite(path, tables)
+    return world, time.perf_counter() - started
+
+
+def fill_sqlite(path: Path, tables: list[Table]) -> None:
+    """Bulk-insert `tables` into the (migrated) SQLite database at `path`, in one
+    transaction; WAL mode afterwards, as Greenlight runs it."""
+    _needs_models()
     # Tortoise's SQLite adapters: datetimes are stored as Tortoise itself stores them.
     import tortoise.backends.sqlite.executor  # noqa: F401
 
@@ -436,7 +443,6 @@ def seed_sqlite(path: Path, sizes: Sizes) -> tuple[World, float]:
         connection.execute("PRAGMA journal_mode=WAL")
     finally:
         connection.close()
-    return world, time.perf_counter() - started
 
 
 async def _seed_postgres(url: str, tables: list[Table]) -> None:
@@ -463,10 +469,15 @@ def seed_postgres(url: str, sizes: Sizes) -> tuple[World, float]:
 
     started = time.perf_counter()
     asyncio.run(db.migrate(url))
-    _needs_models()
     tables, world = generate(sizes)
-    asyncio.run(_seed_postgres(url, tables))
+    fill_postgres(url, tables)
     return world, time.perf_counter() - started
+
+
+def fill_postgres(url: str, tables: list[Table]) -> None:
+    """COPY `tables` into the (migrated) PostgreSQL database at `url`, then VACUUM ANALYZE."""
+    _needs_models()
+    asyncio.run(_seed_postgres(url, tables))
 
 
 def describe(world: World) -> str:
