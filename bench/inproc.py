@@ -43,6 +43,7 @@ class StatementCounter:
         self.resets = 0
         self.statements: list[str] = []
         self.keep = False
+        self.width: int | None = 160  # characters kept of each statement; None: all
 
     def reset(self) -> None:
         self.count = self.resets = 0
@@ -55,7 +56,7 @@ class StatementCounter:
             return
         self.count += 1
         if self.keep:
-            self.statements.append(text[:160])
+            self.statements.append(text if self.width is None else text[: self.width])
 
 
 def _hook_postgres(counter: StatementCounter) -> None:

@@ -52,6 +52,7 @@ class Report:
     rows: list[Row] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     authorization: str | None = None
+    visibility: str | None = None
     statements: dict[str, dict] = field(default_factory=dict)
 
 
@@ -455,6 +456,12 @@ def render(report: Report) -> str:
     lines.append("")
     lines.append("Authorization decisions (bench/authorization.py):")
     lines.append(report.authorization or "  not measured")
+    lines.append("")
+    lines.append(
+        report.visibility.rstrip("\n")
+        if report.visibility
+        else "Listing what a user may see (bench/visibility.py):\n  not measured"
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -480,6 +487,15 @@ def main(argv: list[str] | None = None) -> int:
         report.authorization = authorization(options)
     else:
         report.authorization = "  not measured (--skip-authorization)"
+    if options.visibility:
+        from bench import visibility
+
+        say("visibility: list cost vs applications the user cannot see")
+        report.visibility = visibility.run(options)
+    else:
+        report.visibility = (
+            "Listing what a user may see (bench/visibility.py):\n  not measured (--skip-visibility)"
+        )
     # Baseline rows first per operation, then the backends, in the order of the queries.
     order = {OPERATIONS[k].title: n for n, k in enumerate(options.queries)}
     servers = ("baseline", *options.backends)

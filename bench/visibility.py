@@ -342,6 +342,7 @@ async def worker(spec: dict, commands, answers) -> None:
 
     world = VisWorld(**spec["world"])
     counter = StatementCounter()
+    counter.width = None  # whole statements, for bench/.data/visibility-sql.txt
     postgres = spec["backend"] == "postgres"
     if postgres:
         _hook_postgres(counter)

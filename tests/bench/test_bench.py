@@ -1,5 +1,6 @@
 """Smoke test of the benchmark harness (`make bench`): the whole of it, on a tiny world for
-a fraction of a second per operation, prints a row for every operation and server.
+a fraction of a second per operation, prints a row for every operation and server (and
+bench/visibility.py's table, at 10 and 100 invisible applications, a few requests each).
 
 SQLite only, unless GREENLIGHT_TEST_POSTGRES_URL names a PostgreSQL server (the harness
 creates and drops a database of its own there)."""
@@ -36,6 +37,8 @@ def test_bench_prints_a_row_for_every_operation_and_server(tmp_path):
         "--loadgen",
         "builtin",
         "--skip-authorization",
+        "--visibility-requests",
+        "3",
         "--data-dir",
         str(tmp_path),
     ]
@@ -56,5 +59,9 @@ def test_bench_prints_a_row_for_every_operation_and_server(tmp_path):
                 assert re.search(r"\d\.\d\dx\s+>=\d\.\dx", line), line
                 assert re.search(r"(ok|MISS)\s+\d+(\.\d+)?\s+\d+", line), line
     assert "Authorization decisions" in out
+    # bench/visibility.py's table (tests/bench/test_visibility.py looks at it closer), in the
+    # last-run file too
+    assert re.search(r"^Select Image\s+sqlite\s+[\d.]+ / [\d.]+\s+[\d.]+ / [\d.]+\s+[\d.]+x", out, re.M), out
+    assert out.endswith((tmp_path / "last-run.txt").read_text())
     # the seeded world is cached for the next run, keyed by its sizes
     assert list(tmp_path.glob("world-a3-e2-*.sqlite3"))
