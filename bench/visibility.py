@@ -410,7 +410,7 @@ class Worker:
 
     def __init__(self, backend: str, url: str, world: VisWorld, scratch: Path) -> None:
         spec = {"backend": backend, "database_url": url, "world": asdict(world), "queries": list(QUERIES)}
-        self.spec_path = scratch / f"visibility-{backend}-{world.invisible}.json"
+        self.spec_path = scratch / f"visibility-{os.getpid()}-{backend}-{world.invisible}.json"
         self.spec_path.write_text(json.dumps(spec))
         self.log_path = self.spec_path.with_suffix(".log")
         env = {**os.environ, "GREENLIGHT_ENV_FILE": "", "GREENLIGHT_RESPONSE_CACHE_SECONDS": "0"}
