@@ -35,7 +35,7 @@ from greenlight.schema import build_schema
 from greenlight.schema.context import Context
 from greenlight.schema.errors import to_contract
 from greenlight.workflow.errors import Unauthenticated
-from greenlight.workflow.identity import authenticate
+from greenlight.workflow.identity import authenticate, wrote_while_authenticating
 
 log = logging.getLogger("greenlight")
 
@@ -83,8 +83,10 @@ class GreenlightGraphQL(GraphQL):
             context.response_cache = self.responses
             try:
                 # Before the credentials: what the answer reads is no older than this.
-                context.data_version = await self.responses.version()
+                context.change_stamp = await self.responses.stamp()
                 context.actor_or_none = await self._actor(authorization)
+                if wrote_while_authenticating():  # after the stamp: keep nothing, use nothing
+                    context.change_stamp = None
             except Unauthenticated as error:
                 context.auth_error = error.message
             except Exception as error:

@@ -1,18 +1,25 @@
 """A counter of committed changes to the database, kept by the database itself.
 
 Every table but the counter's own (and Tortoise's list of applied migrations) has
-triggers that add one to `change_counter.version` when a row is inserted, updated or
-deleted, in the writing transaction, whoever writes: a mutation, a background job, another
-process, an administrator's psql. A reader that reads the version before it reads anything
-else knows its answer is no older than that version, and still true while the version has
-not moved (greenlight.cache.responses).
+triggers that add one to `change_counter.version` when rows are inserted, updated,
+deleted or (PostgreSQL) truncated, in the writing transaction, whoever writes: a mutation,
+a background job, another process, an administrator's psql. A reader that reads the
+version before it reads anything else knows its answer is no older than that version,
+and still true while the version has not moved (greenlight.cache.responses).
 
-On PostgreSQL the triggers are deferred to commit and count once per transaction: the
+On PostgreSQL the row triggers are deferred to commit and count once per transaction: the
 counter's row is locked only while a transaction commits, so writers do not queue on it
-while they work, nor deadlock through it (it is the last lock a transaction takes).
+while they work, nor deadlock through it (it is the last lock a transaction takes). They
+are enabled ALWAYS, so writes under `session_replication_role = replica` (pg_restore,
+logical replication) count too.
+
+Every read of the counter also counts the triggers in place: a table added without them,
+a trigger dropped or disabled, and the reader is told the counter cannot be trusted.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from tortoise import connections
 from tortoise.backends.base.client import BaseDBAsyncClient
@@ -21,7 +28,9 @@ from tortoise.transactions import in_transaction
 COUNTER = "change_counter"
 UNTRACKED = frozenset({COUNTER, "tortoise_migrations"})
 TRIGGER = "greenlight_count_changes"
+TRUNCATE_TRIGGER = "greenlight_count_truncates"  # PostgreSQL: TRUNCATE fires no row trigger
 INSTALL_LOCK = 0x67_6C_63_63  # "glcc": one installer at a time
+_SQLITE_EVENTS = ("INSERT", "UPDATE", "DELETE")
 
 _PG_FUNCTION = f"""
 CREATE OR REPLACE FUNCTION {TRIGGER}() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -33,10 +42,50 @@ BEGIN
     RETURN NULL;
 END $$
 """
+_UNTRACKED_SQL = ", ".join(f"'{name}'" for name in sorted(UNTRACKED))
+
+# One statement: the version, the triggers in place (enabled ALWAYS on PostgreSQL), and the
+# tables that need them.
+_PG_READ = f"""
+SELECT c.version,
+  (SELECT count(*) FROM pg_trigger t JOIN pg_class r ON r.oid = t.tgrelid
+     JOIN pg_namespace n ON n.oid = r.relnamespace
+   WHERE n.nspname = current_schema() AND t.tgenabled = 'A'
+     AND t.tgname IN ('{TRIGGER}', '{TRUNCATE_TRIGGER}')),
+  (SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()
+     AND tablename NOT IN ({_UNTRACKED_SQL}))
+FROM {COUNTER} c WHERE c.id = 1
+"""
+_SQLITE_READ = f"""
+SELECT (SELECT version FROM {COUNTER} WHERE id = 1),
+  (SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name GLOB '{TRIGGER}_*'),
+  (SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'
+     AND name NOT IN ({_UNTRACKED_SQL}))
+"""
+
+
+@dataclass(frozen=True)
+class Reading:
+    version: int
+    trusted: bool  # every table has its triggers, enabled
 
 
 def _dialect(connection: BaseDBAsyncClient) -> str:
     return connection.capabilities.dialect
+
+
+async def read() -> Reading:
+    """The counter now, and whether every write is counted: one statement."""
+    connection = connections.get("default")
+    postgres = _dialect(connection) == "postgres"
+    _, rows = await connection.execute_query(_PG_READ if postgres else _SQLITE_READ)
+    version, triggers, tables = rows[0][0], rows[0][1], rows[0][2]
+    per_table = 2 if postgres else len(_SQLITE_EVENTS)
+    return Reading(int(version or 0), version is not None and triggers == per_table * tables)
+
+
+async def version() -> int:
+    return (await read()).version
 
 
 async def _all_tables(connection: BaseDBAsyncClient) -> set[str]:
@@ -52,22 +101,21 @@ async def _tracked(connection: BaseDBAsyncClient) -> set[str]:
     """The tables whose every write is counted."""
     if _dialect(connection) == "postgres":
         _, rows = await connection.execute_query(
-            "SELECT c.relname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"
-            " JOIN pg_namespace n ON n.oid = c.relnamespace"
-            " WHERE t.tgname = $1 AND n.nspname = current_schema()",
-            [TRIGGER],
+            "SELECT r.relname FROM pg_trigger t JOIN pg_class r ON r.oid = t.tgrelid"
+            " JOIN pg_namespace n ON n.oid = r.relnamespace"
+            f" WHERE t.tgname IN ('{TRIGGER}', '{TRUNCATE_TRIGGER}') AND t.tgenabled = 'A'"
+            " AND n.nspname = current_schema() GROUP BY r.relname HAVING count(*) = 2"
         )
         return {row[0] for row in rows}
     _, rows = await connection.execute_query(
-        "SELECT tbl_name, count(*) FROM sqlite_master WHERE type = 'trigger' AND name LIKE ?"
-        " GROUP BY tbl_name",
-        [f"{TRIGGER}_%"],
+        f"SELECT tbl_name, count(*) FROM sqlite_master WHERE type = 'trigger' AND name GLOB '{TRIGGER}_*'"
+        " GROUP BY tbl_name"
     )
-    return {row[0] for row in rows if row[1] == 3}
+    return {row[0] for row in rows if row[1] == len(_SQLITE_EVENTS)}
 
 
 async def install(connection: BaseDBAsyncClient | None = None) -> list[str]:
-    """Create the counter and the triggers of every table that has none yet; returns the
+    """Create the counter and the triggers of every table that lacks them; returns the
     tables it started to track. Idempotent: `greenlight migrate` runs it after every
     migration, so tables that later migrations add are tracked too. On PostgreSQL it runs
     in one transaction under an advisory lock, so instances starting together do not
@@ -93,11 +141,16 @@ async def _install(connection: BaseDBAsyncClient, *, postgres: bool) -> list[str
         if postgres:
             await connection.execute_script(
                 f'DROP TRIGGER IF EXISTS {TRIGGER} ON "{table}";'
+                f' DROP TRIGGER IF EXISTS {TRUNCATE_TRIGGER} ON "{table}";'
                 f' CREATE CONSTRAINT TRIGGER {TRIGGER} AFTER INSERT OR UPDATE OR DELETE ON "{table}"'
                 f" DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION {TRIGGER}();"
+                f' CREATE TRIGGER {TRUNCATE_TRIGGER} AFTER TRUNCATE ON "{table}"'
+                f" FOR EACH STATEMENT EXECUTE FUNCTION {TRIGGER}();"
+                f' ALTER TABLE "{table}" ENABLE ALWAYS TRIGGER {TRIGGER};'
+                f' ALTER TABLE "{table}" ENABLE ALWAYS TRIGGER {TRUNCATE_TRIGGER};'
             )
             continue
-        for event in ("INSERT", "UPDATE", "DELETE"):
+        for event in _SQLITE_EVENTS:
             name = f"{TRIGGER}_{table}_{event.lower()}"
             await connection.execute_script(
                 f'DROP TRIGGER IF EXISTS "{name}";'
@@ -108,16 +161,10 @@ async def _install(connection: BaseDBAsyncClient, *, postgres: bool) -> list[str
 
 
 async def untracked_tables(connection: BaseDBAsyncClient | None = None) -> list[str]:
-    """Tables written without counting (a database migrated without `install`): nothing
-    may be cached while there are any."""
+    """Tables written without counting (a database migrated without `install`, a trigger
+    dropped or disabled)."""
     connection = connection or connections.get("default")
     tables = await _all_tables(connection)
     if COUNTER not in tables:
         return sorted(tables - UNTRACKED)
     return sorted(tables - UNTRACKED - await _tracked(connection))
-
-
-async def version() -> int:
-    """How many transactions have changed the database (on SQLite: rows): one indexed read."""
-    _, rows = await connections.get("default").execute_query(f"SELECT version FROM {COUNTER} WHERE id = 1")
-    return int(rows[0][0])

@@ -15,8 +15,11 @@ are never cached and decide everything on the database at their own moment, so a
 answer can only lead to a refusal, never to a wrong "yes". `GREENLIGHT_RESPONSE_CACHE_SECONDS=0`
 turns the cache off.
 
-Not cached: mutations, subscriptions, answers with any error, and everything while some
-table has no change triggers (a database migrated by other means than `greenlight migrate`).
+Not cached: mutations, subscriptions, answers with any error, requests whose
+authentication wrote (a token's first use in a minute, a JWT's groups, a new user), keys
+over MAX_KEY_CHARS, and anything while some table's writes are not counted (checked with
+every reading of the counter: a database migrated by other means than `greenlight
+migrate`, a trigger dropped or disabled).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from graphql import ExecutionResult as GraphQLExecutionResult
 from strawberry.extensions import SchemaExtension
 from strawberry.types.graphql import OperationType
 
+from greenlight import db
 from greenlight.cache import changes
 from greenlight.workflow.clock import now
 
@@ -48,6 +52,19 @@ class Entry:
     data: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class Stamp:
+    """The change counter as a request read it first, and when (by the workflow's clock)."""
+
+    version: int
+    at: datetime
+
+
+# A key longer than this (a long document, or large variables, used or not) is not kept:
+# entries are counted, and a few large keys must not make them hold much memory.
+MAX_KEY_CHARS = 16_384
+
+
 class ResponseCache:
     """One per server process; a bounded store, least recently used out first."""
 
@@ -55,35 +72,47 @@ class ResponseCache:
         self.seconds = seconds
         self.capacity = entries
         self._entries: OrderedDict[Key, Entry] = OrderedDict()
-        self._tracked: bool | None = None  # whether every table counts its writes
+        self._trusted = True  # what the last reading said, to log changes only
         self.hits = 0
         self.misses = 0
 
     @property
     def enabled(self) -> bool:
-        return self.seconds > 0 and self.capacity > 0 and self._tracked is not False
+        return self.seconds > 0 and self.capacity > 0
 
-    async def version(self) -> int | None:
-        """The change counter now, or None when nothing may be cached."""
+    async def stamp(self) -> Stamp | None:
+        """The change counter now, or None when nothing may be cached for this request:
+        the cache is off, or some table's writes are not counted (checked on every
+        reading, in the same statement)."""
         if not self.enabled:
             return None
-        if self._tracked is None:
-            untracked = await changes.untracked_tables()
-            self._tracked = not untracked
-            if untracked:
+        at = now()
+        try:
+            reading = await changes.read()
+        except Exception as error:
+            if db.is_unavailable(error):
+                raise
+            reading = None  # no counter table: a database migrated by other means
+        trusted = reading is not None and reading.trusted
+        if trusted != self._trusted:
+            self._trusted = trusted
+            if trusted:
+                log.info("response cache on: every table counts its writes")
+            else:
                 log.warning(
-                    "response cache off: writes to %s are not counted; run `greenlight migrate`",
-                    ", ".join(untracked),
+                    "response cache off: some table's writes are not counted; run `greenlight migrate`"
                 )
-                return None
-        return await changes.version()
+        if not trusted:
+            self._entries.clear()
+            return None
+        return Stamp(reading.version, at)
 
-    def get(self, key: Key, version: int) -> dict[str, Any] | None:
+    def get(self, key: Key, stamp: Stamp) -> dict[str, Any] | None:
         entry = self._entries.get(key)
         if entry is None:
             self.misses += 1
             return None
-        if entry.version != version or entry.expires <= now():
+        if entry.version != stamp.version or entry.expires <= stamp.at:
             del self._entries[key]
             self.misses += 1
             return None
@@ -91,11 +120,14 @@ class ResponseCache:
         self.hits += 1
         return entry.data
 
-    def put(self, key: Key, version: int, data: dict[str, Any]) -> None:
+    def put(self, key: Key, stamp: Stamp, data: dict[str, Any]) -> None:
+        """Keep an answer computed after `stamp` was read; it lives `seconds` from then."""
+        if len(key[1]) + len(key[3]) > MAX_KEY_CHARS:
+            return
         current = self._entries.get(key)
-        if current is not None and current.version > version:
+        if current is not None and current.version > stamp.version:
             return  # a newer answer is there already
-        self._entries[key] = Entry(version, now() + timedelta(seconds=self.seconds), data)
+        self._entries[key] = Entry(stamp.version, stamp.at + timedelta(seconds=self.seconds), data)
         self._entries.move_to_end(key)
         while len(self._entries) > self.capacity:
             self._entries.popitem(last=False)
@@ -116,23 +148,23 @@ class CachedResponses(SchemaExtension):
         execution = self.execution_context
         context = execution.context
         cache: ResponseCache | None = getattr(context, "response_cache", None)
-        version: int | None = getattr(context, "data_version", None)
+        stamp: Stamp | None = getattr(context, "change_stamp", None)
         actor = getattr(context, "actor_or_none", None)
         key = None
         if (
             cache is not None
-            and version is not None
+            and stamp is not None
             and actor is not None
             and execution.result is None
             and execution.operation_type == OperationType.QUERY
             and execution.query is not None
         ):
             key = key_of(actor.id, execution.query, execution.operation_name, execution.variables)
-            data = cache.get(key, version)
+            data = cache.get(key, stamp)
             if data is not None:
                 execution.result = GraphQLExecutionResult(data=data, errors=None)
                 key = None
         yield
         result = execution.result
         if key is not None and result is not None and not result.errors and result.data is not None:
-            cache.put(key, version, result.data)
+            cache.put(key, stamp, result.data)

@@ -27,7 +27,7 @@ class Context:
     loaders: Loaders = field(default_factory=Loaders)
     settings: Any = None
     response_cache: Any = None  # the process's cache of whole answers (greenlight.cache.responses)
-    data_version: int | None = None  # the database's change counter when the request began
+    change_stamp: Any = None  # the database's change counter when the request began (greenlight.cache)
 
     @property
     def actor(self) -> Actor:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from contextvars import ContextVar
 from datetime import timedelta
 
 from tortoise.exceptions import IntegrityError
@@ -29,6 +30,15 @@ from greenlight.workflow.tx import transaction
 TOKEN_PREFIX = "glt_"
 
 
+_wrote: ContextVar[bool] = ContextVar("greenlight_authentication_wrote", default=False)
+
+
+def wrote_while_authenticating() -> bool:
+    """Whether the latest `authenticate` of this request wrote (a token's last use, a JWT's
+    groups, a provisioned user): what was read before it may be out of date."""
+    return _wrote.get()
+
+
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -36,6 +46,7 @@ def hash_token(token: str) -> str:
 async def authenticate(authorization: str | None) -> User:
     """The user behind an `Authorization: Bearer <token>` header (an API token, or a JWT
     from the identity provider when single sign-on is configured), or UNAUTHENTICATED."""
+    _wrote.set(False)
     if not authorization:
         raise Unauthenticated("missing Authorization header: send 'Authorization: Bearer <token>'")
     scheme, _, token = authorization.strip().partition(" ")
@@ -56,6 +67,7 @@ async def authenticate(authorization: str | None) -> User:
     at = now()
     if api_token.last_used_at is None or at - api_token.last_used_at > LAST_USED_PRECISION:
         await ApiToken.filter(id=api_token.id).update(last_used_at=at)
+        _wrote.set(True)
     return api_token.user
 
 
@@ -92,6 +104,7 @@ async def _user_of_jwt(token: str) -> User:
 async def _provision(email: str, name: object) -> User:
     """A user the identity provider vouches for, created on first sign-in with no roles."""
     display = name.strip()[:200] if isinstance(name, str) and name.strip() else email.split("@")[0]
+    _wrote.set(True)
     async with transaction():
         existing = await User.get_or_none(email=email)
         if existing is not None:
@@ -111,6 +124,7 @@ async def _sync_groups(user: User, names: set[str]) -> None:
     current = set(await GroupMember.filter(user_id=user.id).values_list("group_id", flat=True))
     if wanted == current:
         return
+    _wrote.set(True)
     async with transaction():
         await record_policy_change(user_id=user.id)
         await GroupMember.filter(user_id=user.id, group_id__in=current - wanted).delete()

@@ -172,34 +172,138 @@ async def test_issue8_every_table_counts_its_writes(database):
     assert tables <= await changes._tracked(connections.get("default"))
 
 
-async def test_issue8_a_database_without_the_triggers_turns_the_cache_off(world, backend, settings):
-    """A table whose writes are not counted (a database migrated by other means): nothing
-    is kept, answers stay right, and `greenlight migrate` puts the triggers back."""
-    import httpx
-
-    from ..conftest import Client
-
+async def drop_image_triggers(backend: str) -> None:
     connection = connections.get("default")
     if backend == "postgres":
         await connection.execute_script(f"DROP TRIGGER {changes.TRIGGER} ON images")
     else:
         for event in ("insert", "update", "delete"):
             await connection.execute_script(f"DROP TRIGGER {changes.TRIGGER}_images_{event}")
+
+
+async def test_issue8_a_table_losing_its_triggers_turns_the_cache_off_at_once(world, backend):
+    """A table whose writes stop being counted (a trigger dropped by a migration run by
+    other means, or by hand) after answers were kept: the very next request neither uses
+    nor keeps an answer, and sees a write the counter missed. `greenlight migrate` puts the
+    triggers back."""
+    variables = {"a": world.ids["shop"]}
+    image = await world.register_image("dev", tag="v-old")
+    for _ in range(2):
+        assert "v-old" in tags(await world["dev"].ok(IMAGES, variables))
+    await drop_image_triggers(backend)
     assert await changes.untracked_tables() == ["images"]
-    app = create_app(settings, manage_database=False)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://x") as http:
-        dev = Client(http, world["dev"].token)
-        before = tags(await dev.ok(IMAGES, {"a": world.ids["shop"]}))
-        image = await world.register_image("dev", tag="v-uncounted")
-        await models.Image.filter(id=pk(image)).update(tag="v-renamed")
-        assert tags(await dev.ok(IMAGES, {"a": world.ids["shop"]})) == ["v-renamed", *before]
-        assert app.state.responses.hits == 0
+    await models.Image.filter(id=pk(image)).update(tag="v-uncounted")
+    responses = world.http._transport.app.state.responses
+    hits = responses.hits
+    for _ in range(2):
+        assert "v-uncounted" in tags(await world["dev"].ok(IMAGES, variables))
+    assert responses.hits == hits
     # two instances starting at once: neither fails; on PostgreSQL one waits for the other
     installed = await asyncio.gather(changes.install(), changes.install())
     assert ["images"] in installed
     if backend == "postgres":
         assert sorted(installed) == [[], ["images"]]
     assert await changes.untracked_tables() == []
+    for _ in range(2):
+        await world["dev"].ok(IMAGES, variables)
+    assert responses.hits == hits + 1
+
+
+async def test_issue8_postgres_a_disabled_trigger_is_not_counted_as_tracking(world, backend):
+    """ALTER TABLE ... DISABLE TRIGGER ALL leaves the trigger in place but stops it: the
+    table counts as untracked and nothing is kept."""
+    if backend != "postgres":
+        pytest.skip("PostgreSQL only")
+    await connections.get("default").execute_script("ALTER TABLE images DISABLE TRIGGER ALL")
+    assert await changes.untracked_tables() == ["images"]
+    assert not (await changes.read()).trusted
+
+
+@pytest.mark.parametrize("table", ["images", "approval_requests"])
+async def test_issue8_postgres_a_truncate_moves_the_counter(world, backend, table):
+    """TRUNCATE fires no row trigger; a statement trigger counts it. After TRUNCATE ...
+    CASCADE, the images list and "Select Image" are computed afresh (R11)."""
+    if backend != "postgres":
+        pytest.skip("PostgreSQL only: SQLite has no TRUNCATE")
+    image, _ = await world.approved_image()
+    select = {"p": world.ids["shop/prod"]}
+    for _ in range(2):
+        assert [
+            i["id"] for i in (await world["dev"].ok(SELECT_IMAGE, select))["pipeline"]["deployableImages"]
+        ] == [image]
+    before = await changes.version()
+    await connections.get("default").execute_script(f"TRUNCATE {table} CASCADE")
+    assert await changes.version() > before
+    assert (await world["dev"].ok(SELECT_IMAGE, select))["pipeline"]["deployableImages"] == []
+
+
+async def test_issue8_postgres_writes_as_a_replica_are_counted(world, backend):
+    """pg_restore and logical replication write with session_replication_role = replica,
+    which silences ordinary triggers; ours are enabled ALWAYS."""
+    if backend != "postgres":
+        pytest.skip("PostgreSQL only")
+    image = await world.register_image("dev", tag="v-primary")
+    before = await changes.version()
+    async with in_transaction() as transaction:
+        await transaction.execute_script("SET LOCAL session_replication_role = replica")
+        await transaction.execute_query("UPDATE images SET tag = 'v-replica' WHERE id = $1", [pk(image)])
+    assert await changes.version() == before + 1
+
+
+async def test_r4_a_tokens_first_use_shows_though_it_is_written_while_authenticating(world):
+    """Authentication writes a token's last use (at most once a minute), after the request
+    read the counter: that request neither uses nor keeps an answer, so the list of tokens
+    shows the use it just made."""
+    issued = await world["admin"].ok(
+        "mutation($i: IssueApiTokenInput!) { issueApiToken(input: $i) { token } }",
+        {"i": {"userId": world["dev"].user_id, "name": "second"}},
+    )
+    tokens = "{ apiTokens { edges { node { name lastUsedAt } } } }"
+    for _ in range(2):
+        await world["dev"].ok(tokens)
+    from ..conftest import Client
+
+    second = Client(world.http, issued["issueApiToken"]["token"])
+    shown = {
+        e["node"]["name"]: e["node"]["lastUsedAt"] for e in (await second.ok(tokens))["apiTokens"]["edges"]
+    }
+    assert shown["second"] is not None
+
+
+async def test_issue8_large_keys_are_not_kept(world):
+    """Variables are part of the key, used or not: a request carrying a lot of them is
+    answered, not kept, so a few requests cannot make the cache hold much memory."""
+    responses = world.http._transport.app.state.responses
+    padding = "x" * 100_000
+    for n in range(5):
+        assert await world["nobody"].ok("{ me { email } }", {"junk": f"{n}{padding}"}) == {
+            "me": {"email": "nobody@example.com"}
+        }
+    assert sum(len(key[3]) for key in responses._entries) < 100_000
+
+
+async def test_r15_a_kept_answer_lives_from_when_the_request_began(world, clock, monkeypatch):
+    """R15: an answer that took long to compute is kept GREENLIGHT_RESPONSE_CACHE_SECONDS
+    from when its request read the counter, not from when it was kept: an expiry passed
+    meanwhile shows on the next request."""
+    from greenlight.cache.responses import ResponseCache
+
+    image = await world.register_image("dev")
+    request = await world.request_approval(image, "shop/prod", who="dev2")
+    expires_at = (await models.ApprovalRequest.get(id=pk(request))).expires_at
+    clock.set(expires_at - timedelta(milliseconds=500))
+    await world["dev"].ok("{ me { email } }")  # the token's last use, written now
+    keep = ResponseCache.put
+
+    def slowly(self, key, stamp, data):
+        clock.set(expires_at + timedelta(seconds=5))  # the answer took 5.5 s
+        return keep(self, key, stamp, data)
+
+    monkeypatch.setattr(ResponseCache, "put", slowly)
+    assert (await world["dev"].ok(REQUEST, {"id": request}))["approvalRequest"]["state"] == "PENDING"
+    monkeypatch.setattr(ResponseCache, "put", keep)
+    clock.set(expires_at + timedelta(seconds=5, milliseconds=100))
+    assert (await world["dev"].ok(REQUEST, {"id": request}))["approvalRequest"]["state"] == "EXPIRED"
 
 
 async def test_issue8_postgres_counts_a_transaction_once_and_a_rollback_not_at_all(database, backend):

@@ -455,3 +455,28 @@ async def test_hs256_mode_accepts_only_hs256_with_the_secret(world, settings):
             error = await client(token).fails(ME)
             assert error["extensions"]["code"] == "UNAUTHENTICATED", case
         assert await email_of(client(world["dev"].token)) == "dev@example.com"
+
+
+async def test_r5_a_membership_dropped_by_a_jwts_groups_is_in_force_at_once_despite_the_response_cache(world):
+    """R5 with the response cache (issue 8): the groups claim syncs memberships while the
+    request authenticates, after the request read the change counter. An answer kept from
+    before (the member may see shop/prod through the group) is not given after the
+    membership is gone: the pipeline is NOT_FOUND (R1) on that very request."""
+    admin = world["admin"]
+    group_id = (await admin.ok('mutation { createGroup(name: "shop-approvers") { id } }'))["createGroup"][
+        "id"
+    ]
+    await admin.ok(
+        """mutation($g: ID!) { grantGroupRole(input: {groupId: $g, role: IMAGE_APPROVER,
+             application: "shop", environment: "prod"}) { id } }""",
+        {"g": group_id},
+    )
+    nobody = await User.get(email="nobody@example.com")
+    member = bearer(world, rs256(claims("nobody@example.com", groups=["shop-approvers"])))
+    variables = {"id": world.ids["shop/prod"]}
+    pipeline = "query($id: ID!) { pipeline(id: $id) { id } }"
+    for _ in range(3):  # the first joins the group; the next ones are kept and given again
+        assert (await member.ok(pipeline, variables))["pipeline"]["id"] == world.ids["shop/prod"]
+    gone = bearer(world, rs256(claims("nobody@example.com", groups=[])))
+    assert await gone.code(pipeline, variables) == "NOT_FOUND"
+    assert await GroupMember.filter(user_id=nobody.id).count() == 0
