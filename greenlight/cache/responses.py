@@ -132,9 +132,6 @@ class ResponseCache:
         while len(self._entries) > self.capacity:
             self._entries.popitem(last=False)
 
-    def clear(self) -> None:
-        self._entries.clear()
-
 
 def key_of(user_id: int, query: str, operation_name: str | None, variables: dict | None) -> Key:
     return (user_id, query, operation_name, json.dumps(variables or {}, sort_keys=True, default=str))

@@ -10,6 +10,7 @@ the start, open again at the end.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -82,11 +83,14 @@ def frozen_until(freezes: list[DeployFreeze], at: datetime) -> datetime | None:
     return None if moment == at else moment
 
 
+def _covering(environment_ids: Iterable[int], pipeline_ids: Iterable[int]) -> Q:
+    """Freezes on any of these environments or pipelines."""
+    return Q(environment_id__in=list(set(environment_ids))) | Q(pipeline_id__in=list(pipeline_ids))
+
+
 async def of_pipeline(pipeline: Pipeline) -> list[DeployFreeze]:
     """The pipeline's own freezes and its environment's."""
-    return await DeployFreeze.filter(
-        Q(environment_id=pipeline.environment_id) | Q(pipeline_id=pipeline.id)
-    ).order_by("id")
+    return await DeployFreeze.filter(_covering([pipeline.environment_id], [pipeline.id])).order_by("id")
 
 
 async def of_pipelines(pipeline_ids: list[int]) -> dict[int, list[DeployFreeze]]:
@@ -94,9 +98,7 @@ async def of_pipelines(pipeline_ids: list[int]) -> dict[int, list[DeployFreeze]]
     environment_of = dict(await Pipeline.filter(id__in=pipeline_ids).values_list("id", "environment_id"))
     if not environment_of:
         return {}
-    found = await DeployFreeze.filter(
-        Q(environment_id__in=list(set(environment_of.values()))) | Q(pipeline_id__in=pipeline_ids)
-    ).order_by("id")
+    found = await DeployFreeze.filter(_covering(environment_of.values(), pipeline_ids)).order_by("id")
     return {
         pid: [f for f in found if f.pipeline_id == pid or f.environment_id == env]
         for pid, env in environment_of.items()

@@ -116,8 +116,9 @@ async def pages_of(
     return result
 
 
-def visible_pipelines_q(actor: Actor) -> Q:
-    return scope_q(actor.scopes(Action.VIEW), "application__name", "environment__name")
+def pipelines_q(actor: Actor, action: Action = Action.VIEW) -> Q:
+    """The pipelines on which the actor may do `action` (by default: see them, R1)."""
+    return scope_q(actor.scopes(action), "application__name", "environment__name")
 
 
 def pipelines_in(actor: Actor, action: Action) -> Subquery:
@@ -126,9 +127,7 @@ def pipelines_in(actor: Actor, action: Action) -> Subquery:
     A subquery rather than a filter across joins: with joins, SQLite walks a table of rows
     on every pipeline newest first, looking for the actor's (a cost that grows with what
     the actor cannot see); with the subquery it reads the actor's rows by index."""
-    return Subquery(
-        Pipeline.filter(scope_q(actor.scopes(action), "application__name", "environment__name")).values("id")
-    )
+    return Subquery(Pipeline.filter(pipelines_q(actor, action)).values("id"))
 
 
 async def applications(actor: Actor) -> list[Application]:
@@ -146,9 +145,7 @@ async def environments(actor: Actor) -> list[Environment]:
 
 async def pipelines_of(actor: Actor, application_ids: list[int]) -> dict[int, list[Pipeline]]:
     """Application.pipelines for several applications in one statement (R1)."""
-    found = await Pipeline.filter(visible_pipelines_q(actor), application_id__in=application_ids).order_by(
-        "id"
-    )
+    found = await Pipeline.filter(pipelines_q(actor), application_id__in=application_ids).order_by("id")
     result: dict[int, list[Pipeline]] = {a: [] for a in application_ids}
     for pipeline in found:
         result[pipeline.application_id].append(pipeline)
@@ -228,9 +225,9 @@ async def active_on(actor: Actor, images: list[Image]) -> list[list[Environment]
     """For each image, the environments (that the actor can see) where it is the active
     one (R23), by name. Three statements whatever the number of images."""
     applications = list({i.application_id for i in images})
-    pipelines = await Pipeline.filter(
-        visible_pipelines_q(actor), application_id__in=applications
-    ).values_list("id", "environment_id")
+    pipelines = await Pipeline.filter(pipelines_q(actor), application_id__in=applications).values_list(
+        "id", "environment_id"
+    )
     environment_of = dict(pipelines)
     active = await active_deployments(list(environment_of))
     where: dict[int, set[int]] = {}
