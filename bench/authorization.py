@@ -251,7 +251,7 @@ async def _decisions(authorizer, requests) -> dict:
     clock = time.perf_counter
     casbin, first, cached = [], [], []
     allowed = 0
-    for user, action, scope in calls:  # Casbin alone
+    for user, action, scope in calls:  # the enforcer alone
         t = clock()
         authorizer.decide(user, action, scope)
         casbin.append(clock() - t)
@@ -464,7 +464,7 @@ def table(figures: dict) -> str:
     for key, label in (
         ("cached", "decision (cached, every later request)"),
         ("first", "decision (first for user, scope, action)"),
-        ("casbin", "decision (Casbin alone, no cache)"),
+        ("casbin", "decision (the enforcer alone, no cache)"),
     ):
         lines.append(f"{label:<48} {d[key]['median_us']:>9.2f} us {d[key]['p99_us']:>9.2f} us")
     for name, parts in figures["changes"].items():

@@ -311,3 +311,37 @@ def test_grouping_rules_behave_as_casbins_list():
     assert ["user:1", "viewer", "a/b"] not in rules
     with pytest.raises(ValueError):
         rules.remove(["user:1", "viewer", "a/b"])
+
+
+async def test_direct_evaluation_decides_as_casbins_enforce_ex(database):
+    """R1-R5: the enforcer's own evaluation of model.conf's matcher (what every decision
+    uses) answers as Casbin's `enforce_ex` does on the same rules, for every action, on
+    exact and wildcard scopes, and for an action no role allows."""
+    rng = random.Random(11)
+    await build_world(rng)
+    authorizer = Authorizer()
+    await authorizer.refresh()
+    enforcer = authorizer._rules.enforcer
+    assert enforcer._matcher is not None  # the direct path is the one in use
+    sample = [(subject(u), s.application, s.environment, a.value) for u, a, s in requests(rng, 3000)]
+    sample += [(subject(u), "app-1", "env-1", "no-such-action") for u in range(1, 20)]
+    sample += [(subject(u), s.application, s.environment, "view") for u, _, s in requests(rng, 1000)]
+    answers = [enforcer.enforce(*request) for request in sample]
+    assert 100 < sum(answers) < len(sample) - 100, sum(answers)  # a mixture
+    wrong = [r for r, answer in zip(sample, answers, strict=True) if answer != enforcer.enforce_casbin(*r)]
+    assert not wrong, wrong[:20]
+
+
+def test_a_model_it_cannot_evaluate_directly_is_left_to_enforce_ex(monkeypatch):
+    """A model.conf whose effect is not "some allow" (here: deny overrides) is decided by
+    Casbin's `enforce_ex`, never by the direct evaluation, which knows only "some allow"."""
+    enforcer = authorizer_module.RoleEnforcer()
+    enforcer.role_manager.add_link("user:1", "viewer", "a/b")
+    assert enforcer._matcher is not None and enforcer.enforce("user:1", "a", "b", "view")
+    enforcer.model.model["e"]["e"].value = "!some(where (p_eft == deny))"
+    assert enforcer._direct_matcher() is None
+    enforcer._matcher = enforcer._direct_matcher()
+    calls = []
+    monkeypatch.setattr(enforcer, "enforce_ex", lambda *rvals: calls.append(rvals) or [False, []])
+    assert not enforcer.enforce("user:1", "a", "b", "view")
+    assert calls == [("user:1", "a", "b", "view")]
