@@ -18,6 +18,7 @@ from greenlight.models import (
     Rejection,
     User,
 )
+from greenlight.models.prepared import Prepared
 from greenlight.policies import Action, Actor
 from greenlight.workflow import audit, policy, validation
 from greenlight.workflow.catalog import close_request
@@ -64,22 +65,35 @@ async def _lock(actor: Actor, request_id: int) -> tuple[ApprovalRequest, Pipelin
     """Lock the request's pipeline, then the request (always in this order), and read both:
     the pipeline with its application and environment, then the request with its image, a
     statement each. A request the actor may not see is NOT_FOUND (R1)."""
-    pipeline = (
-        await Pipeline.filter(id__in=Subquery(ApprovalRequest.filter(id=request_id).values("pipeline_id")))
-        .select_related("application", "environment")
-        .select_for_update(of=(Pipeline._meta.db_table,))
-        .first()
-    )
+    pipeline = await _LOCKED_PIPELINE.first(request_id)
     if pipeline is None or not actor.may(Action.VIEW, pipeline_scope(pipeline)):
         raise not_found("approval request")
-    request = (
-        await ApprovalRequest.filter(id=request_id)
-        .select_related("image")
-        .select_for_update(of=(ApprovalRequest._meta.db_table,))
-        .get()
-    )
+    request = await _LOCKED_REQUEST.first(request_id)
+    if request is None:
+        raise not_found("approval request")
     request.pipeline = pipeline
     return request, pipeline
+
+
+# _lock's two statements, their SQL built once (issue 8).
+_LOCKED_PIPELINE = Prepared(
+    Pipeline,
+    lambda request_id: (
+        Pipeline.filter(id__in=Subquery(ApprovalRequest.filter(id=request_id).values("pipeline_id")))
+        .select_related("application", "environment")
+        .select_for_update(of=(Pipeline._meta.db_table,))
+        .limit(1)
+    ),
+)
+_LOCKED_REQUEST = Prepared(
+    ApprovalRequest,
+    lambda request_id: (
+        ApprovalRequest.filter(id=request_id)
+        .select_related("image")
+        .select_for_update(of=(ApprovalRequest._meta.db_table,))
+        .limit(1)
+    ),
+)
 
 
 async def request_approval(
