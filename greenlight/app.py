@@ -21,7 +21,7 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult
 
 from greenlight import db, notifications, sso
-from greenlight.cache.responses import ResponseCache
+from greenlight.cache.responses import ResponseCache, Stamp
 from greenlight.config import Settings
 from greenlight.events import listen_postgres
 from greenlight.limits.body import BodySizeLimitMiddleware
@@ -62,9 +62,11 @@ class GreenlightGraphQL(GraphQL):
         self.subscriptions = ConcurrencyCap(settings.max_subscriptions_per_token)
         self.responses = ResponseCache(settings.response_cache_seconds, settings.response_cache_entries)
 
-    async def _actor(self, authorization: str | None) -> Actor:
+    async def _actor(self, authorization: str | None, stamp: Stamp | None = None) -> Actor:
         user = await authenticate(authorization)
-        await self.authorizer.refresh()
+        # The roles' latest version as the stamp read it, unless authenticating wrote since.
+        known = stamp.policy_version if stamp is not None and not wrote_while_authenticating() else None
+        await self.authorizer.refresh(known)
         return Actor(user=user, authorizer=self.authorizer)
 
     async def get_context(self, request, response) -> Context:
@@ -84,7 +86,7 @@ class GreenlightGraphQL(GraphQL):
             try:
                 # Before the credentials: what the answer reads is no older than this.
                 context.change_stamp = await self.responses.stamp()
-                context.actor_or_none = await self._actor(authorization)
+                context.actor_or_none = await self._actor(authorization, context.change_stamp)
                 if wrote_while_authenticating():  # after the stamp: keep nothing, use nothing
                     context.change_stamp = None
             except Unauthenticated as error:

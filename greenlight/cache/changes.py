@@ -29,6 +29,7 @@ COUNTER = "change_counter"
 UNTRACKED = frozenset({COUNTER, "tortoise_migrations"})
 TRIGGER = "greenlight_count_changes"
 TRUNCATE_TRIGGER = "greenlight_count_truncates"  # PostgreSQL: TRUNCATE fires no row trigger
+POLICY_VERSIONS = "policy_version"  # greenlight.policies.authorizer's change log
 INSTALL_LOCK = 0x67_6C_63_63  # "glcc": one installer at a time
 _SQLITE_EVENTS = ("INSERT", "UPDATE", "DELETE")
 
@@ -44,8 +45,9 @@ END $$
 """
 _UNTRACKED_SQL = ", ".join(f"'{name}'" for name in sorted(UNTRACKED))
 
-# One statement: the version, the triggers in place (enabled ALWAYS on PostgreSQL), and the
-# tables that need them.
+# One statement: the version, the triggers in place (enabled ALWAYS on PostgreSQL), the
+# tables that need them, and the latest change to who may do what (greenlight.policies:
+# a process whose roles are at that version reads nothing more about them).
 _PG_READ = f"""
 SELECT c.version,
   (SELECT count(*) FROM pg_trigger t JOIN pg_class r ON r.oid = t.tgrelid
@@ -53,14 +55,16 @@ SELECT c.version,
    WHERE n.nspname = current_schema() AND t.tgenabled = 'A'
      AND t.tgname IN ('{TRIGGER}', '{TRUNCATE_TRIGGER}')),
   (SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()
-     AND tablename NOT IN ({_UNTRACKED_SQL}))
+     AND tablename NOT IN ({_UNTRACKED_SQL})),
+  (SELECT max(id) FROM {POLICY_VERSIONS})
 FROM {COUNTER} c WHERE c.id = 1
 """
 _SQLITE_READ = f"""
 SELECT (SELECT version FROM {COUNTER} WHERE id = 1),
   (SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name GLOB '{TRIGGER}_*'),
   (SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'
-     AND name NOT IN ({_UNTRACKED_SQL}))
+     AND name NOT IN ({_UNTRACKED_SQL})),
+  (SELECT max(id) FROM {POLICY_VERSIONS})
 """
 
 
@@ -68,6 +72,7 @@ SELECT (SELECT version FROM {COUNTER} WHERE id = 1),
 class Reading:
     version: int
     trusted: bool  # every table has its triggers, enabled
+    policy_version: int  # the latest change to who may do what (0 for none)
 
 
 def _dialect(connection: BaseDBAsyncClient) -> str:
@@ -79,9 +84,10 @@ async def read() -> Reading:
     connection = connections.get("default")
     postgres = _dialect(connection) == "postgres"
     _, rows = await connection.execute_query(_PG_READ if postgres else _SQLITE_READ)
-    version, triggers, tables = rows[0][0], rows[0][1], rows[0][2]
+    version, triggers, tables, policy_version = rows[0][0], rows[0][1], rows[0][2], rows[0][3]
     per_table = 2 if postgres else len(_SQLITE_EVENTS)
-    return Reading(int(version or 0), version is not None and triggers == per_table * tables)
+    trusted = version is not None and triggers == per_table * tables
+    return Reading(int(version or 0), trusted, int(policy_version or 0))
 
 
 async def version() -> int:

@@ -58,6 +58,7 @@ class Stamp:
 
     version: int
     at: datetime
+    policy_version: int  # read in the same statement (greenlight.policies.Authorizer.refresh)
 
 
 # A key longer than this (a long document, or large variables, used or not) is not kept:
@@ -105,7 +106,7 @@ class ResponseCache:
         if not trusted:
             self._entries.clear()
             return None
-        return Stamp(reading.version, at)
+        return Stamp(reading.version, at, reading.policy_version)
 
     def get(self, key: Key, stamp: Stamp) -> dict[str, Any] | None:
         entry = self._entries.get(key)

@@ -17,8 +17,9 @@ Around it, three things make it cheap at 100,000 role bindings:
 
 Every change to who may do what appends a `PolicyVersion` row naming the user or group
 whose rules changed, in the transaction that makes the change (`record_policy_change`).
-On each request a process reads the latest version (one indexed query) and, when it has
-moved, re-derives the rules of only the users and groups named since, and forgets only
+On each request a process reads the latest version (in the statement that reads the
+change counter first, greenlight.cache.changes, or on its own) and, when it has moved,
+re-derives the rules of only the users and groups named since, and forgets only
 their cached decisions (R5). A new process loads every binding at once.
 """
 
@@ -640,9 +641,14 @@ class Authorizer:
         """The latest change applied (None before the first refresh)."""
         return self._version
 
-    async def refresh(self) -> None:
-        """Bring the rules up to date with the database, if they moved: on every request."""
+    async def refresh(self, latest: int | None = None) -> None:
+        """Bring the rules up to date with the database, if they moved: on every request.
+
+        `latest` is the latest version as this request read it already, with nothing
+        written since by the request itself: if it is the version applied, nothing is read."""
         version = self._version
+        if latest is not None and latest == version:
+            return
         latest, changes = await changes_since(version)
         if latest == version:
             return

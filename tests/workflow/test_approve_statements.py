@@ -24,10 +24,12 @@ APPROVE = """mutation ApproveRequest($id: ID!) {
 
 WARM_UP = "query($id: ID!) { approvalRequest(id: $id) { id } }"
 
-# Authentication 3 (token, user, policy version); the pipeline with its application and
-# environment, locked; the request with its image, locked; its approvals; the new
-# approval; the audit events in one statement; and on PostgreSQL one pg_notify.
-FIRST = 3 + 3 + 1 + 1
+# Before the operation 2: the change counter, read with the roles' latest version (the
+# process's roles are up to date, so it reads no change log), and the token with its user.
+# Then the pipeline with its application and environment, locked; the request with its
+# image, locked; its approvals; the new approval; the audit events in one statement; and on
+# PostgreSQL one pg_notify.
+FIRST = 2 + 3 + 1 + 1
 # ... and the state written, and the answer's one other approver (the actor is known).
 COMPLETING = FIRST + 1 + 1
 
