@@ -93,9 +93,9 @@ class Loaders:
 
     def prime_request(self, request: models.ApprovalRequest, *users: models.User) -> None:
         """Rows a workflow function already read deciding on `request` (its image, pipeline,
-        application, environment, approvals, as far as it fetched them) and `users`, so the
-        mutation's answer does not read them again (issue 8). A loader that has a key
-        already keeps what it has."""
+        application, environment, approvals and their users, as far as it fetched them) and
+        `users`, so the mutation's answer does not read them again (issue 8). A loader that
+        has a key already keeps what it has."""
         self.request.prime(request.id, request)
         image = request.image
         if isinstance(image, models.Image):
@@ -113,6 +113,7 @@ class Loaders:
             pass
         else:
             self.approvals.prime(request.id, sorted(approvals, key=lambda a: a.id))
+            users += tuple(a.user for a in approvals if isinstance(a.user, models.User))
         for user in users:
             self.user.prime(user.id, user)
 

@@ -85,6 +85,10 @@ _LOCKED_PIPELINE = Prepared(
         .limit(1)
     ),
 )
+_APPROVALS_WITH_USERS = Prepared(
+    Approval,
+    lambda request_id: Approval.filter(request_id=request_id).select_related("user").order_by("id"),
+)
 _LOCKED_REQUEST = Prepared(
     ApprovalRequest,
     lambda request_id: (
@@ -205,8 +209,8 @@ async def approve(
         state = effective_state(request)
         if state != ApprovalState.PENDING:
             raise InvalidState(f"this request is {state.value}; only a PENDING one can be approved")
-        await request.fetch_related("approvals")
-        request.approvals.related_objects.sort(key=lambda a: a.id)
+        # with their users, who the answer names (issue 8)
+        request.approvals._set_result_for_query(await _APPROVALS_WITH_USERS.all(request.id))
         approvals = [(a.user_id, a.group_ids) for a in request.approvals]
         if any(user_id == actor.id for user_id, _ in approvals):
             raise InvalidState("you have approved this request already")
