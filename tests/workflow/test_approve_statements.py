@@ -27,8 +27,8 @@ WARM_UP = "query($id: ID!) { approvalRequest(id: $id) { id } }"
 # Before the operation 2: the change counter, read with the roles' latest version (the
 # process's roles are up to date, so it reads no change log), and the token with its user.
 # Then the pipeline with its application and environment, locked; the request with its
-# image, locked; its approvals with their users; the new approval; the audit events in one statement; and on
-# PostgreSQL one pg_notify.
+# image, locked; its approvals with their users; the new approval; the audit events in one
+# statement; and on PostgreSQL one pg_notify.
 FIRST = 2 + 3 + 1 + 1
 # ... and the state written (the answer's other approver comes with the approvals).
 COMPLETING = FIRST + 1
