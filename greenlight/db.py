@@ -23,6 +23,9 @@ async def _release(connection) -> None:
     """
 
 
+SQLITE_CACHE_KIB = 65_536
+
+
 def tortoise_config(database_url: str) -> dict[str, Any]:
     if database_url.startswith("postgresql://"):
         database_url = "postgres://" + database_url.removeprefix("postgresql://")
@@ -30,6 +33,11 @@ def tortoise_config(database_url: str) -> dict[str, Any]:
     if database_url.startswith("postgres://"):
         connection = expand_db_url(database_url)
         connection["credentials"]["reset"] = _release
+    elif database_url.startswith("sqlite://"):
+        connection = expand_db_url(database_url)
+        # SQLite keeps 2 MiB of pages by default; the one connection a process has may keep
+        # SQLITE_CACHE_KIB of them (a `?cache_size=` in the URL wins).
+        connection["credentials"].setdefault("cache_size", -SQLITE_CACHE_KIB)
     return {
         "connections": {"default": connection},
         "apps": {
