@@ -35,6 +35,7 @@ def tortoise_config(database_url: str) -> dict[str, Any]:
         connection["credentials"]["reset"] = _release
     elif database_url.startswith("sqlite://"):
         connection = expand_db_url(database_url)
+        connection["engine"] = "greenlight.sqlite"  # statements on the event loop's thread
         # SQLite keeps 2 MiB of pages by default; the one connection a process has may keep
         # SQLITE_CACHE_KIB of them (a `?cache_size=` in the URL wins).
         connection["credentials"].setdefault("cache_size", -SQLITE_CACHE_KIB)

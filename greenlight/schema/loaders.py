@@ -113,7 +113,9 @@ class Loaders:
             pass
         else:
             self.approvals.prime(request.id, sorted(approvals, key=lambda a: a.id))
-            users += tuple(a.user for a in approvals if isinstance(a.user, models.User))
+            # `_user` is where Tortoise keeps a fetched user; `a.user` would build a query
+            fetched = (getattr(a, "_user", None) for a in approvals)
+            users += tuple(user for user in fetched if isinstance(user, models.User))
         for user in users:
             self.user.prime(user.id, user)
 
