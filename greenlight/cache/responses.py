@@ -15,6 +15,10 @@ are never cached and decide everything on the database at their own moment, so a
 answer can only lead to a refusal, never to a wrong "yes". `GREENLIGHT_RESPONSE_CACHE_SECONDS=0`
 turns the cache off.
 
+While an answer is being computed, requests asking the same question at the same version
+wait for it rather than compute it again, so an answer expiring under load is computed
+once, not by every request in flight.
+
 Not cached: mutations, subscriptions, answers with any error, requests whose
 authentication wrote (a token's first use in a minute, a JWT's groups, a new user), keys
 over MAX_KEY_CHARS, and anything while some table's writes are not counted (checked with
@@ -24,10 +28,11 @@ migrate`, a trigger dropped or disabled).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -73,9 +78,11 @@ class ResponseCache:
         self.seconds = seconds
         self.capacity = entries
         self._entries: OrderedDict[Key, Entry] = OrderedDict()
+        self._computing: dict[Key, Flight] = {}
         self._trusted = True  # what the last reading said, to log changes only
         self.hits = 0
         self.misses = 0
+        self.computed = 0  # answers computed to be kept (one per key and version at a time)
 
     @property
     def enabled(self) -> bool:
@@ -123,7 +130,7 @@ class ResponseCache:
 
     def put(self, key: Key, stamp: Stamp, data: dict[str, Any]) -> None:
         """Keep an answer computed after `stamp` was read; it lives `seconds` from then."""
-        if len(key[1]) + len(key[3]) > MAX_KEY_CHARS:
+        if not keeps(key):
             return
         current = self._entries.get(key)
         if current is not None and current.version > stamp.version:
@@ -134,6 +141,50 @@ class ResponseCache:
             self._entries.popitem(last=False)
 
 
+    # One answer computed at a time per key and version: requests asking the same while it
+    # is computed wait for it rather than compute it again (a cache stampede when a kept
+    # answer expires under load). A waiter's stamp has the same version, and its request
+    # began within the answer's lifetime, exactly as for a kept answer.
+
+    def computing(self, key: Key, stamp: Stamp) -> Flight | None:
+        """The computation of this key at this version in progress, if a waiter may use it."""
+        flight = self._computing.get(key)
+        if flight is None or flight.stamp.version != stamp.version:
+            return None
+        if flight.stamp.at + timedelta(seconds=self.seconds) <= stamp.at:
+            return None
+        return flight
+
+    def begin(self, key: Key, stamp: Stamp) -> Flight | None:
+        """Register this request as computing the key's answer, unless one is already."""
+        if key in self._computing:
+            return None
+        flight = self._computing[key] = Flight(stamp, asyncio.get_running_loop().create_future())
+        self.computed += 1
+        return flight
+
+    def end(self, key: Key, flight: Flight, data: dict[str, Any] | None) -> None:
+        """The computation is over: `data` is its answer, or None if it is not to be shared
+        (an error, or the request was cancelled)."""
+        if self._computing.get(key) is flight:
+            del self._computing[key]
+        if not flight.answer.done():
+            flight.answer.set_result(data)
+        if data is not None:
+            self.put(key, flight.stamp, data)
+
+
+@dataclass(frozen=True)
+class Flight:
+    stamp: Stamp
+    answer: asyncio.Future  # the data, or None
+
+
+def keeps(key: Key) -> bool:
+    """Whether answers under this key are kept (see MAX_KEY_CHARS)."""
+    return len(key[1]) + len(key[3]) <= MAX_KEY_CHARS
+
+
 def key_of(user_id: int, query: str, operation_name: str | None, variables: dict | None) -> Key:
     return (user_id, query, operation_name, json.dumps(variables or {}, sort_keys=True, default=str))
 
@@ -142,14 +193,13 @@ class CachedResponses(SchemaExtension):
     """Answers a query from the cache, or keeps its answer there. Listed after every check
     that may refuse an operation (credentials, limits), so those run on every request."""
 
-    def on_execute(self) -> Iterator[None]:
+    async def on_execute(self) -> AsyncIterator[None]:
         execution = self.execution_context
         context = execution.context
         cache: ResponseCache | None = getattr(context, "response_cache", None)
         stamp: Stamp | None = getattr(context, "change_stamp", None)
         actor = getattr(context, "actor_or_none", None)
-        key = None
-        if (
+        if not (
             cache is not None
             and stamp is not None
             and actor is not None
@@ -157,12 +207,27 @@ class CachedResponses(SchemaExtension):
             and execution.operation_type == OperationType.QUERY
             and execution.query is not None
         ):
-            key = key_of(actor.id, execution.query, execution.operation_name, execution.variables)
-            data = cache.get(key, stamp)
-            if data is not None:
-                execution.result = GraphQLExecutionResult(data=data, errors=None)
-                key = None
-        yield
-        result = execution.result
-        if key is not None and result is not None and not result.errors and result.data is not None:
-            cache.put(key, stamp, result.data)
+            yield
+            return
+        key = key_of(actor.id, execution.query, execution.operation_name, execution.variables)
+        data = cache.get(key, stamp)
+        if data is None and keeps(key):
+            computing = cache.computing(key, stamp)
+            if computing is not None:
+                data = await asyncio.shield(computing.answer)  # None: compute it here
+        if data is not None:
+            execution.result = GraphQLExecutionResult(data=data, errors=None)
+            yield
+            return
+        flight = cache.begin(key, stamp) if keeps(key) else None
+        answer = None
+        try:
+            yield
+            result = execution.result
+            if result is not None and not result.errors and result.data is not None:
+                answer = result.data
+        finally:
+            if flight is not None:
+                cache.end(key, flight, answer)
+            elif answer is not None:
+                cache.put(key, stamp, answer)

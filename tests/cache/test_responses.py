@@ -322,3 +322,86 @@ async def test_issue8_postgres_counts_a_transaction_once_and_a_rollback_not_at_a
             raise RuntimeError
     assert await changes.version() == start + 1
     assert await db.ping()
+
+
+class Gate:
+    """Wraps the read behind "Select Image": counts calls, and holds them until opened."""
+
+    def __init__(self, monkeypatch, fail_first: bool = False) -> None:
+        from greenlight.workflow import deployments
+
+        self.calls = 0
+        self.opened = asyncio.Event()
+        self.fail_first = fail_first
+        original = deployments.deployable_images_of
+
+        async def gated(pipelines):
+            self.calls += 1
+            call = self.calls
+            await self.opened.wait()
+            if self.fail_first and call == 1:
+                raise RuntimeError("the first computation fails")
+            return await original(pipelines)
+
+        monkeypatch.setattr(deployments, "deployable_images_of", gated)
+
+    async def until_called(self, times: int) -> None:
+        for _ in range(500):
+            if self.calls >= times:
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"called {self.calls} times, expected {times}")
+
+
+async def test_issue8_the_same_question_asked_at_once_is_computed_once(world, monkeypatch):
+    """Twelve identical "Select Image" queries arriving while none is kept (a kept answer
+    just expired, under load): one computes the answer, the others wait for it and get
+    the same answer, rather than all reading the database at once."""
+    await world.approved_image()
+    gate = Gate(monkeypatch)
+    responses = world.http._transport.app.state.responses
+    computed = responses.computed
+    asked = [
+        asyncio.create_task(world["dev"].ok(SELECT_IMAGE, {"p": world.ids["shop/prod"]})) for _ in range(12)
+    ]
+    await gate.until_called(1)
+    await asyncio.sleep(0.05)  # the other eleven arrive meanwhile
+    gate.opened.set()
+    answers = await asyncio.gather(*asked)
+    assert gate.calls == 1
+    assert responses.computed == computed + 1
+    assert all(answer == answers[0] for answer in answers)
+    assert len(answers[0]["pipeline"]["deployableImages"]) == 1
+
+
+async def test_issue8_waiting_for_an_answer_that_fails_computes_its_own(world, monkeypatch):
+    """The request computing the answer fails: it gets its error, the ones waiting for it
+    compute their own answer (an error is never shared)."""
+    await world.approved_image()
+    gate = Gate(monkeypatch, fail_first=True)
+    first = asyncio.create_task(world["dev"].code(SELECT_IMAGE, {"p": world.ids["shop/prod"]}))
+    await gate.until_called(1)
+    waiting = [
+        asyncio.create_task(world["dev"].ok(SELECT_IMAGE, {"p": world.ids["shop/prod"]})) for _ in range(3)
+    ]
+    await asyncio.sleep(0.05)
+    gate.opened.set()
+    assert await first == "INTERNAL"
+    answers = await asyncio.gather(*waiting)
+    assert all(len(a["pipeline"]["deployableImages"]) == 1 for a in answers)
+    assert gate.calls >= 2
+
+
+async def test_r11_a_question_asked_after_a_write_does_not_wait_for_an_answer_from_before(world, monkeypatch):
+    """An answer being computed from before a write is not given to a request that began
+    after the write (its change counter reads another version): it computes its own, and
+    an image approved meanwhile shows in "Select Image" at once (R11)."""
+    gate = Gate(monkeypatch)
+    before = asyncio.create_task(world["dev"].ok(SELECT_IMAGE, {"p": world.ids["shop/prod"]}))
+    await gate.until_called(1)
+    await world.approved_image()  # a write, while the first answer is being computed
+    after = asyncio.create_task(world["dev"].ok(SELECT_IMAGE, {"p": world.ids["shop/prod"]}))
+    await gate.until_called(2)  # computed on its own, not waiting for the first
+    gate.opened.set()
+    assert len((await after)["pipeline"]["deployableImages"]) == 1
+    await before
