@@ -140,7 +140,6 @@ class ResponseCache:
         while len(self._entries) > self.capacity:
             self._entries.popitem(last=False)
 
-
     # One answer computed at a time per key and version: requests asking the same while it
     # is computed wait for it rather than compute it again (a cache stampede when a kept
     # answer expires under load). A waiter's stamp has the same version, and its request
