@@ -35,11 +35,22 @@ def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
     return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
 
 
+# Refusals whose API message names API arguments, in the words of this page.
+IN_PAGE_WORDS = {
+    "STALE_IMAGE": (
+        "this image is older than the one running on the pipeline now; open the link in the "
+        "email again and tick the box saying you mean to approve it"
+    ),
+}
+ACKNOWLEDGE_STALE = "acknowledge_stale"
+
+
 def _refusal(error: GreenlightError) -> HTMLResponse:
     status = {"NOT_FOUND": 404, "FORBIDDEN": 403, "UNAUTHENTICATED": 401}.get(error.code, 409)
+    message = IN_PAGE_WORDS.get(error.code, error.message)
     return _page(
         "Not approved",
-        f"<p>{escape(error.message)}.</p><p><small>({escape(error.code)})</small></p>",
+        f"<p>{escape(message)}.</p><p><small>({escape(error.code)})</small></p>",
         status,
     )
 
@@ -80,10 +91,19 @@ async def confirm_page(request: Request) -> HTMLResponse:
         ("Comment", approval_request.comment or "(none)"),
     ]
     table = "".join(f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in rows)
+    stale = ""
+    if approval_request.stale:  # issue 6: approving an older image needs saying so
+        stale = (
+            f"<p><strong>This image is older than the one running on "
+            f"{escape(pipeline.environment.name)} now.</strong> Approving it means accepting a "
+            "deployment that goes back to it.</p>"
+            f'<p><label><input type="checkbox" name="{ACKNOWLEDGE_STALE}" value="yes" required> '
+            "I know this image is older, and I mean to approve it</label></p>"
+        )
     form = (
         '<form method="post" action="/one-click/approve">'
         f'<input type="hidden" name="token" value="{escape(token)}">'
-        "<button type=submit>Approve</button></form>"
+        f"{stale}<button type=submit>Approve</button></form>"
     )
     return _page(
         f"Approve as {actor.user.email}?",
@@ -92,11 +112,14 @@ async def confirm_page(request: Request) -> HTMLResponse:
 
 
 async def approve_action(request: Request) -> HTMLResponse:
-    body = (await request.body()).decode("utf-8", "replace")
-    token = (parse_qs(body).get("token") or [""])[0]
+    form = parse_qs((await request.body()).decode("utf-8", "replace"))
+    token = (form.get("token") or [""])[0]
+    acknowledged = (form.get(ACKNOWLEDGE_STALE) or [""])[0] == "yes"
     try:
         actor, approval_request = await _actor_and_request(request, token)
-        approved = await approvals.approve(actor, approval_request.id, "approved by email link")
+        approved = await approvals.approve(
+            actor, approval_request.id, "approved by email link", acknowledge_stale=acknowledged
+        )
     except GreenlightError as error:
         return _refusal(error)
     return _page(

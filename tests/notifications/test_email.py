@@ -472,6 +472,7 @@ async def test_r8_one_click_get_shows_confirmation_and_approves_nothing(world, s
     assert "approver1@example.com" in page.text
     assert re.search(r'<form[^>]*method="post"', page.text)
     assert token_of(mail["approver1"]) in page.text
+    assert "acknowledge_stale" not in page.text  # not stale: nothing more to tick
     # a mail scanner following it again approves nothing either
     assert (await world.http.get(approve_link(mail["approver1"]))).status_code == 200
     assert await Approval.all().count() == before
@@ -503,6 +504,35 @@ async def test_r8_one_click_completing_approval_tells_requester(world, settings,
     assert data["approvalRequest"]["state"] == "APPROVED"
     assert await deliver(settings) == 1
     assert smtp.received[-1].rcpt_tos == ["dev2@example.com"]
+
+
+async def test_issue6_r8_one_click_on_a_stale_image_asks_in_page_words_then_approves(world, settings, smtp):
+    """issue 6 (stale images) by email link: the page says the image is older than the one
+    running and asks for a tick; a click without it approves nothing and says why in the
+    page's words (never the API's acknowledgeStale); with it the approval counts."""
+    request, mail = await emailed_request(world, settings, smtp, ["approver1"])
+    newer, _ = await world.approved_image()
+    await world.deploy(newer)
+    token = token_of(mail["approver1"])
+
+    page = await world.http.get(approve_link(mail["approver1"]))
+    assert page.status_code == 200
+    assert "older than the one running on prod" in page.text
+    assert re.search(r'<input type="checkbox" name="acknowledge_stale" value="yes" required>', page.text)
+
+    refused = await click(world, token)
+    assert refused.status_code == 409
+    assert "STALE_IMAGE" in refused.text and "tick the box" in refused.text
+    assert "acknowledgeStale" not in refused.text
+    assert await approvals_of(world, request["id"]) == []
+
+    approved = await world.http.post(
+        "/one-click/approve",
+        content=f"token={token}&acknowledge_stale=yes",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert approved.status_code == 200, approved.text
+    assert await approvals_of(world, request["id"]) == ["approver1@example.com"]
 
 
 @pytest.mark.parametrize("where", ["payload", "signature"])
