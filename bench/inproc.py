@@ -5,8 +5,8 @@ statements each operation sends, and to profile where a request's time goes.
     python -m bench.inproc profile SPEC.json    -> a report on stdout
 
 Statements are counted at the database driver, so BEGIN, COMMIT and SAVEPOINT count
-like any other statement: SQLite's trace callback (sqlite3.Connection.set_trace_callback)
-sees every statement SQLite runs; on PostgreSQL an asyncpg query logger on every
+like any other statement: on SQLite every statement Greenlight's connection is asked to
+run (`_hook_sqlite`); on PostgreSQL an asyncpg query logger on every
 connection sees every statement sent (the reset query asyncpg's pool sends when a
 connection goes back to it is counted apart). Each operation is sent a few times first (the
 first request also loads the role bindings), then counted over several requests.
@@ -73,11 +73,31 @@ def _hook_postgres(counter: StatementCounter) -> None:
 
 
 async def _hook_sqlite(counter: StatementCounter) -> None:
+    """Every statement Greenlight's SQLite connection is asked to run reports to `counter`
+    (greenlight.sqlite runs them all through the connection's `_execute`): an INSERT and
+    the last_insert_rowid() read with it count once, as the INSERT ... RETURNING they stand
+    for on PostgreSQL. SQLite's own trace callback would also report each write again for
+    every trigger it fires (the change counter's)."""
     from tortoise import connections
 
-    client = connections.get("default")
-    connection = client._connection  # aiosqlite, connected by the warm-up requests
-    await connection._execute(connection._conn.set_trace_callback, counter)
+    connection = connections.get("default")._connection  # connected by the warm-up requests
+    sqlite = connection._conn
+    run = type(connection)._execute.__get__(connection)
+
+    async def counted(fn, *args, **kwargs):
+        if args and isinstance(args[0], str):
+            counter(args[0])
+        elif fn in (sqlite.commit, sqlite.rollback) and sqlite.in_transaction:
+            counter("COMMIT" if fn == sqlite.commit else "ROLLBACK")
+        return await run(fn, *args, **kwargs)
+
+    connection._execute = counted
+
+
+def _unhook_sqlite() -> None:
+    from tortoise import connections
+
+    connections.get("default")._connection.__dict__.pop("_execute", None)
 
 
 class App:

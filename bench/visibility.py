@@ -330,15 +330,8 @@ def seed_postgres(url: str, invisible: int) -> tuple[VisWorld, float]:
 # worlds' workers in rounds, so whatever else the machine does at the time weighs on both.
 
 
-async def _unhook_sqlite() -> None:
-    from tortoise import connections
-
-    connection = connections.get("default")._connection
-    await connection._execute(connection._conn.set_trace_callback, None)
-
-
 async def worker(spec: dict, commands, answers) -> None:
-    from bench.inproc import App, StatementCounter, _hook_postgres, _hook_sqlite
+    from bench.inproc import App, StatementCounter, _hook_postgres, _hook_sqlite, _unhook_sqlite
 
     world = VisWorld(**spec["world"])
     counter = StatementCounter()
@@ -397,7 +390,7 @@ async def worker(spec: dict, commands, answers) -> None:
                         sample = list(counter.statements)
                 await asyncio.sleep(0.05)
                 if not postgres:
-                    await _unhook_sqlite()
+                    _unhook_sqlite()
                 answer({"statements": counter.count / COUNTED, "sql": sample})
             else:
                 break
