@@ -29,6 +29,7 @@ migrate`, a trigger dropped or disabled).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections import OrderedDict
@@ -69,6 +70,8 @@ class Stamp:
 # A key longer than this (a long document, or large variables, used or not) is not kept:
 # entries are counted, and a few large keys must not make them hold much memory.
 MAX_KEY_CHARS = 16_384
+# How long a request waits for another one computing the same answer before computing it too.
+WAIT_SECONDS = 10.0
 
 
 class ResponseCache:
@@ -213,7 +216,8 @@ class CachedResponses(SchemaExtension):
         if data is None and keeps(key):
             computing = cache.computing(key, stamp)
             if computing is not None:
-                data = await asyncio.shield(computing.answer)  # None: compute it here
+                with contextlib.suppress(TimeoutError):  # None, or too long: compute it here
+                    data = await asyncio.wait_for(asyncio.shield(computing.answer), WAIT_SECONDS)
         if data is not None:
             execution.result = GraphQLExecutionResult(data=data, errors=None)
             yield

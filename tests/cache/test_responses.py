@@ -327,7 +327,7 @@ async def test_issue8_postgres_counts_a_transaction_once_and_a_rollback_not_at_a
 class Gate:
     """Wraps the read behind "Select Image": counts calls, and holds them until opened."""
 
-    def __init__(self, monkeypatch, fail_first: bool = False) -> None:
+    def __init__(self, monkeypatch, fail_first: bool = False, hold_first_only: bool = False) -> None:
         from greenlight.workflow import deployments
 
         self.calls = 0
@@ -338,7 +338,8 @@ class Gate:
         async def gated(pipelines):
             self.calls += 1
             call = self.calls
-            await self.opened.wait()
+            if call == 1 or not hold_first_only:
+                await self.opened.wait()
             if self.fail_first and call == 1:
                 raise RuntimeError("the first computation fails")
             return await original(pipelines)
@@ -405,3 +406,20 @@ async def test_r11_a_question_asked_after_a_write_does_not_wait_for_an_answer_fr
     gate.opened.set()
     assert len((await after)["pipeline"]["deployableImages"]) == 1
     await before
+
+
+async def test_issue8_a_request_waits_only_so_long_for_an_answer_being_computed(world, monkeypatch):
+    """The request computing an answer hangs: one asking the same waits WAIT_SECONDS at
+    most, then computes its own answer."""
+    from greenlight.cache import responses
+
+    monkeypatch.setattr(responses, "WAIT_SECONDS", 0.2)
+    await world.approved_image()
+    gate = Gate(monkeypatch, hold_first_only=True)
+    stuck = asyncio.create_task(world["dev"].ok(SELECT_IMAGE, {"p": world.ids["shop/prod"]}))
+    await gate.until_called(1)
+    answer = await asyncio.wait_for(world["dev"].ok(SELECT_IMAGE, {"p": world.ids["shop/prod"]}), 5)
+    assert len(answer["pipeline"]["deployableImages"]) == 1
+    assert gate.calls == 2
+    gate.opened.set()
+    await stuck
