@@ -6,7 +6,8 @@ Greenlight sends (tens of microseconds each), while the process's one connection
 locked for the transaction in progress. Here a call runs at once, on the calling thread;
 only a COMMIT that has something to write still goes to aiosqlite's thread, since it waits
 for the disk (SQLite's default `synchronous=FULL`: a committed change survives a power
-loss), and other requests' Python work goes on meanwhile.
+loss), and other requests' Python work goes on meanwhile; calls made before it has run
+wait behind it on that thread.
 
 The connection is still used by one statement at a time: Tortoise's lock serialises them,
 and a transaction holds it from BEGIN to COMMIT. Used through the engine
@@ -15,7 +16,9 @@ and a transaction holds it from BEGIN to COMMIT. Used through the engine
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+from functools import partial
 from typing import Any
 
 import aiosqlite
@@ -23,13 +26,25 @@ from tortoise.backends.sqlite import client as tortoise_sqlite
 
 
 class InlineConnection(aiosqlite.Connection):
+    """Calls run at once, unless a call sent to aiosqlite's thread has not finished there:
+    then they queue behind it on that thread, so the order of calls is always kept (a
+    request cancelled while its COMMIT waits for the disk releases Tortoise's lock, and the
+    next statement must not run before that COMMIT, inside its transaction)."""
+
+    _on_thread: asyncio.Future | None = None  # the last call sent to the thread
+
     async def _execute(self, fn, *args, **kwargs):
         connection = self._connection
         if not self._running or connection is None:
             raise ValueError("Connection closed")
-        if fn == connection.commit and connection.in_transaction:
-            return await super()._execute(fn, *args, **kwargs)  # waits for the disk
-        return fn(*args, **kwargs)
+        behind = self._on_thread is not None and not self._on_thread.done()
+        if not behind and not (fn == connection.commit and connection.in_transaction):
+            return fn(*args, **kwargs)
+        # Done only once the thread has run it: a cancelled caller does not cut the queue.
+        done = asyncio.get_running_loop().create_future()
+        self._tx.put_nowait((done, partial(fn, *args, **kwargs)))
+        self._on_thread = done
+        return await asyncio.shield(done)
 
 
 def connect(database: str, **kwargs: Any) -> InlineConnection:

@@ -4,8 +4,10 @@ COMMIT with something to write, which waits for the disk on aiosqlite's thread."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import threading
+import time
 
 import pytest
 from tortoise import connections
@@ -66,3 +68,32 @@ async def test_concurrent_transactions_and_reads_all_land(traced):
     assert all(isinstance(count, int) for count in results[40:])
     names = set(await Application.filter(name__startswith="app-").values_list("name", flat=True))
     assert names == {f"app-{n}-done" for n in range(40)}
+
+
+async def test_a_request_cancelled_while_its_commit_waits_for_the_disk_cuts_no_queue(traced, database_url):
+    """A client goes away while its COMMIT waits on aiosqlite's thread: Tortoise releases
+    its lock at once, but the next statement still runs after that COMMIT, outside its
+    transaction, and the write is kept (found by review: it ran inline, inside it)."""
+    client = connections.get("default")
+    connection = client._connection
+    queued = asyncio.Event()
+
+    async def write() -> None:
+        async with transaction():
+            await Application.create(name="committing")
+            connection._tx.put_nowait((None, lambda: time.sleep(0.3)))  # a slow disk
+            queued.set()
+
+    writer = asyncio.create_task(write())
+    await queued.wait()
+    await asyncio.sleep(0.05)  # its COMMIT waits behind the slow disk
+    writer.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await writer
+    assert await Application.filter(name="committing").count() == 1
+    assert not connection._conn.in_transaction
+    other = sqlite3.connect(database_url.removeprefix("sqlite://"))
+    try:
+        assert other.execute("SELECT count(*) FROM applications WHERE name = 'committing'").fetchone() == (1,)
+    finally:
+        other.close()
