@@ -163,6 +163,8 @@ async def _install(connection: BaseDBAsyncClient, *, postgres: bool) -> list[str
                 f' CREATE TRIGGER "{name}" AFTER {event} ON "{table}"'
                 f" BEGIN UPDATE {COUNTER} SET version = version + 1 WHERE id = 1; END;"
             )
+    if added:  # what the tables held while untracked may differ from any answer kept
+        await connection.execute_script(f"UPDATE {COUNTER} SET version = version + 1 WHERE id = 1;")
     return added
 
 

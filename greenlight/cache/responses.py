@@ -65,6 +65,7 @@ class Stamp:
     version: int
     at: datetime
     policy_version: int  # read in the same statement (greenlight.policies.Authorizer.refresh)
+    generation: int = 0  # the cache's; it moves each time a reading finds writes uncounted
 
 
 # A key longer than this (a long document, or large variables, used or not) is not kept:
@@ -82,6 +83,7 @@ class ResponseCache:
         self.capacity = entries
         self._entries: OrderedDict[Key, Entry] = OrderedDict()
         self._computing: dict[Key, Flight] = {}
+        self._generation = 0
         self._trusted = True  # what the last reading said, to log changes only
         self.hits = 0
         self.misses = 0
@@ -114,9 +116,16 @@ class ResponseCache:
                     "response cache off: some table's writes are not counted; run `greenlight migrate`"
                 )
         if not trusted:
+            # Nothing computed before can be trusted: neither kept, nor waited for, nor kept
+            # once computed (a write uncounted meanwhile leaves the version as it was).
+            self._generation += 1
             self._entries.clear()
+            for flight in self._computing.values():
+                if not flight.answer.done():
+                    flight.answer.set_result(None)
+            self._computing.clear()
             return None
-        return Stamp(reading.version, at, reading.policy_version)
+        return Stamp(reading.version, at, reading.policy_version, self._generation)
 
     def get(self, key: Key, stamp: Stamp) -> dict[str, Any] | None:
         entry = self._entries.get(key)
@@ -133,7 +142,7 @@ class ResponseCache:
 
     def put(self, key: Key, stamp: Stamp, data: dict[str, Any]) -> None:
         """Keep an answer computed after `stamp` was read; it lives `seconds` from then."""
-        if not keeps(key):
+        if not keeps(key) or stamp.generation != self._generation:
             return
         current = self._entries.get(key)
         if current is not None and current.version > stamp.version:
@@ -152,6 +161,8 @@ class ResponseCache:
         """The computation of this key at this version in progress, if a waiter may use it."""
         flight = self._computing.get(key)
         if flight is None or flight.stamp.version != stamp.version:
+            return None
+        if flight.stamp.generation != stamp.generation:
             return None
         if flight.stamp.at + timedelta(seconds=self.seconds) <= stamp.at:
             return None

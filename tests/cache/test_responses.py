@@ -423,3 +423,47 @@ async def test_issue8_a_request_waits_only_so_long_for_an_answer_being_computed(
     assert gate.calls == 2
     gate.opened.set()
     await stuck
+
+
+async def test_issue8_putting_triggers_back_moves_the_counter(world, backend):
+    """Writes made while a table had no triggers (and no request came to notice) are not
+    counted: `greenlight migrate` putting the triggers back moves the counter, so an answer
+    kept from before is not given again."""
+    variables = {"a": world.ids["shop"]}
+    image = await world.register_image("dev", tag="v-old")
+    for _ in range(2):
+        assert "v-old" in tags(await world["dev"].ok(IMAGES, variables))
+    await drop_image_triggers(backend)
+    await models.Image.filter(id=pk(image)).update(tag="v-uncounted")
+    before = await changes.version()
+    assert await changes.install() == ["images"]
+    assert await changes.version() > before
+    shown = tags(await world["dev"].ok(IMAGES, variables))
+    assert "v-uncounted" in shown and "v-old" not in shown
+
+
+async def test_issue8_an_answer_computed_across_uncounted_writes_is_neither_shared_nor_kept(
+    database, monkeypatch
+):
+    """A reading finds some table's writes uncounted while an answer is being computed:
+    requests at the same version afterwards neither wait for that answer nor find it kept
+    (a write uncounted meanwhile leaves the version as it was)."""
+    from greenlight.cache import responses
+
+    cache = responses.ResponseCache(60, 100)
+    key = responses.key_of(1, "{ applications { name } }", None, {})
+    stamp = await cache.stamp()
+    flight = cache.begin(key, stamp)
+    assert cache.computing(key, stamp) is flight
+
+    reading = changes.Reading(stamp.version, False, stamp.policy_version)
+    monkeypatch.setattr(changes, "read", lambda: asyncio.sleep(0, result=reading))
+    assert await cache.stamp() is None  # the triggers are not all there
+    assert flight.answer.done() and flight.answer.result() is None  # its waiters compute their own
+    monkeypatch.undo()
+
+    later = await cache.stamp()
+    assert later.version == stamp.version
+    assert cache.computing(key, later) is None
+    cache.end(key, flight, {"applications": []})
+    assert cache.get(key, later) is None
