@@ -393,31 +393,22 @@ class Rules:
     async def load(cls) -> Rules:
         rules = cls()
         rules.build(
-            await _fetch(
-                "SELECT b.id, b.user_id, b.role, b.application, b.environment FROM role_bindings b"
-                " JOIN users u ON u.id = b.user_id WHERE u.is_active"
-            ),
-            await _fetch(
-                "SELECT id, group_id, role, application, environment FROM role_bindings"
-                " WHERE group_id IS NOT NULL"
-            ),
-            await _fetch(
-                "SELECT m.group_id, m.user_id FROM group_members m JOIN users u ON u.id = m.user_id"
-                " WHERE u.is_active"
-            ),
-            await _fetch("SELECT id, name FROM groups"),
+            await _fetch(USER_BINDINGS),
+            await _fetch(GROUP_BINDINGS),
+            await _fetch(GROUP_MEMBERS),
+            await _fetch(GROUP_NAMES),
         )
         return rules
 
     def build(self, direct, through_groups, memberships, names) -> None:
         everything: list[Rule] = []
         rule = everything.append
-        for binding_id, user_id, role, app, env in direct:
+        for user_id, binding_id, role, app, env in direct:
             role = str(role)
             self.direct.setdefault(user_id, []).append((binding_id, role, app, env))
             rule((subject(user_id), role, f"{app}/{env}"))
         domains: dict[int, set[str]] = {}
-        for binding_id, group_id, role, app, env in through_groups:
+        for group_id, binding_id, role, app, env in through_groups:
             role = str(role)
             self.group_bindings.setdefault(group_id, []).append((binding_id, role, app, env))
             domains.setdefault(group_id, set()).add(f"{app}/{env}")
@@ -548,33 +539,16 @@ async def read_changes(
     users = {user_id: UserData([], {}) for user_id in user_ids}
     groups = {group_id: GroupData(None, [], set()) for group_id in group_ids}
     if user_ids:
-        rows = await _fetch(
-            "SELECT b.user_id, b.id, b.role, b.application, b.environment FROM role_bindings b"
-            f" JOIN users u ON u.id = b.user_id WHERE b.user_id IN ({_ids(user_ids)}) AND u.is_active"
-        )
-        for user_id, binding_id, role, app, env in rows:
+        for user_id, binding_id, role, app, env in await _fetch(USER_BINDINGS, "b.user_id", user_ids):
             users[user_id].bindings.append((binding_id, str(role), app, env))
-        rows = await _fetch(
-            "SELECT m.user_id, m.group_id, g.name FROM group_members m"
-            " JOIN users u ON u.id = m.user_id JOIN groups g ON g.id = m.group_id"
-            f" WHERE m.user_id IN ({_ids(user_ids)}) AND u.is_active"
-        )
-        for user_id, group_id, name in rows:
+        for group_id, user_id, name in await _fetch(USER_GROUPS, "m.user_id", user_ids):
             users[user_id].groups[group_id] = name
     if group_ids:
-        for group_id, name in await _fetch(f"SELECT id, name FROM groups WHERE id IN ({_ids(group_ids)})"):
+        for group_id, name in await _fetch(GROUP_NAMES, "id", group_ids):
             groups[group_id].name = name
-        rows = await _fetch(
-            "SELECT group_id, id, role, application, environment FROM role_bindings"
-            f" WHERE group_id IN ({_ids(group_ids)})"
-        )
-        for group_id, binding_id, role, app, env in rows:
+        for group_id, binding_id, role, app, env in await _fetch(GROUP_BINDINGS, "group_id", group_ids):
             groups[group_id].bindings.append((binding_id, str(role), app, env))
-        rows = await _fetch(
-            "SELECT m.group_id, m.user_id FROM group_members m JOIN users u ON u.id = m.user_id"
-            f" WHERE m.group_id IN ({_ids(group_ids)}) AND u.is_active"
-        )
-        for group_id, user_id in rows:
+        for group_id, user_id in await _fetch(GROUP_MEMBERS, "m.group_id", group_ids):
             groups[group_id].members.add(user_id)
     for user in users.values():
         user.bindings.sort()
@@ -586,9 +560,30 @@ async def read_changes(
 # The reads on every request and every change go around the ORM: its query building costs
 # more than the queries themselves (a few hundred microseconds each). Every value put into
 # these statements is an integer.
+#
+# What is read about who may do what, once each: in full by a new process (Rules.load), for
+# some users or groups as they change (read_changes). Deactivated users hold nothing.
+USER_BINDINGS = (
+    "SELECT b.user_id, b.id, b.role, b.application, b.environment FROM role_bindings b"
+    " JOIN users u ON u.id = b.user_id WHERE u.is_active"
+)
+USER_GROUPS = (
+    "SELECT m.group_id, m.user_id, g.name FROM group_members m"
+    " JOIN users u ON u.id = m.user_id JOIN groups g ON g.id = m.group_id WHERE u.is_active"
+)
+GROUP_BINDINGS = (
+    "SELECT group_id, id, role, application, environment FROM role_bindings WHERE group_id IS NOT NULL"
+)
+GROUP_MEMBERS = (
+    "SELECT m.group_id, m.user_id FROM group_members m JOIN users u ON u.id = m.user_id WHERE u.is_active"
+)
+GROUP_NAMES = "SELECT id, name FROM groups WHERE TRUE"
 
 
-async def _fetch(sql: str) -> list[tuple]:
+async def _fetch(sql: str, column: str | None = None, among: Iterable[int] = ()) -> list[tuple]:
+    """The rows of `sql`, only those whose `column` is one of `among` when given."""
+    if column is not None:
+        sql = f"{sql} AND {column} IN ({_ids(among)})"
     _, rows = await connections.get("default").execute_query(sql)
     return [tuple(row) for row in rows]
 
