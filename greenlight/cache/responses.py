@@ -169,8 +169,9 @@ class ResponseCache:
         return flight
 
     def begin(self, key: Key, stamp: Stamp) -> Flight | None:
-        """Register this request as computing the key's answer, unless one is already."""
-        if key in self._computing:
+        """Register this request as computing the key's answer, unless one is already (or
+        the key's answers are not kept)."""
+        if key in self._computing or not keeps(key):
             return None
         flight = self._computing[key] = Flight(stamp, asyncio.get_running_loop().create_future())
         self.computed += 1
@@ -224,7 +225,7 @@ class CachedResponses(SchemaExtension):
             return
         key = key_of(actor.id, execution.query, execution.operation_name, execution.variables)
         data = cache.get(key, stamp)
-        if data is None and keeps(key):
+        if data is None:
             computing = cache.computing(key, stamp)
             if computing is not None:
                 with contextlib.suppress(TimeoutError):  # None, or too long: compute it here
@@ -233,7 +234,7 @@ class CachedResponses(SchemaExtension):
             execution.result = GraphQLExecutionResult(data=data, errors=None)
             yield
             return
-        flight = cache.begin(key, stamp) if keeps(key) else None
+        flight = cache.begin(key, stamp)
         answer = None
         try:
             yield

@@ -37,32 +37,12 @@ def event(
     )
 
 
-async def record(
-    action: str,
-    obj: Any,
-    *,
-    actor_id: int | None,
-    before: dict[str, Any] | None = None,
-    after: dict[str, Any] | None = None,
-    application: str | None = None,
-    environment: str | None = None,
-    more: Sequence[AuditEvent] = (),
-) -> None:
-    """Append one event, then `more` (built with `event`) in the same statement, and
-    announce changes of requests and deployments to subscribers, once per changed object
-    (PostgreSQL delivers one of identical notifications of a transaction anyway).
-
-    `actor_id` None means the system acted on its own.
-    """
-    first = event(
-        action,
-        obj,
-        actor_id=actor_id,
-        before=before,
-        after=after,
-        application=application,
-        environment=environment,
-    )
+async def record(action: str, obj: Any, *, more: Sequence[AuditEvent] = (), **fields: Any) -> None:
+    """Append `event(action, obj, **fields)`, then `more` (built with `event`) in the same
+    statement, and announce changes of requests and deployments to subscribers, once per
+    changed object (PostgreSQL delivers one of identical notifications of a transaction
+    anyway)."""
+    first = event(action, obj, **fields)
     events = [first, *more]
     if more:
         await AuditEvent.bulk_create(events)
