@@ -8,7 +8,7 @@ import signal
 import sys
 from pathlib import Path
 
-from greenlight import db
+from greenlight import build, db
 from greenlight.config import ConfigError, Settings
 from greenlight.observability import logs
 
@@ -47,7 +47,8 @@ def serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    asyncio.run(db.migrate(settings.database_url))
+    if not _schema_ready(settings, migrate=settings.migrate_on_start and not args.no_migrate):
+        return 2
     # uvicorn ends its graceful shutdown by raising the signal it caught again, under the
     # handler that was there before it: make that a clean exit, so SIGTERM exits 0.
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -64,6 +65,25 @@ def serve(args: argparse.Namespace) -> int:
         ws_max_size=settings.max_body_bytes,  # WebSocket messages are bound as bodies are
     )
     return 0
+
+
+def _schema_ready(settings: Settings, migrate: bool) -> bool:
+    """Apply pending migrations (today's default), or, when another step is the only migrator
+    (--no-migrate, GREENLIGHT_MIGRATE_ON_START=false), refuse to serve on a schema that still
+    has migrations pending: the code would meet tables it does not expect."""
+    if migrate:
+        asyncio.run(db.migrate(settings.database_url))
+        return True
+    pending = asyncio.run(db.pending_migrations(settings.database_url))
+    if pending:
+        print(
+            f"greenlight serve: refusing to start: {len(pending)} migration(s) not applied "
+            f"({', '.join(pending)}) and migrations on start are off (--no-migrate or "
+            "GREENLIGHT_MIGRATE_ON_START=false); run `greenlight migrate` first",
+            file=sys.stderr,
+        )
+        return False
+    return True
 
 
 async def _bootstrap(settings: Settings, email: str) -> str:
@@ -168,14 +188,35 @@ def export_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Version(argparse.Action):
+    """--version: the package version and the git commit (greenlight.build), looked up only
+    when asked for."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(build.describe())
+        parser.exit()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="greenlight", description=__doc__)
+    parser.add_argument("--version", action=_Version, help="print the version and git commit, and exit")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    p = commands.add_parser("serve", help="apply pending migrations, then serve the API")
+    p = commands.add_parser(
+        "serve", help="apply pending migrations (unless --no-migrate), then serve the API"
+    )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--workers", type=int, default=1, help="server processes (PostgreSQL only)")
+    p.add_argument(
+        "--no-migrate",
+        action="store_true",
+        help="do not apply migrations (another step runs `greenlight migrate`); "
+        "refuse to start while any is pending",
+    )
     p.set_defaults(func=serve)
 
     p = commands.add_parser("bootstrap", help="make EMAIL the first super-admin and print a new API token")

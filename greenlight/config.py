@@ -3,7 +3,8 @@
 Values come from environment variables, and from a `.env` file in the working directory
 (or the file named by GREENLIGHT_ENV_FILE) for variables the environment does not set.
 Every variable is in the README's table with its default; a bad value stops the server
-at start with a message naming the variable.
+at start with a message naming the variable. A secret may instead be read from a file named
+by its `_FILE` twin (SECRET_VARIABLES).
 """
 
 from __future__ import annotations
@@ -11,10 +12,52 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 class ConfigError(ValueError):
     """A configuration variable has a value Greenlight cannot use; the message names it."""
+
+
+# The settings that hold a secret. Each has a twin, NAME_FILE, naming a file whose content is
+# NAME's value (trailing newlines stripped), as Grafana and the PostgreSQL image allow, so a
+# Kubernetes or Docker secret mounted as a file never passes through the environment.
+SECRET_VARIABLES = (
+    "GREENLIGHT_DATABASE_URL",  # postgres://USER:PASSWORD@HOST/DB holds a password
+    "GREENLIGHT_SMTP_PASSWORD",
+    "GREENLIGHT_SECRET_KEY",
+    "GREENLIGHT_DEPLOY_WEBHOOK_SECRET",
+    "GREENLIGHT_JWT_SECRET",
+)
+
+
+def _secrets_from_files(env: dict[str, str]) -> None:
+    """Put the content of each secret's NAME_FILE into env[NAME]; setting both is an error,
+    since which one wins would be a guess."""
+    for name in SECRET_VARIABLES:
+        twin = f"{name}_FILE"
+        path = env.get(twin)
+        if not path:
+            continue
+        if env.get(name):
+            raise ConfigError(f"set {name} or {twin}, not both")
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as error:
+            raise ConfigError(f"{twin}: cannot read {path!r}: {error.strerror or error}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{twin}: {path!r} is not UTF-8 text") from None
+        value = text.rstrip("\r\n")
+        if not value:
+            raise ConfigError(f"{twin}: {path!r} is empty")
+        env[name] = value
+
+
+def _bool(env: dict[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or str(default)).lower()
+    if raw not in ("true", "false", "1", "0", "yes", "no"):
+        raise ConfigError(f"{name} must be true or false, got {raw!r}")
+    return raw in ("true", "1", "yes")
 
 
 def _int(env: dict[str, str], name: str, default: int, minimum: int = 0) -> int:
@@ -91,6 +134,7 @@ class Settings:
     otel_endpoint: str | None = None
     otel_service_name: str = "greenlight"
     background_jobs: bool = True
+    migrate_on_start: bool = True
 
     @property
     def jwt_enabled(self) -> bool:
@@ -106,6 +150,7 @@ class Settings:
         if env is None:
             env = {**read_env_file(os.environ.get("GREENLIGHT_ENV_FILE", ".env")), **os.environ}
         env = dict(env)
+        _secrets_from_files(env)
         log_format = (env.get("GREENLIGHT_LOG_FORMAT") or "auto").lower()
         if log_format not in ("auto", "json", "text"):
             raise ConfigError(f"GREENLIGHT_LOG_FORMAT must be auto, json or text, got {log_format!r}")
@@ -195,6 +240,7 @@ class Settings:
             max_aliases=_int(env, "GREENLIGHT_MAX_ALIASES", 15, 0),
             max_body_bytes=_int(env, "GREENLIGHT_MAX_BODY_BYTES", 1_048_576, 1024),
             introspection=introspection in ("true", "1", "yes"),
+            migrate_on_start=_bool(env, "GREENLIGHT_MIGRATE_ON_START", True),
             mutations_per_minute=_int(env, "GREENLIGHT_MUTATIONS_PER_MINUTE", 120, 0),
             max_subscriptions_per_token=_int(env, "GREENLIGHT_MAX_SUBSCRIPTIONS_PER_TOKEN", 10, 1),
             shutdown_grace_seconds=_float(env, "GREENLIGHT_SHUTDOWN_GRACE_SECONDS", 30.0, 0.0),

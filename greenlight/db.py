@@ -9,6 +9,7 @@ from tortoise import Tortoise, connections
 from tortoise.backends.base.config_generator import expand_db_url
 from tortoise.backends.base.executor import EXECUTOR_CACHE
 from tortoise.migrations.api import migrate as tortoise_migrate
+from tortoise.migrations.executor import MigrationExecutor
 
 
 async def _release(connection) -> None:
@@ -61,6 +62,19 @@ async def migrate(database_url: str) -> None:
     """Apply every pending migration, then leave the connections closed."""
     try:
         await tortoise_migrate(config=tortoise_config(database_url))
+    finally:
+        await Tortoise.close_connections()
+
+
+async def pending_migrations(database_url: str) -> list[str]:
+    """The migrations not yet applied to this database, in the order they would run
+    ("models.0003_policy_versions"); [] when its schema is current. Only reads."""
+    config = tortoise_config(database_url)
+    await Tortoise.init(config=config, init_connections=False)
+    try:
+        executor = MigrationExecutor(connections.get("default"), config["apps"])
+        steps = await executor.plan()
+        return [f"{s.migration.app_label}.{s.migration.name}" for s in steps if not s.backward]
     finally:
         await Tortoise.close_connections()
 

@@ -27,7 +27,7 @@ from urllib.parse import quote, urlencode, urlsplit
 import httpx
 import pytest
 
-from tests.support import bootstrap_token, free_port, start_serve
+from tests.support import bootstrap_token, extract_tarball, free_port, start_serve
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -122,7 +122,7 @@ def cdn_mirror(server, request) -> dict[str, Path]:
                 (tarball,) = Path(download).glob("*.tgz")
                 unpacked = Path(download) / "unpacked"
                 with tarfile.open(tarball) as archive:
-                    archive.extractall(unpacked, filter="data")
+                    extract_tarball(archive, unpacked)
                 shutil.rmtree(folder, ignore_errors=True)
                 shutil.move(str(unpacked / "package"), folder)
         mirror[package] = folder
