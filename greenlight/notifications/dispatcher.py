@@ -45,7 +45,7 @@ async def _send(settings, email: EmailOutbox) -> str | None:
             password=settings.smtp_password,
             use_tls=security == "tls",
             start_tls=security == "starttls",
-            timeout=30,
+            timeout=settings.smtp_timeout_seconds,
         )
     except (aiosmtplib.SMTPException, OSError) as error:
         return f"{type(error).__name__}: {error}"
