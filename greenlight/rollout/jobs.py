@@ -16,8 +16,9 @@ from collections.abc import Awaitable, Callable
 import httpx
 
 from greenlight.notifications import dispatcher
+from greenlight.policies import Authorizer
 from greenlight.rollout import simulator, webhook
-from greenlight.workflow import approvals
+from greenlight.workflow import approvals, deployments
 
 log = logging.getLogger("greenlight.jobs")
 
@@ -26,9 +27,11 @@ Job = Callable[[], Awaitable[object]]
 
 def kinds(settings, client: httpx.AsyncClient | None) -> dict[str, Job]:
     """Each kind of periodic work this process does, by name."""
+    authorizer = Authorizer()  # R24 after a freeze deploys with the requester's rights of now
     work: dict[str, Job] = {
         "rollouts": simulator.finish_due_rollouts,
         "expiry": approvals.sweep_expired,
+        "deploys after freezes": lambda: deployments.deploy_after_freezes(authorizer),
     }
     if settings.deployer == "webhook" and client is not None:
         work["webhooks"] = lambda: webhook.deliver_due(settings, client)
@@ -59,7 +62,7 @@ async def run_forever(settings) -> None:
     """Every kind in a task of its own, until cancelled."""
     async with httpx.AsyncClient() as client:
         tasks = [
-            asyncio.create_task(_repeat(name, job, settings.rollout_poll_seconds), name=f"greenlight-{name}")
+            asyncio.create_task(_repeat(name, job, settings.rollout_poll_seconds), name=f"greenlight {name}")
             for name, job in kinds(settings, client).items()
         ]
         try:
