@@ -259,7 +259,6 @@ async def test_partition_readyz_and_operations_answer_within_their_time_limits(s
                 GREENLIGHT_DATABASE_STATEMENT_TIMEOUT_SECONDS="3",
                 GREENLIGHT_DATABASE_CONNECT_TIMEOUT_SECONDS="2",
                 GREENLIGHT_ROLLOUT_POLL_SECONDS="3600",
-                GREENLIGHT_RESPONSE_CACHE_SECONDS="0",
             )
         )
         await wait_ready(server)
@@ -299,7 +298,6 @@ async def test_outcome_unknown_when_the_connection_is_cut_during_commit(servers,
                 partition.url(direct_url),
                 GREENLIGHT_ROLLOUT_SECONDS="3600",
                 GREENLIGHT_ROLLOUT_POLL_SECONDS="3600",
-                GREENLIGHT_RESPONSE_CACHE_SECONDS="0",
             )
         )
         await wait_ready(server)
