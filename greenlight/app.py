@@ -130,7 +130,9 @@ async def healthz(request: Request) -> PlainTextResponse:
 
 
 async def readyz(request: Request) -> JSONResponse:
-    if await db.ping():
+    """Ready while the database answers within GREENLIGHT_READY_TIMEOUT_SECONDS: behind a
+    partition a query gets no answer at all, and a load balancer must hear so in seconds."""
+    if await db.ping(request.app.state.ready_timeout):
         return JSONResponse({"status": "ready"})
     return JSONResponse({"status": "database unavailable"}, status_code=503)
 
@@ -141,6 +143,7 @@ def create_app(settings: Settings, *, manage_database: bool = True, migrate: boo
     authorizer = Authorizer()
     graphql = GreenlightGraphQL(authorizer, settings)
     validate.require_valid()
+    db.configure(settings)
     drivers.configure(settings)
     notifications.configure(settings)
     sso.configure(settings)
@@ -186,6 +189,7 @@ def create_app(settings: Settings, *, manage_database: bool = True, migrate: boo
         lifespan=lifespan,
     )
     app.state.authorizer = authorizer
+    app.state.ready_timeout = settings.ready_timeout_seconds
     return app
 
 

@@ -8,17 +8,61 @@ import signal
 import sys
 from pathlib import Path
 
-from greenlight import build, db
+from greenlight import build, db, sqlite
 from greenlight.config import ConfigError, Settings
 from greenlight.observability import logs
 
 
 def _settings() -> Settings:
     try:
-        return Settings.from_env()
+        settings = Settings.from_env()
     except ConfigError as error:
         print(f"greenlight: configuration error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
+    db.configure(settings)
+    return settings
+
+
+def _run_on_database(command: str, settings: Settings, work):
+    """Runs `work` (a coroutine); a database that cannot be reached or opened ends the
+    command with one line saying what is wrong and what to do, and exit status 1, rather
+    than a traceback."""
+    try:
+        return asyncio.run(work)
+    except Exception as error:
+        problem = db.start_problem(error, settings.database_url)
+        if problem is None:
+            raise
+        print(f"greenlight {command}: {problem}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def _sqlite_folder_exists(command: str, settings: Settings) -> None:
+    path = sqlite.database_path(settings.database_url) if settings.database_url.startswith("sqlite") else None
+    if path is not None and not path.parent.is_dir():
+        print(
+            f"greenlight {command}: the folder of the SQLite database {path} does not exist: "
+            "create it, or fix GREENLIGHT_DATABASE_URL",
+            file=sys.stderr,
+        )
+        raise SystemExit(1)
+
+
+def _serve_alone(settings: Settings) -> None:
+    """One serving process per SQLite file (greenlight.sqlite.hold_exclusively)."""
+    path = sqlite.database_path(settings.database_url) if settings.database_url.startswith("sqlite") else None
+    if path is None:
+        return
+    try:
+        sqlite.hold_exclusively(path)
+    except sqlite.AlreadyServed as error:
+        print(f"greenlight serve: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
+    except OSError as error:
+        print(
+            f"greenlight serve: cannot write the lock file beside {path}: {error.strerror}", file=sys.stderr
+        )
+        raise SystemExit(1) from None
 
 
 def _policy_errors() -> bool:
@@ -47,6 +91,8 @@ def serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    _sqlite_folder_exists("serve", settings)
+    _serve_alone(settings)
     if not _schema_ready(settings, migrate=settings.migrate_on_start and not args.no_migrate):
         return 2
     # uvicorn ends its graceful shutdown by raising the signal it caught again, under the
@@ -72,9 +118,9 @@ def _schema_ready(settings: Settings, migrate: bool) -> bool:
     (--no-migrate, GREENLIGHT_MIGRATE_ON_START=false), refuse to serve on a schema that still
     has migrations pending: the code would meet tables it does not expect."""
     if migrate:
-        asyncio.run(db.migrate(settings.database_url))
+        _run_on_database("serve", settings, db.migrate(settings.database_url))
         return True
-    pending = asyncio.run(db.pending_migrations(settings.database_url))
+    pending = _run_on_database("serve", settings, db.pending_migrations(settings.database_url))
     if pending:
         print(
             f"greenlight serve: refusing to start: {len(pending)} migration(s) not applied "
@@ -103,8 +149,9 @@ def bootstrap_command(args: argparse.Namespace) -> int:
     from greenlight.workflow.errors import GreenlightError
 
     settings = _settings()
+    _sqlite_folder_exists("bootstrap", settings)
     try:
-        token = asyncio.run(_bootstrap(settings, args.email))
+        token = _run_on_database("bootstrap", settings, _bootstrap(settings, args.email))
     except GreenlightError as error:
         print(f"greenlight bootstrap: {error.message}", file=sys.stderr)
         return 1
@@ -114,7 +161,8 @@ def bootstrap_command(args: argparse.Namespace) -> int:
 
 def migrate_command(args: argparse.Namespace) -> int:
     settings = _settings()
-    asyncio.run(db.migrate(settings.database_url))
+    _sqlite_folder_exists("migrate", settings)
+    _run_on_database("migrate", settings, db.migrate(settings.database_url))
     print("migrations applied")
     return 0
 

@@ -91,6 +91,9 @@ def _float(env: dict[str, str], name: str, default: float, minimum: float = 0.0)
 @dataclass(frozen=True)
 class Settings:
     database_url: str = "sqlite://greenlight.sqlite3"
+    database_connect_timeout_seconds: float = 5.0
+    database_statement_timeout_seconds: float = 15.0
+    ready_timeout_seconds: float = 2.0
     rollout_seconds: float = 90.0
     rollout_poll_seconds: float = 1.0
     smtp_host: str | None = None
@@ -99,6 +102,7 @@ class Settings:
     smtp_password: str | None = field(default=None, repr=False)
     smtp_from: str | None = None
     smtp_security: str = "starttls"
+    smtp_timeout_seconds: float = 10.0
     public_url: str = "http://localhost:8000"
     request_url_template: str = "{public_url}/requests/{request_id}"
     secret_key: str | None = field(default=None, repr=False)
@@ -235,6 +239,13 @@ class Settings:
             raise ConfigError(f"GREENLIGHT_INTROSPECTION must be true or false, got {introspection!r}")
         return cls(
             database_url=url,
+            database_connect_timeout_seconds=_float(
+                env, "GREENLIGHT_DATABASE_CONNECT_TIMEOUT_SECONDS", 5.0, 0.1
+            ),
+            database_statement_timeout_seconds=_float(
+                env, "GREENLIGHT_DATABASE_STATEMENT_TIMEOUT_SECONDS", 15.0, 0.1
+            ),
+            ready_timeout_seconds=_float(env, "GREENLIGHT_READY_TIMEOUT_SECONDS", 2.0, 0.1),
             max_query_depth=_int(env, "GREENLIGHT_MAX_QUERY_DEPTH", 10, 1),
             max_query_tokens=_int(env, "GREENLIGHT_MAX_QUERY_TOKENS", 2000, 10),
             max_aliases=_int(env, "GREENLIGHT_MAX_ALIASES", 15, 0),
@@ -277,6 +288,7 @@ class Settings:
             smtp_password=env.get("GREENLIGHT_SMTP_PASSWORD") or None,
             smtp_from=smtp_from,
             smtp_security=security,
+            smtp_timeout_seconds=_float(env, "GREENLIGHT_SMTP_TIMEOUT_SECONDS", 10.0, 0.1),
             public_url=public_url,
         )
 

@@ -45,9 +45,11 @@ async def record_attempt(
     max_attempts: int,
     backoff_seconds: float,
     max_backoff_seconds: float,
+    also: tuple[str, ...] = (),
 ) -> None:
     """Done when `error` is None; else failed after `max_attempts`, or retried later with
-    the delay doubling from `backoff_seconds` up to `max_backoff_seconds`."""
+    the delay doubling from `backoff_seconds` up to `max_backoff_seconds`. `also`: other
+    fields of `row` the caller changed, saved in the same statement."""
     row.attempts += 1
     row.last_error = error
     if error is None:
@@ -57,4 +59,6 @@ async def record_attempt(
     else:
         delay = min(backoff_seconds * 2 ** (row.attempts - 1), max_backoff_seconds)
         row.next_attempt_at = now() + timedelta(seconds=delay)
-    await row.save(update_fields=["attempts", "last_error", done_field, "failed_at", "next_attempt_at"])
+    await row.save(
+        update_fields=["attempts", "last_error", done_field, "failed_at", "next_attempt_at", *also]
+    )

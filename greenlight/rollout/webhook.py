@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import json
 import logging
+from datetime import timedelta
 
 import httpx
 
@@ -62,6 +63,31 @@ async def _send(settings, client: httpx.AsyncClient, delivery: WebhookDelivery) 
     return f"HTTP {response.status_code}"
 
 
+async def _follows_its_start(delivery: WebhookDelivery) -> bool:
+    """A `deployment.superseded` goes only where its `deployment.started` may have gone: the
+    receiver gets both or neither. True once the start was delivered or attempted (an
+    attempt's request may have reached the receiver); a start that was never sent (the
+    deployment was superseded first) drops the superseded event too; a start still waiting
+    for its turn (or in the hands of another process) puts the superseded event after it."""
+    start = (
+        await WebhookDelivery.filter(deployment_id=delivery.deployment_id, id__lt=delivery.id)
+        .order_by("id")
+        .first()
+    )
+    if start is None or start.payload.get("event") != "deployment.started":
+        return True
+    if start.delivered_at is not None or start.attempts > 0:
+        return True
+    if start.failed_at is not None:
+        delivery.failed_at = now()
+        delivery.last_error = "not sent: the deployment was superseded before its deployment.started was sent"
+        await delivery.save(update_fields=["failed_at", "last_error"])
+        return False
+    delivery.next_attempt_at = max(start.next_attempt_at, now()) + timedelta(seconds=1)
+    await delivery.save(update_fields=["next_attempt_at"])
+    return False
+
+
 async def deliver_due(settings, client: httpx.AsyncClient) -> int:
     """Send every delivery that is due; returns how many were accepted."""
     delivered = 0
@@ -75,6 +101,10 @@ async def deliver_due(settings, client: httpx.AsyncClient) -> int:
                 delivery.last_error = f"not sent: the deployment is {deployment.status} already"
                 await delivery.save(update_fields=["failed_at", "last_error"])
                 continue
+        if delivery.payload.get("event") == "deployment.superseded" and not await _follows_its_start(
+            delivery
+        ):
+            continue
         error = await _send(settings, client, delivery)
         await outbox.record_attempt(
             delivery,

@@ -731,6 +731,17 @@ class OutboxEmail:
     def last_error(self) -> str | None:
         return self.model.last_error
 
+    @strawberry.field(
+        description=(
+            "Attempts whose outcome could not be known after the message was handed to the SMTP "
+            "server (the server process was killed, or the connection failed before the "
+            "server's answer). Each was followed by another attempt with the same messageId: "
+            "the recipient may have received this email more than once."
+        )
+    )
+    def outcome_unknown_attempts(self) -> int:
+        return self.model.unknown_outcomes
+
 
 ActionEnum = strawberry.enum(Action, name="Action")
 

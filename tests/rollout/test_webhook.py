@@ -396,6 +396,46 @@ async def test_r23_superseded_deployment_is_never_started_after_it_was_supersede
     assert (await read(world, new["id"]))["status"] == "PROGRESSING"
 
 
+async def test_r23_superseded_event_is_not_sent_for_a_deployment_whose_start_was_never_sent(
+    world, settings, receiver
+):
+    """R23 through the webhook driver: both events or neither. A deployment superseded before
+    its deployment.started went out gets neither: the receiver never hears of it."""
+    old = await deploy(world)
+    new = await deploy(world)
+    assert (await read(world, old["id"]))["status"] == "SUPERSEDED"
+    await deliver(settings)
+    assert await deliver(settings) == 0
+    sent = [(r.json["event"], r.json["deploymentId"]) for r in receiver.requests]
+    assert sent == [("deployment.started", new["id"])]
+    kept = await WebhookDelivery.filter(deployment_id=pk(old["id"])).order_by("id")
+    assert [(d.payload["event"], d.attempts, d.failed_at is not None) for d in kept] == [
+        ("deployment.started", 0, True),
+        ("deployment.superseded", 0, True),
+    ]
+    assert "never" in kept[1].last_error or "before" in kept[1].last_error
+
+
+async def test_r23_superseded_event_waits_for_a_start_still_in_flight(world, settings, receiver):
+    """R23 through the webhook driver: while the deployment.started is in the hands of
+    another process (leased, its outcome not known yet), the superseded event is held back;
+    once the start went out, the superseded one follows it."""
+    old = await deploy(world)
+    start = await WebhookDelivery.get(deployment_id=pk(old["id"]))
+    later = datetime.now(UTC) + timedelta(seconds=60)
+    await WebhookDelivery.filter(id=start.id).update(next_attempt_at=later)  # leased elsewhere
+    new = await deploy(world)
+    await deliver(settings)
+    sent = [(r.json["event"], r.json["deploymentId"]) for r in receiver.requests]
+    assert sent == [("deployment.started", new["id"])], "nothing about `old` while its start is in flight"
+    # The other process sent the start (the receiver accepted it) and recorded it.
+    await WebhookDelivery.filter(id=start.id).update(delivered_at=datetime.now(UTC), attempts=1)
+    await make_due(old["id"])
+    assert await deliver(settings) == 1
+    sent = [(r.json["event"], r.json["deploymentId"]) for r in receiver.requests]
+    assert sent[-1] == ("deployment.superseded", old["id"])
+
+
 # --- the CD system reports back ---------------------------------------------------------
 
 
