@@ -214,8 +214,8 @@ async def grant_role(info: Info, input: RoleBindingInput) -> RoleBinding:
         info.context.actor,
         ids.decode("User", input.user_id, "userId"),
         Role(input.role),
-        input.application or "*",
-        input.environment or "*",
+        input.application,
+        input.environment,
     )
     return RoleBinding(model=binding)
 
@@ -253,8 +253,8 @@ async def grant_group_role(info: Info, input: GroupRoleBindingInput) -> GroupRol
         info.context.actor,
         ids.decode("Group", input.group_id, "groupId"),
         Role(input.role),
-        input.application or "*",
-        input.environment or "*",
+        input.application,
+        input.environment,
     )
     return GroupRoleBinding(model=binding)
 

@@ -261,19 +261,25 @@ async def check_scope_exists(application: str, environment: str) -> None:
 
 
 async def grant_role(
-    actor: Actor, user_id: int, role: Role, application: str, environment: str
+    actor: Actor, user_id: int, role: Role, application: str | None, environment: str | None
 ) -> RoleBinding:
     """R2, R5: super-admins grant; super-admin is only ever granted on every scope."""
     return await create_binding(actor, "user", user_id, role, application, environment)
 
 
 async def create_binding(
-    actor: Actor, holder: str, holder_id: int, role: Role, application: str, environment: str
+    actor: Actor,
+    holder: str,
+    holder_id: int,
+    role: Role,
+    application: str | None,
+    environment: str | None,
 ) -> RoleBinding:
-    """A role for a user or a group ("user" or "group" `holder`) on a scope (R2, R5)."""
+    """A role for a user or a group ("user" or "group" `holder`) on a scope (R2, R5); "*"
+    only where written (validation.scope_part)."""
     require_admin(actor, "grant roles")
-    validation.scope_part("application", application)
-    validation.scope_part("environment", environment)
+    application = validation.scope_part("application", application)
+    environment = validation.scope_part("environment", environment)
     if role == Role.SUPER_ADMIN and (application, environment) != ("*", "*"):
         raise BadUserInput("super-admin is global: grant it with application and environment '*'")
     model = User if holder == "user" else Group

@@ -62,7 +62,7 @@ async def remove_member(actor: Actor, group_id: int, user_id: int) -> Group:
 
 
 async def grant_group_role(
-    actor: Actor, group_id: int, role: Role, application: str, environment: str
+    actor: Actor, group_id: int, role: Role, application: str | None, environment: str | None
 ) -> RoleBinding:
     """Members inherit it through Casbin (R5)."""
     return await create_binding(actor, "group", group_id, role, application, environment)
