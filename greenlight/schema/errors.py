@@ -115,10 +115,16 @@ TOO_COMPLEX = re.compile(
 )
 
 
+# Extensions that list database ids: clients get typed ids ("User:3"), as everywhere else.
+TYPED_ID_LISTS = {"ineligibleUserIds": "User"}
+
+
 def _extensions(error: GreenlightError) -> dict:
     extensions: dict = {"code": error.code}
     for key, value in error.extensions.items():
-        if key == "existing":
+        if key in TYPED_ID_LISTS:
+            extensions[key] = [ids.encode(TYPED_ID_LISTS[key], i) for i in value]
+        elif key == "existing":
             group_binding = isinstance(value, RoleBinding) and value.group_id is not None
             extensions["existingId"] = (
                 ids.encode("GroupRoleBinding", value.id) if group_binding else ids.encode_model(value)

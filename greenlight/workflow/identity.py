@@ -26,7 +26,7 @@ from greenlight.workflow.errors import (
 )
 from greenlight.workflow.guards import require_admin
 from greenlight.workflow.reads import page
-from greenlight.workflow.tx import transaction
+from greenlight.workflow.tx import access_transaction, transaction
 
 TOKEN_PREFIX = "glt_"
 
@@ -215,7 +215,7 @@ async def api_tokens(actor: Actor, user_id: int | None, first: int | None, after
 
 async def _set_active(actor: Actor, user_id: int, active: bool) -> User:
     require_admin(actor, "deactivate or reactivate users")
-    async with transaction():
+    async with access_transaction(actor):
         # their roles leave (or rejoin) every process's rules; also serialises deactivations
         await record_policy_change(user_id=user_id)
         user = await User.select_for_update().get_or_none(id=user_id)
@@ -283,7 +283,7 @@ async def create_binding(
     if role == Role.SUPER_ADMIN and (application, environment) != ("*", "*"):
         raise BadUserInput("super-admin is global: grant it with application and environment '*'")
     model = User if holder == "user" else Group
-    async with transaction():
+    async with access_transaction(actor):
         await lock_policy()  # first, as every change to who may do what takes it: no deadlock
         if not await model.exists(id=holder_id):
             raise not_found(holder)
@@ -318,7 +318,7 @@ async def revoke_role(actor: Actor, binding_id: int) -> RoleBinding:
 async def delete_binding(actor: Actor, holder: str, binding_id: int) -> RoleBinding:
     """Revoke a user's or a group's ("user" or "group" `holder`) role binding (R2, R5)."""
     require_admin(actor, "revoke roles")
-    async with transaction():
+    async with access_transaction(actor):
         await lock_policy()  # serialises concurrent revocations
         binding = await RoleBinding.get_or_none(id=binding_id, **{f"{holder}_id__isnull": False})
         if binding is None:
