@@ -76,11 +76,15 @@ def email(value: str) -> str:
 
 
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Half of a UTF-16 pair on its own is not text: no database can store it.
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def no_control_characters(field: str, value: str) -> str:
     if CONTROL.search(value):
         raise BadUserInput(f"{field}: must not contain control characters", field=field)
+    if LONE_SURROGATE.search(value):
+        raise BadUserInput(f"{field}: must not contain lone surrogates (such as \\ud800)", field=field)
     return value
 
 
