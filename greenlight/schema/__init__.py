@@ -18,7 +18,14 @@ from greenlight.cache.responses import CachedResponses
 from greenlight.limits.rates import TokenBucket
 from greenlight.observability.requests import OperationObserver
 from greenlight.resolvers import mutations, queries
-from greenlight.schema.errors import Authentication, ErrorCodes, MutationRateLimit, to_contract
+from greenlight.schema.errors import (
+    Authentication,
+    ErrorCodes,
+    MutationRateLimit,
+    OperationTimeLimit,
+    QueryCost,
+    to_contract,
+)
 from greenlight.schema.subscriptions import Subscription
 
 
@@ -142,15 +149,18 @@ class GreenlightSchema(strawberry.Schema):
 
 
 def build_schema(settings=None) -> GreenlightSchema:
-    """The schema with the limits of `settings` (defaults when None): query depth, tokens
-    and aliases (QUERY_TOO_COMPLEX), mutation rate, and introspection on or off."""
+    """The schema with the limits of `settings` (defaults when None): query depth, tokens,
+    aliases and cost (QUERY_TOO_COMPLEX), mutation rate, time per operation
+    (OPERATION_TIMEOUT), and introspection on or off."""
     from greenlight.config import Settings
 
     settings = settings or Settings()
     extensions = [
         OperationObserver,
         Authentication,
+        QueryCost(settings.max_query_cost),
         MutationRateLimit(TokenBucket(settings.mutations_per_minute)),
+        OperationTimeLimit(settings.operation_timeout_seconds),
         ErrorCodes,
         MaxTokensLimiter(max_token_count=settings.max_query_tokens),
         ParserCache(maxsize=512),

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 from graphql import ExecutionResult as GraphQLExecutionResult
 from graphql import (
@@ -20,6 +21,7 @@ from strawberry.types.graphql import OperationType
 from tortoise.exceptions import IntegrityError
 
 from greenlight import db
+from greenlight.limits.cost import operation_cost
 from greenlight.limits.rates import TokenBucket, retry_after_header
 from greenlight.models import RoleBinding
 from greenlight.schema import ids
@@ -79,6 +81,60 @@ class MutationRateLimit(SchemaExtension):
                 if response is not None and hasattr(response, "headers"):
                     response.headers["Retry-After"] = retry_after
         yield
+
+
+class QueryCost(SchemaExtension):
+    """The most objects an answer can hold, computed from the document and its variables
+    before anything runs (greenlight.limits.cost): over GREENLIGHT_MAX_QUERY_COST it is
+    QUERY_TOO_COMPLEX, with the cost and the limit in `extensions`."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+
+    def on_execute(self) -> Iterator[None]:
+        execution = self.execution_context
+        if execution.result is None and execution.graphql_document is not None:
+            cost = operation_cost(
+                execution.schema._schema,
+                execution.graphql_document,
+                execution.operation_name,
+                execution.variables,
+            )
+            if cost > self.limit:
+                error = GraphQLError(
+                    f"this operation could return {cost} objects, more than the {self.limit} allowed: "
+                    "ask for smaller pages (first) or fewer nested lists",
+                    extensions={"code": "QUERY_TOO_COMPLEX", "cost": cost, "limit": self.limit},
+                )
+                execution.result = GraphQLExecutionResult(data=None, errors=[error])
+        yield
+
+
+class OperationTimedOut(Exception):
+    """A query or mutation ran past GREENLIGHT_OPERATION_TIMEOUT_SECONDS and was abandoned."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"the operation took longer than {seconds:g} s and was abandoned")
+        self.seconds = seconds
+
+
+class OperationTimeLimit(SchemaExtension):
+    """Each query or mutation runs at most `seconds` (0: no limit); then it is cancelled,
+    which rolls back the transaction of a mutation in progress, and answered
+    OPERATION_TIMEOUT. Subscriptions live as long as their socket, so they are not timed."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    async def on_execute(self) -> AsyncIterator[None]:
+        if self.seconds <= 0 or self.execution_context.operation_type == OperationType.SUBSCRIPTION:
+            yield
+            return
+        try:
+            async with asyncio.timeout(self.seconds):
+                yield
+        except TimeoutError:
+            raise OperationTimedOut(self.seconds) from None
 
 
 def _mutation_fields(execution_context) -> int:
@@ -142,6 +198,9 @@ def to_contract(error: GraphQLError, request_id: str) -> GraphQLError:
         message, extensions = error.message, {"code": "QUERY_TOO_COMPLEX"}
     elif isinstance(original, GreenlightError):
         message, extensions = original.message, _extensions(original)
+    elif isinstance(original, OperationTimedOut):
+        message = f"{original} (mutations it ran before were kept; the one running was rolled back)"
+        extensions = {"code": "OPERATION_TIMEOUT", "timeoutSeconds": original.seconds}
     elif db.is_unavailable(original):
         log.warning("database unavailable (request id %s): %s", request_id, original)
         message, extensions = UNAVAILABLE_MESSAGE, {"code": "UNAVAILABLE"}
