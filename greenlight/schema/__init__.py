@@ -105,7 +105,21 @@ class Mutation:
     create_application = strawberry.mutation(resolver=mutations.create_application)
     create_environment = strawberry.mutation(resolver=mutations.create_environment)
     create_pipeline = strawberry.mutation(resolver=mutations.create_pipeline)
-    update_approval_policy = strawberry.mutation(resolver=mutations.update_approval_policy)
+    update_approval_policy = strawberry.mutation(
+        resolver=mutations.update_approval_policy,
+        description=(
+            "Sets the whole approval policy (super-admins, R2): a left-out ttlHours becomes null "
+            "(no expiry) and a left-out approversCanDeploy false; fields after approversCanDeploy "
+            "keep their value when left out. To change one setting alone, use updatePipeline."
+        ),
+    )
+    update_pipeline = strawberry.mutation(
+        resolver=mutations.update_pipeline,
+        description=(
+            "Changes only the settings given, each left out keeps its value (super-admins, R2); "
+            "requiredApprovals 0 cancels live requests (R18), live requests keep their snapshot (R7)."
+        ),
+    )
     create_deploy_freeze = strawberry.mutation(
         resolver=mutations.create_deploy_freeze,
         description="Refuse deploys in a window (DEPLOY_FROZEN); super-admins only.",
