@@ -114,7 +114,7 @@ class GreenlightGraphQL(GraphQL):
             raise HTTPException(400, f"the request body is not JSON: {error.msg}") from None
 
     async def parse_http_body(self, request):
-        if request.method == "POST":
+        if request.method == "POST" and "application/json" in (request.content_type or ""):
             problem = payload.request_shape_error(await request.get_body())
             if problem is not None:
                 raise HTTPException(400, problem)

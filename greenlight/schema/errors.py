@@ -113,8 +113,11 @@ class QueryCost(SchemaExtension):
 class OperationTimedOut(Exception):
     """A query or mutation ran past GREENLIGHT_OPERATION_TIMEOUT_SECONDS and was abandoned."""
 
-    def __init__(self, seconds: float) -> None:
-        super().__init__(f"the operation took longer than {seconds:g} s and was abandoned")
+    def __init__(self, seconds: float, mutation: bool) -> None:
+        message = f"the operation took longer than {seconds:g} s and was abandoned"
+        if mutation:  # each mutation is one transaction
+            message += "; the mutation running then was rolled back, any before it are done"
+        super().__init__(message)
         self.seconds = seconds
 
 
@@ -134,7 +137,8 @@ class OperationTimeLimit(SchemaExtension):
             async with asyncio.timeout(self.seconds):
                 yield
         except TimeoutError:
-            raise OperationTimedOut(self.seconds) from None
+            mutation = self.execution_context.operation_type == OperationType.MUTATION
+            raise OperationTimedOut(self.seconds, mutation) from None
 
 
 def _mutation_fields(execution_context) -> int:
@@ -199,7 +203,7 @@ def to_contract(error: GraphQLError, request_id: str) -> GraphQLError:
     elif isinstance(original, GreenlightError):
         message, extensions = original.message, _extensions(original)
     elif isinstance(original, OperationTimedOut):
-        message = f"{original} (mutations it ran before were kept; the one running was rolled back)"
+        message = str(original)
         extensions = {"code": "OPERATION_TIMEOUT", "timeoutSeconds": original.seconds}
     elif db.is_unavailable(original):
         log.warning("database unavailable (request id %s): %s", request_id, original)

@@ -189,6 +189,7 @@ async def test_operation_timeout_rolls_back_the_mutation_in_progress(world, monk
     async with unchanged():
         error = await world["admin"].fails('mutation { createApplication(name: "late") { id } }')
     assert error["extensions"]["code"] == "OPERATION_TIMEOUT"
+    assert "rolled back" in error["message"]
     assert not await Application.exists(name="late")
     monkeypatch.setattr(audit, "record", real)
     data = await world["admin"].ok('mutation { createApplication(name: "late") { id name } }')
