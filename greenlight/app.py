@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import logging
 import uuid
 from collections.abc import AsyncIterator
 
+from cross_web import HTTPException
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -24,6 +26,7 @@ from strawberry.types import ExecutionResult
 from greenlight import db, notifications, sso
 from greenlight.config import Settings
 from greenlight.events import listen_postgres
+from greenlight.limits import payload
 from greenlight.limits.body import BodySizeLimitMiddleware
 from greenlight.limits.rates import ConcurrencyCap
 from greenlight.notifications import pages
@@ -99,6 +102,32 @@ class GreenlightGraphQL(GraphQL):
                     raise
                 context.unavailable = True
         return context
+
+    # What a body or message must be to be read at all (greenlight.limits.payload): anything
+    # else is HTTP 400 with the reason (a socket message: the socket is closed), never a 500.
+    def decode_json(self, data: str | bytes) -> object:
+        return payload.decode(data)
+
+    def parse_json(self, data: str | bytes):
+        try:
+            return self.decode_json(data)
+        except payload.UnusableJSON as error:
+            raise HTTPException(400, f"unusable request body: {error.message}") from None
+        except json.JSONDecodeError as error:
+            raise HTTPException(400, f"the request body is not JSON: {error.msg}") from None
+
+    async def parse_http_body(self, request):
+        if request.method == "POST" and "application/json" in (request.content_type or ""):
+            problem = payload.request_shape_error(await request.get_body())
+            if problem is not None:
+                raise HTTPException(400, problem)
+        return await super().parse_http_body(request)
+
+    async def execute_operation(self, request, request_adapter, request_data, *args, **kwargs):
+        name = getattr(request_data, "operation_name", None)
+        if name is not None and not isinstance(name, str):
+            raise HTTPException(400, "`operationName` must be a string or null")
+        return await super().execute_operation(request, request_adapter, request_data, *args, **kwargs)
 
     async def process_result(self, request, result: ExecutionResult) -> GraphQLHTTPResponse:
         """Parse and validation errors never reach the schema's extensions; code them here."""

@@ -82,9 +82,6 @@ def serve(args: argparse.Namespace) -> int:
         print("greenlight serve: refusing to start on invalid policy files", file=sys.stderr)
         return 2
     logs.setup(settings.log_format, settings.log_level)
-    if args.workers < 1:
-        print("greenlight serve: --workers must be at least 1", file=sys.stderr)
-        return 2
     if args.workers > 1 and settings.database_url.startswith("sqlite"):
         print(
             "greenlight serve: several workers need PostgreSQL (GREENLIGHT_DATABASE_URL=postgres://...)",
@@ -248,6 +245,23 @@ class _Version(argparse.Action):
         parser.exit()
 
 
+def whole_number(low: int, high: int | None = None):
+    """An argparse type: a whole number from `low` to `high`; anything else is refused with
+    a message naming the option, and exit code 2."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low or (high is not None and value > high):
+            bounds = f"from {low} to {high}" if high is not None else f"at least {low}"
+            raise argparse.ArgumentTypeError(f"must be {bounds}, got {value}")
+        return value
+
+    return parse
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="greenlight", description=__doc__)
     parser.add_argument("--version", action=_Version, help="print the version and git commit, and exit")
@@ -257,8 +271,8 @@ def main(argv: list[str] | None = None) -> int:
         "serve", help="apply pending migrations (unless --no-migrate), then serve the API"
     )
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--workers", type=int, default=1, help="server processes (PostgreSQL only)")
+    p.add_argument("--port", type=whole_number(1, 65535), default=8000, help="1 to 65535")
+    p.add_argument("--workers", type=whole_number(1), default=1, help="server processes (PostgreSQL only)")
     p.add_argument(
         "--no-migrate",
         action="store_true",

@@ -128,6 +128,8 @@ class Settings:
     max_query_depth: int = 10
     max_query_tokens: int = 2000
     max_aliases: int = 15
+    max_query_cost: int = 25000
+    operation_timeout_seconds: float = 20.0
     max_body_bytes: int = 1_048_576
     introspection: bool = True
     mutations_per_minute: int = 120
@@ -249,6 +251,8 @@ class Settings:
             max_query_depth=_int(env, "GREENLIGHT_MAX_QUERY_DEPTH", 10, 1),
             max_query_tokens=_int(env, "GREENLIGHT_MAX_QUERY_TOKENS", 2000, 10),
             max_aliases=_int(env, "GREENLIGHT_MAX_ALIASES", 15, 0),
+            max_query_cost=_int(env, "GREENLIGHT_MAX_QUERY_COST", 25000, 1),
+            operation_timeout_seconds=_float(env, "GREENLIGHT_OPERATION_TIMEOUT_SECONDS", 20.0, 0.0),
             max_body_bytes=_int(env, "GREENLIGHT_MAX_BODY_BYTES", 1_048_576, 1024),
             introspection=introspection in ("true", "1", "yes"),
             migrate_on_start=_bool(env, "GREENLIGHT_MIGRATE_ON_START", True),

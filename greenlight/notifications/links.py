@@ -18,6 +18,10 @@ class BadLink(ValueError):
     """The token is malformed, forged or expired; the message says which."""
 
 
+class MalformedLink(BadLink):
+    """Not an approve link at all (cut short, or not base64url text)."""
+
+
 @dataclass(frozen=True)
 class ApproveLink:
     request_id: int
@@ -44,15 +48,16 @@ def make_token(secret: str, request_id: int, user_id: int, expires_at: datetime)
 
 def read_token(secret: str, token: str, now: datetime) -> ApproveLink:
     payload, _, signature = token.partition(".")
-    if not payload or not signature:
-        raise BadLink("this approve link is malformed")
+    # A token is base64url text: anything else (non-ASCII, say) is no token, not an error.
+    if not payload or not signature or not token.isascii():
+        raise MalformedLink("this approve link is malformed")
     if not hmac.compare_digest(signature, _sign(secret, payload)):
         raise BadLink("this approve link is not valid (its signature does not match)")
     try:
         data = json.loads(_unb64(payload))
         link = ApproveLink(int(data["r"]), int(data["u"]), datetime.fromtimestamp(int(data["x"]), UTC))
     except (ValueError, KeyError, TypeError):
-        raise BadLink("this approve link is malformed") from None
+        raise MalformedLink("this approve link is malformed") from None
     if link.expires_at <= now:
         raise BadLink("this approve link has expired")
     return link

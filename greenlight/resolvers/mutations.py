@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import strawberry
 
 from greenlight import models
@@ -17,6 +19,7 @@ from greenlight.schema.inputs import (
     DeployImageInput,
     GroupRoleBindingInput,
     IssueApiTokenInput,
+    PipelineUpdateInput,
     RegisterImageInput,
     RequestApprovalInput,
     RoleBindingInput,
@@ -160,22 +163,45 @@ async def update_approval_policy(
         required_approvals=input.required_approvals,
         ttl_hours=input.ttl_hours,
         approvers_can_deploy=bool(input.approvers_can_deploy),
-        change=PolicyChange(
-            kind=input.kind,
-            approver_ids=_decode_all("User", input.approver_ids, "approverIds"),
-            group_quorums=None
-            if input.group_quorums is None
-            else [
-                Quorum(ids.decode("Group", q.group_id, "groupQuorums.groupId"), q.min_approvals)
-                for q in input.group_quorums
-            ],
-            count_once_per_person=input.count_once_per_person,
-            exception_user_ids=_decode_all("User", input.exception_user_ids, "exceptionUserIds"),
-            exception_group_ids=_decode_all("Group", input.exception_group_ids, "exceptionGroupIds"),
-            cancel_stale_requests=input.cancel_stale_requests,
-        ),
+        change=_policy_change(input),
     )
     return Pipeline(model=pipeline)
+
+
+async def update_pipeline(
+    info: Info,
+    id: Annotated[strawberry.ID, strawberry.argument(description="The pipeline to change.")],
+    input: Annotated[PipelineUpdateInput, strawberry.argument(description="Only what is given changes.")],
+) -> Pipeline:
+    edit = catalog.PipelineEdit(
+        strategy=None if input.strategy is None else DeploymentStrategy(input.strategy),
+        trigger_type=None if input.trigger_type is None else TriggerType(input.trigger_type),
+        required_approvals=input.required_approvals,
+        ttl_hours=input.ttl_hours,
+        clear_ttl_hours=bool(input.clear_ttl_hours),
+        approvers_can_deploy=input.approvers_can_deploy,
+    )
+    pipeline = await catalog.update_pipeline(
+        info.context.actor, ids.decode("Pipeline", id, "id"), edit, _policy_change(input)
+    )
+    return Pipeline(model=pipeline)
+
+
+def _policy_change(input: ApprovalPolicyInput | PipelineUpdateInput) -> PolicyChange:
+    return PolicyChange(
+        kind=input.kind,
+        approver_ids=_decode_all("User", input.approver_ids, "approverIds"),
+        group_quorums=None
+        if input.group_quorums is None
+        else [
+            Quorum(ids.decode("Group", q.group_id, "groupQuorums.groupId"), q.min_approvals)
+            for q in input.group_quorums
+        ],
+        count_once_per_person=input.count_once_per_person,
+        exception_user_ids=_decode_all("User", input.exception_user_ids, "exceptionUserIds"),
+        exception_group_ids=_decode_all("Group", input.exception_group_ids, "exceptionGroupIds"),
+        cancel_stale_requests=input.cancel_stale_requests,
+    )
 
 
 def _decode_all(type_name: str, values: list[strawberry.ID] | None, field: str) -> list[int] | None:
@@ -214,8 +240,8 @@ async def grant_role(info: Info, input: RoleBindingInput) -> RoleBinding:
         info.context.actor,
         ids.decode("User", input.user_id, "userId"),
         Role(input.role),
-        input.application or "*",
-        input.environment or "*",
+        input.application,
+        input.environment,
     )
     return RoleBinding(model=binding)
 
@@ -253,8 +279,8 @@ async def grant_group_role(info: Info, input: GroupRoleBindingInput) -> GroupRol
         info.context.actor,
         ids.decode("Group", input.group_id, "groupId"),
         Role(input.role),
-        input.application or "*",
-        input.environment or "*",
+        input.application,
+        input.environment,
     )
     return GroupRoleBinding(model=binding)
 

@@ -22,6 +22,8 @@ from greenlight.schema.errors import (
     Authentication,
     ErrorCodes,
     MutationRateLimit,
+    OperationTimeLimit,
+    QueryCost,
     SayNothingBeforeAuthentication,
     to_contract,
 )
@@ -104,7 +106,21 @@ class Mutation:
     create_application = strawberry.mutation(resolver=mutations.create_application)
     create_environment = strawberry.mutation(resolver=mutations.create_environment)
     create_pipeline = strawberry.mutation(resolver=mutations.create_pipeline)
-    update_approval_policy = strawberry.mutation(resolver=mutations.update_approval_policy)
+    update_approval_policy = strawberry.mutation(
+        resolver=mutations.update_approval_policy,
+        description=(
+            "Sets the whole approval policy (super-admins, R2): a left-out ttlHours becomes null "
+            "(no expiry) and a left-out approversCanDeploy false; fields after approversCanDeploy "
+            "keep their value when left out. To change one setting alone, use updatePipeline."
+        ),
+    )
+    update_pipeline = strawberry.mutation(
+        resolver=mutations.update_pipeline,
+        description=(
+            "Changes only the settings given, each left out keeps its value (super-admins, R2); "
+            "requiredApprovals 0 cancels live requests (R18), live requests keep their snapshot (R7)."
+        ),
+    )
     create_deploy_freeze = strawberry.mutation(
         resolver=mutations.create_deploy_freeze,
         description="Refuse deploys in a window (DEPLOY_FROZEN); super-admins only.",
@@ -153,15 +169,18 @@ class GreenlightSchema(strawberry.Schema):
 
 
 def build_schema(settings=None) -> GreenlightSchema:
-    """The schema with the limits of `settings` (defaults when None): query depth, tokens
-    and aliases (QUERY_TOO_COMPLEX), mutation rate, and introspection on or off."""
+    """The schema with the limits of `settings` (defaults when None): query depth, tokens,
+    aliases and cost (QUERY_TOO_COMPLEX), mutation rate, time per operation
+    (OPERATION_TIMEOUT), and introspection on or off."""
     from greenlight.config import Settings
 
     settings = settings or Settings()
     extensions = [
         OperationObserver,
         Authentication,
+        QueryCost(settings.max_query_cost),
         MutationRateLimit(TokenBucket(settings.mutations_per_minute)),
+        OperationTimeLimit(settings.operation_timeout_seconds),
         ErrorCodes,
         MaxTokensLimiter(max_token_count=settings.max_query_tokens),
         ParserCache(maxsize=512),

@@ -81,11 +81,20 @@ class GroupQuorumInput:
     min_approvals: int
 
 
-@strawberry.input(description="Each field after approversCanDeploy: omitted or null keeps the current value.")
+@strawberry.input(
+    description=(
+        "The whole approval policy. requiredApprovals, ttlHours and approversCanDeploy are set "
+        "as given, and those left out take their defaults: ttlHours null (requests never "
+        "expire), approversCanDeploy false. Each field after approversCanDeploy, left out or "
+        "null, keeps the current value. To change one setting alone, use updatePipeline."
+    )
+)
 class ApprovalPolicyInput:
-    required_approvals: int
-    ttl_hours: int | None = None
-    approvers_can_deploy: bool | None = False
+    required_approvals: int = strawberry.field(description="0 to 6; 0: deploys need no approval (R18).")
+    ttl_hours: int | None = strawberry.field(
+        default=None, description="1 to 8760; left out or null: requests never expire."
+    )
+    approvers_can_deploy: bool | None = strawberry.field(default=False, description="Left out: false (R21).")
     kind: ApprovalPolicyKind | None = None
     approver_ids: list[strawberry.ID] | None = strawberry.field(
         default=None, description="SPECIFIC_USERS: each of them must approve."
@@ -106,6 +115,53 @@ class ApprovalPolicyInput:
     cancel_stale_requests: bool | None = strawberry.field(
         default=None,
         description="Cancel live requests for older images when a newer one is deployed (default false).",
+    )
+
+
+@strawberry.input(
+    description=(
+        "An edit of a pipeline: only the fields given change; each one left out or null keeps "
+        "its current value."
+    )
+)
+class PipelineUpdateInput:
+    strategy: DeploymentStrategy | None = strawberry.field(default=None, description="How it rolls out.")
+    trigger_type: TriggerType | None = strawberry.field(
+        default=None, description="AUTOMATIC: an approved request deploys at once (R24)."
+    )
+    required_approvals: int | None = strawberry.field(
+        default=None, description="0 to 6; setting 0 cancels the live requests (R18)."
+    )
+    ttl_hours: int | None = strawberry.field(
+        default=None, description="1 to 8760, for requests made from now on (R7)."
+    )
+    clear_ttl_hours: bool | None = strawberry.field(
+        default=None, description="true: requests made from now on never expire (not with ttlHours)."
+    )
+    approvers_can_deploy: bool | None = strawberry.field(
+        default=None, description="Whether a user who approved a request may deploy it (R21)."
+    )
+    kind: ApprovalPolicyKind | None = strawberry.field(
+        default=None,
+        description="ANY, SPECIFIC_USERS (with approverIds) or GROUP_QUORUMS (with groupQuorums).",
+    )
+    approver_ids: list[strawberry.ID] | None = strawberry.field(
+        default=None, description="SPECIFIC_USERS: each of them must approve."
+    )
+    group_quorums: list[GroupQuorumInput] | None = strawberry.field(
+        default=None, description="GROUP_QUORUMS: at least minApprovals from each group."
+    )
+    count_once_per_person: bool | None = strawberry.field(
+        default=None, description="GROUP_QUORUMS: one person's approval counts for one group only."
+    )
+    exception_user_ids: list[strawberry.ID] | None = strawberry.field(
+        default=None, description="Users who may deploy without approval (replaces the list)."
+    )
+    exception_group_ids: list[strawberry.ID] | None = strawberry.field(
+        default=None, description="Groups whose members may deploy without approval (replaces the list)."
+    )
+    cancel_stale_requests: bool | None = strawberry.field(
+        default=None, description="Cancel live requests for older images when a newer one is deployed."
     )
 
 

@@ -50,6 +50,16 @@ def _may_have_committed(error: Exception) -> bool:
     return db.is_unavailable(error) and connections.get("default").capabilities.dialect == "postgres"
 
 
+@asynccontextmanager
+async def access_transaction(actor) -> AsyncIterator[None]:
+    """transaction() for a change to who may do what (role bindings, memberships, active
+    state): once it commits, this process's rules are brought up to date, so the change's
+    own answer (say reactivateUser's isSuperAdmin) is already right (R5)."""
+    async with transaction():
+        yield
+    await actor.authorizer.refresh()
+
+
 async def announce(kind: str, object_id: int) -> None:
     """Queue an event for this process's subscribers, published when the current
     transaction commits; on PostgreSQL also NOTIFY the other processes, delivered by
