@@ -104,6 +104,16 @@ async def _approved_request(pipeline: Pipeline, image: Image) -> ApprovalRequest
     return request
 
 
+async def _approved_live_request(pipeline: Pipeline, image: Image, user_id: int) -> bool:
+    """R21: the user approved a live (PENDING or APPROVED) request for (image, pipeline)."""
+    return await Approval.filter(
+        state_q(list(LIVE_STATES), prefix="request__"),
+        user_id=user_id,
+        request__image_id=image.id,
+        request__pipeline_id=pipeline.id,
+    ).exists()
+
+
 async def _not_approved(pipeline: Pipeline, image: Image) -> NotApproved:
     partial = await ApprovalRequest.filter(
         image_id=image.id, pipeline_id=pipeline.id, state=ApprovalState.PENDING
@@ -149,20 +159,17 @@ async def deploy(
             )
         exception = False
         if pipeline.required_approvals > 0:
-            approved_it = request is not None and await Approval.exists(
-                request_id=request.id, user_id=actor.id
-            )
-            usable = request is not None and (pipeline.approvers_can_deploy or not approved_it)
-            if usable:
-                await close_request(request, ApprovalState.CONSUMED, actor_id=actor.id, scope=scope)
-            elif await policy.is_exception(pipeline, actor.id):
-                request, exception = None, True
-            elif request is not None:
+            if request is None and not await policy.is_exception(pipeline, actor.id):
+                raise await _not_approved(pipeline, image)
+            if not pipeline.approvers_can_deploy and await _approved_live_request(pipeline, image, actor.id):
+                # R21: approving makes you an approver of the request, approval exception or not
                 raise ApproverCannotDeploy(
                     "you approved this request, and this pipeline does not let approvers deploy"
                 )
+            if request is not None:
+                await close_request(request, ApprovalState.CONSUMED, actor_id=actor.id, scope=scope)
             else:
-                raise await _not_approved(pipeline, image)
+                exception = True
         deployment = await _start(
             pipeline,
             image,
