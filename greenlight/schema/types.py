@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Generic, TypeVar
+from typing import Annotated, Generic, TypeVar
 
 import strawberry
 from strawberry.scalars import JSON
 
 from greenlight import models
-from greenlight.policies import Action
+from greenlight.policies import Action, Scope
 from greenlight.rollout import plan
 from greenlight.schema import ids
 from greenlight.schema.context import Info
@@ -22,7 +22,7 @@ from greenlight.schema.enums import (
     TriggerType,
     Weekday,
 )
-from greenlight.workflow import freezes, policy, reads
+from greenlight.workflow import decisions, freezes, policy, reads
 from greenlight.workflow.clock import now
 from greenlight.workflow.states import effective_state
 
@@ -316,6 +316,33 @@ class Pipeline:
     async def deployable_images(self, info: Info) -> list[Image]:
         return [Image(model=i) for i in await info.context.loaders.deployable_images.load(self.model.id)]
 
+    # --- "Why can't I?" (decided by greenlight.workflow.decisions, as the mutations are) ---
+    @strawberry.field(
+        description="Whether deployImage of this image here (no acknowledgeStale, no override) would succeed now, and why not."
+    )
+    async def viewer_can_deploy(
+        self,
+        info: Info,
+        image_id: Annotated[strawberry.ID, strawberry.argument(description="The image to deploy.")],
+    ) -> ActionDecision:
+        image = ids.decode("Image", image_id, "imageId")
+        return ActionDecision.of(await decisions.explain_deploy(info.context.actor, self.model.id, image))
+
+    @strawberry.field(
+        description="Whether requestApproval of this image here (naming no approvers) would succeed now, and why not."
+    )
+    async def viewer_can_request_approval(
+        self,
+        info: Info,
+        image_id: Annotated[
+            strawberry.ID, strawberry.argument(description="The image to request approval of.")
+        ],
+    ) -> ActionDecision:
+        image = ids.decode("Image", image_id, "imageId")
+        return ActionDecision.of(
+            await decisions.explain_request_approval(info.context.actor, self.model.id, image)
+        )
+
     @strawberry.field
     async def deployments(
         self, info: Info, first: int | None = 20, after: str | None = None
@@ -491,8 +518,27 @@ class ApprovalRequest:
     def stale(self) -> bool:
         return self.model.stale
 
-    @strawberry.field(description="Whether the caller may approve it right now.")
+    @strawberry.field(
+        description="Whether the caller may approve it right now (acknowledging a stale image)."
+    )
     async def viewer_can_approve(self, info: Info) -> bool:
+        facts, approver_ids = await self._facts(info)
+        return decisions.approve(info.context.actor, facts, approver_ids, acknowledge_stale=True) is None
+
+    # --- "Why can't I?" (decided by greenlight.workflow.decisions, as the mutations are) ---
+    @strawberry.field(description="What the caller may do to this request now, and why not.")
+    async def viewer_can(self, info: Info) -> RequestActions:
+        facts, approver_ids = await self._facts(info)
+        verdicts = decisions.explain_request(info.context.actor, facts, approver_ids)
+        return RequestActions(
+            approve=ActionDecision.of(verdicts.approve),
+            reject=ActionDecision.of(verdicts.reject),
+            cancel=ActionDecision.of(verdicts.cancel),
+            expire=ActionDecision.of(verdicts.expire),
+        )
+
+    async def _facts(self, info: Info) -> tuple[decisions.RequestFacts, set[int]]:
+        """The rows the decisions need, through the loaders (a list costs what one does)."""
         loaders = info.context.loaders
         request = self.model
         approvals = await loaders.approvals.load(request.id)
@@ -500,14 +546,31 @@ class ApprovalRequest:
         pipeline = await loaders.pipeline.load(request.pipeline_id)
         application = await loaders.application.load(pipeline.application_id)
         environment = await loaders.environment.load(pipeline.environment_id)
-        return reads.viewer_can_approve(
-            info.context.actor,
-            request,
-            built_by_id=image.built_by_id,
-            approver_ids={a.user_id for a in approvals},
-            application=application.name,
-            environment=environment.name,
-        )
+        scope = Scope(application.name, environment.name)
+        return decisions.RequestFacts(request, scope, image.built_by_id), {a.user_id for a in approvals}
+
+
+@strawberry.type(description="Whether the signed-in user may take one action on one object now, and why not.")
+class ActionDecision:
+    allowed: bool = strawberry.field(description="The mutation would succeed now.")
+    code: str | None = strawberry.field(
+        description="Null when allowed; otherwise exactly the error code the mutation would give."
+    )
+    reason: str = strawberry.field(description="Plain words for a person.")
+
+    @classmethod
+    def of(cls, verdict: decisions.Verdict) -> ActionDecision:
+        return cls(allowed=verdict.allowed, code=verdict.code, reason=verdict.reason)
+
+
+@strawberry.type(
+    description="The caller's decisions on one approval request, as its mutations would take them."
+)
+class RequestActions:
+    approve: ActionDecision = strawberry.field(description="approveRequest without acknowledgeStale.")
+    reject: ActionDecision = strawberry.field(description="rejectRequest, given a reason.")
+    cancel: ActionDecision = strawberry.field(description="cancelApprovalRequest.")
+    expire: ActionDecision = strawberry.field(description="expireApproval.")
 
 
 @strawberry.type

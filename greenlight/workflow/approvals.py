@@ -12,7 +12,6 @@ from greenlight.models import (
     Approval,
     ApprovalRequest,
     ApprovalState,
-    Image,
     NamedApprover,
     Pipeline,
     Rejection,
@@ -20,37 +19,22 @@ from greenlight.models import (
 )
 from greenlight.models.prepared import Prepared
 from greenlight.policies import Action, Actor
-from greenlight.workflow import audit, policy, validation
+from greenlight.workflow import audit, decisions, policy, validation
 from greenlight.workflow.catalog import close_request
 from greenlight.workflow.clock import now
+from greenlight.workflow.decisions import refuse
 from greenlight.workflow.deployments import deploy_on_approval
 from greenlight.workflow.errors import (
-    BadUserInput,
-    Conflict,
-    Forbidden,
-    InvalidState,
-    SelfApproval,
-    StaleImage,
     not_found,
 )
 from greenlight.workflow.guards import (
     image_of_pipeline,
     pipeline_scope,
-    require,
     visible_image,
     visible_pipeline,
 )
-from greenlight.workflow.states import active_image, effective_state, older
+from greenlight.workflow.states import effective_state, older
 from greenlight.workflow.tx import transaction
-
-
-async def eligible_approvers(actor: Actor, pipeline: Pipeline, image: Image, requester_id: int) -> list[User]:
-    """R9: image-approvers on the scope plus super-admins, minus builder and requester."""
-    ids = actor.authorizer.users_with(Action.APPROVE, pipeline_scope(pipeline))
-    ids -= {image.built_by_id, requester_id}
-    if not ids:
-        return []
-    return await User.filter(id__in=ids, is_active=True).order_by("name", "id")
 
 
 async def eligible_approvers_for_caller(actor: Actor, pipeline_id: int, image_id: int) -> list[User]:
@@ -58,7 +42,7 @@ async def eligible_approvers_for_caller(actor: Actor, pipeline_id: int, image_id
     pipeline = await visible_pipeline(actor, pipeline_id)
     image = await visible_image(actor, image_id)
     image_of_pipeline(image, pipeline)
-    return await eligible_approvers(actor, pipeline, image, actor.id)
+    return await policy.eligible_approvers(actor, pipeline, image, actor.id)
 
 
 async def _lock(actor: Actor, request_id: int) -> tuple[ApprovalRequest, Pipeline]:
@@ -107,45 +91,21 @@ async def request_approval(
     approver_ids: list[int],
     comment: str | None,
 ) -> ApprovalRequest:
-    """R3, R6, R7, R8, R9."""
+    """R3, R6, R7, R8, R9; refusals decided by `decisions.request_approval`."""
     comment = validation.text("comment", comment)
-    pipeline = await visible_pipeline(actor, pipeline_id)
-    scope = pipeline_scope(pipeline)
-    require(actor, Action.REQUEST_APPROVAL, scope, "request approval")
-    image = await visible_image(actor, image_id)
-    image_of_pipeline(image, pipeline)
     async with transaction():
-        pipeline = await visible_pipeline(actor, pipeline_id, lock=True)
-        if pipeline.required_approvals == 0:
-            raise BadUserInput(
-                f"pipeline {scope.domain} needs no approval (requiredApprovals is 0): deploy directly"
-            )
-        active = await active_image(pipeline.id)
-        if active is not None and active.id == image.id:
-            raise Conflict(f"this image is already active on {scope.environment}")
-        existing = await ApprovalRequest.select_for_update().get_or_none(
-            image_id=image.id, pipeline_id=pipeline.id, state__in=list(LIVE_STATES)
+        plan = await decisions.request_approval(actor, pipeline_id, image_id, approver_ids, lock=True)
+        refuse(plan.refusal)
+        pipeline, image, active, snapshot, wanted = (
+            plan.pipeline,
+            plan.image,
+            plan.active,
+            plan.snapshot,
+            plan.named,
         )
-        if existing is not None:
-            if effective_state(existing) != ApprovalState.EXPIRED:
-                raise Conflict(
-                    "a live approval request for this image and pipeline exists",
-                    existing=existing,
-                )
-            await close_request(existing, ApprovalState.EXPIRED, actor_id=None, scope=scope)
-
-        eligible = {u.id for u in await eligible_approvers(actor, pipeline, image, actor.id)}
-        wanted = list(dict.fromkeys(approver_ids))
-        ineligible = [i for i in wanted if i not in eligible]
-        if ineligible:
-            raise BadUserInput(
-                f"approverIds: {len(ineligible)} of the named users may not approve this "
-                "request (see eligibleApprovers)",
-                field="approverIds",
-                ineligibleUserIds=ineligible,
-            )
-        snapshot = await policy.snapshot(pipeline)
-        await policy.refuse_unmeetable(snapshot, eligible)
+        scope = pipeline_scope(pipeline)
+        if plan.expired is not None:
+            await close_request(plan.expired, ApprovalState.EXPIRED, actor_id=None, scope=scope)
         stale = active is not None and older(image, active)
         requested_at = now()
         expires_at = requested_at + timedelta(hours=pipeline.ttl_hours) if pipeline.ttl_hours else None
@@ -184,11 +144,8 @@ async def request_approval(
     return request
 
 
-def _refuse_self_approval(actor: Actor, request: ApprovalRequest, verb: str) -> None:
-    if actor.id == request.image.built_by_id:
-        raise SelfApproval(f"you built this image, so you may not {verb} it")
-    if actor.id == request.requested_by_id:
-        raise SelfApproval(f"you requested this approval, so you may not {verb} it")
+def _facts(request: ApprovalRequest, pipeline: Pipeline) -> decisions.RequestFacts:
+    return decisions.RequestFacts(request, pipeline_scope(pipeline), request.image.built_by_id)
 
 
 async def approve(
@@ -196,6 +153,7 @@ async def approve(
 ) -> ApprovalRequest:
     """R4, R10, R11, R12, R16, R17; R24 on AUTOMATIC pipelines; issue 6: the request's
     policy snapshot decides when it is APPROVED, and a stale one needs acknowledging.
+    Refusals decided by `decisions.approve`.
 
     Returns the request with what it was decided on fetched (issue 8): its pipeline (with
     application and environment), its image, and its approvals, the new one included.
@@ -204,21 +162,16 @@ async def approve(
     async with transaction():
         request, pipeline = await _lock(actor, request_id)
         scope = pipeline_scope(pipeline)
-        require(actor, Action.APPROVE, scope, "approve requests")
-        _refuse_self_approval(actor, request, "approve")
-        state = effective_state(request)
-        if state != ApprovalState.PENDING:
-            raise InvalidState(f"this request is {state.value}; only a PENDING one can be approved")
         # with their users, who the answer names (issue 8)
         request.approvals._set_result_for_query(await _APPROVALS_WITH_USERS.all(request.id))
         approvals = [(a.user_id, a.group_ids) for a in request.approvals]
-        if any(user_id == actor.id for user_id, _ in approvals):
-            raise InvalidState("you have approved this request already")
-        if request.stale and not acknowledge_stale:
-            raise StaleImage(
-                "this image is older than the one active on the pipeline; approve with "
-                "acknowledgeStale: true if you mean to"
+        approver_ids = {user_id for user_id, _ in approvals}
+        refuse(
+            decisions.approve(
+                actor, _facts(request, pipeline), approver_ids, acknowledge_stale=acknowledge_stale
             )
+        )
+        state = effective_state(request)
         snapshot = policy.Snapshot.of(request)
         before = policy.requirements(request.required_approvals, snapshot, approvals)
         group_ids = await policy.groups_of_approver(request, actor.id)
@@ -264,50 +217,37 @@ async def approve(
 
 
 async def reject(actor: Actor, request_id: int, reason: str) -> ApprovalRequest:
-    """R4, R10, R13, R16: a PENDING or APPROVED (not yet used) request can be rejected."""
+    """R4, R10, R13, R16: a PENDING or APPROVED (not yet used) request can be rejected.
+    Refusals decided by `decisions.reject`."""
     reason = validation.text("reason", reason, required=True)
     async with transaction():
         request, pipeline = await _lock(actor, request_id)
-        scope = pipeline_scope(pipeline)
-        require(actor, Action.APPROVE, scope, "reject requests")
-        _refuse_self_approval(actor, request, "reject")
-        state = effective_state(request)
-        if state not in LIVE_STATES:
-            raise InvalidState(f"this request is {state.value}; it can no longer be rejected")
+        refuse(decisions.reject(actor, _facts(request, pipeline)))
         await Rejection.create(request_id=request.id, user_id=actor.id, reason=reason)
-        await close_request(request, ApprovalState.REJECTED, actor_id=actor.id, scope=scope, reason=reason)
-    return request
-
-
-async def _close_by_requester_or_admin(
-    actor: Actor, request_id: int, new_state: ApprovalState, allowed: tuple, verb: str
-) -> ApprovalRequest:
-    """R14, R15: the requester, or a super-admin, closes a request."""
-    async with transaction():
-        request, pipeline = await _lock(actor, request_id)
-        scope = pipeline_scope(pipeline)
-        if actor.id != request.requested_by_id and not actor.may(Action.CLOSE_ANY_REQUEST, scope):
-            raise Forbidden("only the requester or a super-admin may close this request")
-        state = effective_state(request)
-        if state not in allowed:
-            names = " or ".join(s.value for s in allowed)
-            raise InvalidState(f"this request is {state.value}; only a {names} one can {verb}")
-        await close_request(request, new_state, actor_id=actor.id, scope=scope)
+        await close_request(
+            request, ApprovalState.REJECTED, actor_id=actor.id, scope=pipeline_scope(pipeline), reason=reason
+        )
     return request
 
 
 async def cancel(actor: Actor, request_id: int) -> ApprovalRequest:
-    """R14, R16, R17."""
-    return await _close_by_requester_or_admin(
-        actor, request_id, ApprovalState.CANCELLED, LIVE_STATES, "be cancelled"
-    )
+    """R14, R16, R17; refusals decided by `decisions.cancel`."""
+    async with transaction():
+        request, pipeline = await _lock(actor, request_id)
+        refuse(decisions.cancel(actor, _facts(request, pipeline)))
+        await close_request(
+            request, ApprovalState.CANCELLED, actor_id=actor.id, scope=pipeline_scope(pipeline)
+        )
+    return request
 
 
 async def expire(actor: Actor, request_id: int) -> ApprovalRequest:
-    """R15, R16."""
-    return await _close_by_requester_or_admin(
-        actor, request_id, ApprovalState.EXPIRED, (ApprovalState.APPROVED,), "be let expire"
-    )
+    """R15, R16; refusals decided by `decisions.expire`."""
+    async with transaction():
+        request, pipeline = await _lock(actor, request_id)
+        refuse(decisions.expire(actor, _facts(request, pipeline)))
+        await close_request(request, ApprovalState.EXPIRED, actor_id=actor.id, scope=pipeline_scope(pipeline))
+    return request
 
 
 async def sweep_expired() -> int:

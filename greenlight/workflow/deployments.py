@@ -7,7 +7,6 @@ from tortoise.expressions import Q
 from greenlight import notifications
 from greenlight.models import (
     LIVE_STATES,
-    Approval,
     ApprovalRequest,
     ApprovalState,
     Deployment,
@@ -19,28 +18,21 @@ from greenlight.models import (
 )
 from greenlight.policies import Action, Actor
 from greenlight.rollout import drivers
-from greenlight.workflow import audit, freezes, policy, validation
+from greenlight.workflow import audit, decisions, freezes, validation
 from greenlight.workflow.catalog import close_request
 from greenlight.workflow.clock import now
+from greenlight.workflow.decisions import refuse
 from greenlight.workflow.errors import (
-    ApproverCannotDeploy,
     BadUserInput,
-    Conflict,
     InvalidState,
-    NotApproved,
-    StaleImage,
     not_found,
 )
 from greenlight.workflow.guards import (
-    image_of_pipeline,
     pipeline_scope,
     require,
     visible_deployment,
-    visible_image,
-    visible_pipeline,
 )
 from greenlight.workflow.states import (
-    active_deployment,
     active_deployments,
     active_image,
     effective_state,
@@ -94,26 +86,6 @@ async def deployable_images_of(pipelines: list[Pipeline]) -> dict[int, list[Imag
     return result
 
 
-async def _approved_request(pipeline: Pipeline, image: Image) -> ApprovalRequest | None:
-    """The usable APPROVED request for (image, pipeline), locked; None if there is none."""
-    request = await ApprovalRequest.select_for_update().get_or_none(
-        image_id=image.id, pipeline_id=pipeline.id, state=ApprovalState.APPROVED
-    )
-    if request is None or effective_state(request) != ApprovalState.APPROVED:
-        return None
-    return request
-
-
-async def _not_approved(pipeline: Pipeline, image: Image) -> NotApproved:
-    partial = await ApprovalRequest.filter(
-        image_id=image.id, pipeline_id=pipeline.id, state=ApprovalState.PENDING
-    ).first()
-    if partial is not None and effective_state(partial) == ApprovalState.PENDING:
-        lines = ", ".join(map(str, await policy.progress(partial)))
-        return NotApproved(f"this image is not approved for this pipeline yet ({lines})")
-    return NotApproved("this image has no usable approval for this pipeline")
-
-
 async def deploy(
     actor: Actor,
     pipeline_id: int,
@@ -124,53 +96,32 @@ async def deploy(
 ) -> Deployment:
     """R3, R20, R21, R22, R23, R17; issue 6: freezes, stale images, approval exceptions.
 
-    Refusals in this order: NOT_FOUND / FORBIDDEN, CONFLICT, DEPLOY_FROZEN, STALE_IMAGE,
-    NOT_APPROVED / APPROVER_CANNOT_DEPLOY.
+    Refusals decided by `decisions.deploy`, in this order: NOT_FOUND / FORBIDDEN, CONFLICT,
+    DEPLOY_FROZEN, STALE_IMAGE, NOT_APPROVED / APPROVER_CANNOT_DEPLOY.
     """
     freeze_override_reason = freezes.override_reason(freeze_override_reason)
-    pipeline = await visible_pipeline(actor, pipeline_id)
-    scope = pipeline_scope(pipeline)
-    require(actor, Action.DEPLOY, scope, "deploy")
-    image = await visible_image(actor, image_id)
-    image_of_pipeline(image, pipeline)
     async with transaction():
-        pipeline = await visible_pipeline(actor, pipeline_id, lock=True)
-        active = await active_deployment(pipeline.id)
-        if active is not None and active.image_id == image.id:
-            raise Conflict(f"this image is already active on {scope.environment}", existing=active)
-        overridden = await freezes.check_deploy(actor, pipeline, freeze_override_reason)
-        request = None
-        if pipeline.required_approvals > 0:
-            request = await _approved_request(pipeline, image)
-        if request is not None and request.stale and not acknowledge_stale:
-            raise StaleImage(
-                f"this image's approval is stale: a newer image was deployed on {scope.domain} "
-                "after it was requested; deploy with acknowledgeStale: true if you mean to roll back"
+        plan = await decisions.deploy(
+            actor,
+            pipeline_id,
+            image_id,
+            lock=True,
+            acknowledge_stale=acknowledge_stale,
+            override_reason=freeze_override_reason,
+        )
+        refuse(plan.refusal)
+        if plan.request is not None:
+            await close_request(
+                plan.request, ApprovalState.CONSUMED, actor_id=actor.id, scope=pipeline_scope(plan.pipeline)
             )
-        exception = False
-        if pipeline.required_approvals > 0:
-            approved_it = request is not None and await Approval.exists(
-                request_id=request.id, user_id=actor.id
-            )
-            usable = request is not None and (pipeline.approvers_can_deploy or not approved_it)
-            if usable:
-                await close_request(request, ApprovalState.CONSUMED, actor_id=actor.id, scope=scope)
-            elif await policy.is_exception(pipeline, actor.id):
-                request, exception = None, True
-            elif request is not None:
-                raise ApproverCannotDeploy(
-                    "you approved this request, and this pipeline does not let approvers deploy"
-                )
-            else:
-                raise await _not_approved(pipeline, image)
         deployment = await _start(
-            pipeline,
-            image,
-            request,
+            plan.pipeline,
+            plan.image,
+            plan.request,
             triggered_by_id=actor.id,
             actor_id=actor.id,
-            approval_exception=exception,
-            freeze_override_reason=overridden,
+            approval_exception=plan.exception,
+            freeze_override_reason=plan.overridden,
         )
     return deployment
 

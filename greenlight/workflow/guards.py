@@ -26,14 +26,23 @@ def require_admin(actor: Actor, what: str) -> None:
         raise Forbidden(f"only super-admins may {what}")
 
 
-async def visible_pipeline(actor: Actor, pipeline_id: int, *, lock: bool = False) -> Pipeline:
+async def find_pipeline(pipeline_id: int, *, lock: bool = False) -> Pipeline | None:
     """The pipeline with its application and environment, in one statement; `lock` locks
-    the pipeline's row (not theirs)."""
+    the pipeline's row (not theirs). Whoever asks: see `visible_pipeline`."""
     query = Pipeline.filter(id=pipeline_id).select_related("application", "environment")
     if lock:
         query = query.select_for_update(of=(Pipeline._meta.db_table,))
-    pipeline = await query.first()
-    if pipeline is None or not actor.may(Action.VIEW, pipeline_scope(pipeline)):
+    return await query.first()
+
+
+def sees_pipeline(actor: Actor, pipeline: Pipeline | None) -> bool:
+    """R1: any role on the pipeline's scope."""
+    return pipeline is not None and actor.may(Action.VIEW, pipeline_scope(pipeline))
+
+
+async def visible_pipeline(actor: Actor, pipeline_id: int, *, lock: bool = False) -> Pipeline:
+    pipeline = await find_pipeline(pipeline_id, lock=lock)
+    if not sees_pipeline(actor, pipeline):
         raise not_found("pipeline")
     return pipeline
 
@@ -45,9 +54,18 @@ async def visible_application(actor: Actor, application_id: int) -> Application:
     return application
 
 
+async def find_image(image_id: int) -> Image | None:
+    """The image with its application, whoever asks: see `visible_image`."""
+    return await Image.filter(id=image_id).select_related("application").first()
+
+
+def sees_image(actor: Actor, image: Image | None) -> bool:
+    return image is not None and sees_application(actor, image.application.name)
+
+
 async def visible_image(actor: Actor, image_id: int) -> Image:
-    image = await Image.filter(id=image_id).select_related("application").first()
-    if image is None or not sees_application(actor, image.application.name):
+    image = await find_image(image_id)
+    if not sees_image(actor, image):
         raise not_found("image")
     return image
 
@@ -74,11 +92,17 @@ async def visible_deployment(actor: Actor, deployment_id: int) -> Deployment:
     return deployment
 
 
-def image_of_pipeline(image: Image, pipeline: Pipeline) -> None:
+def other_application(image: Image, pipeline: Pipeline) -> BadUserInput | None:
     """R6: an image is requested and deployed only on its own application's pipelines."""
-    if image.application_id != pipeline.application_id:
-        raise BadUserInput(
-            f"image belongs to application {image.application.name}, "
-            f"not to the pipeline's application {pipeline.application.name}",
-            field="imageId",
-        )
+    if image.application_id == pipeline.application_id:
+        return None
+    return BadUserInput(
+        f"image belongs to application {image.application.name}, "
+        f"not to the pipeline's application {pipeline.application.name}",
+        field="imageId",
+    )
+
+
+def image_of_pipeline(image: Image, pipeline: Pipeline) -> None:
+    if (error := other_application(image, pipeline)) is not None:
+        raise error

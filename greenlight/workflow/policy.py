@@ -19,6 +19,7 @@ from greenlight.models import (
     Group,
     GroupMember,
     GroupQuorum,
+    Image,
     Pipeline,
     PolicyApprover,
     User,
@@ -123,6 +124,15 @@ async def snapshot(pipeline: Pipeline) -> Snapshot:
     return Snapshot(kind, users, groups, pipeline.count_once_per_person)
 
 
+async def eligible_approvers(actor: Actor, pipeline: Pipeline, image: Image, requester_id: int) -> list[User]:
+    """R9: image-approvers on the scope plus super-admins, minus builder and requester."""
+    ids = actor.authorizer.users_with(Action.APPROVE, pipeline_scope(pipeline))
+    ids -= {image.built_by_id, requester_id}
+    if not ids:
+        return []
+    return await User.filter(id__in=ids, is_active=True).order_by("name", "id")
+
+
 # --- progress ------------------------------------------------------------------------------
 
 
@@ -201,14 +211,14 @@ async def groups_of_approver(request: ApprovalRequest, user_id: int) -> list[int
     )
 
 
-async def refuse_unmeetable(snap: Snapshot, eligible_ids: set[int]) -> None:
+async def unmeetable(snap: Snapshot, eligible_ids: set[int]) -> BadUserInput | None:
     """requestApproval: a snapshot that its eligible approvers (R9) could never meet is
-    BAD_USER_INPUT, so nobody waits for an approval that cannot come."""
+    BAD_USER_INPUT, so nobody waits for an approval that cannot come. The refusal, or None."""
     if snap.kind == ApprovalPolicyKind.SPECIFIC_USERS:
         missing = [u for u in snap.users if u["id"] not in eligible_ids]
         if missing:
             names = ", ".join(u["email"] for u in missing)
-            raise BadUserInput(
+            return BadUserInput(
                 f"this pipeline needs the approval of {names}, who may not approve this request "
                 "(they built the image, made the request, or lost the image-approver role)",
                 ineligibleUserIds=[u["id"] for u in missing],
@@ -224,10 +234,11 @@ async def refuse_unmeetable(snap: Snapshot, eligible_ids: set[int]) -> None:
         short = [g for g in snap.groups if possible[g["id"]] < g["min"]]
         if short:
             names = ", ".join(f"{g['name']} ({possible[g['id']]} of {g['min']})" for g in short)
-            raise BadUserInput(
+            return BadUserInput(
                 f"too few members who may approve this request in: {names}",
                 groups=[g["name"] for g in short],
             )
+    return None
 
 
 # --- exceptions ----------------------------------------------------------------------------

@@ -240,24 +240,6 @@ async def active_on(actor: Actor, images: list[Image]) -> list[list[Environment]
     ]
 
 
-def viewer_can_approve(
-    actor: Actor,
-    request: ApprovalRequest,
-    *,
-    built_by_id: int,
-    approver_ids: set[int],
-    application: str,
-    environment: str,
-) -> bool:
-    """Whether the caller may approve the request right now (R4, R10, R11, R15, R16)."""
-    return (
-        effective_state(request) == ApprovalState.PENDING
-        and actor.id not in (request.requested_by_id, built_by_id)
-        and actor.id not in approver_ids
-        and actor.may(Action.APPROVE, Scope(application, environment))
-    )
-
-
 def _utc(field: str, value: datetime | None) -> datetime | None:
     """A time in UTC within what every database stores (years 1 to 9999)."""
     if value is None:

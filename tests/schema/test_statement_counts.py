@@ -242,6 +242,7 @@ PIPELINE_FIELDS = """
 
 REQUEST_FIELDS = """
   id state stale progress policyKind expiresAt requiredApprovals viewerCanApprove
+  viewerCan { approve { allowed code reason } reject { code } cancel { code } expire { code } }
   requirements { description required approved met user { email } group { name } }
   image { tag builtBy { email } activeOn { name } }
   pipeline { application { name } environment { name } approvalPolicy { requiredApprovals } }

@@ -211,3 +211,24 @@ async def test_issue6_exception_lists_refuse_unknown_or_inactive_entries(world, 
     assert await read_policy(world) == policy
     image = await world.register_image("dev")
     await deploy_refused(world, unchanged, image, "dev", "NOT_APPROVED")
+
+
+async def test_r21_exception_user_who_approved_cannot_deploy(world, unchanged):
+    """R21 with approval exceptions: admin2, a super-admin listed in exceptionUserIds, approves
+    a request on shop/prod (approversCanDeploy false) and then tries to deploy that image:
+    APPROVER_CANNOT_DEPLOY, whether the request is APPROVED or still PENDING (partial).
+    Approving makes you an approver of that request, exception or not; the request stays as
+    it was and nothing is deployed. An exception user who did not approve still deploys."""
+    await set_policy(world, exceptionUserIds=[world["admin2"].user_id, world["admin"].user_id])
+
+    image = await world.register_image("dev")
+    request = await world.request_approval(image, who="dev2")
+    await world.approve(request, "admin2")  # 1 of 2: PENDING
+    await deploy_refused(world, unchanged, image, "admin2", "APPROVER_CANNOT_DEPLOY")
+    assert (await world.approve(request, "approver1"))["state"] == "APPROVED"
+    await deploy_refused(world, unchanged, image, "admin2", "APPROVER_CANNOT_DEPLOY")
+    assert await active_image(world) is None
+
+    deployment = await deploy(world, image, "admin")  # an exception user who did not approve
+    assert deployment["approvalRequest"] == {"id": request, "state": "CONSUMED"}
+    assert deployment["approvalException"] is False
