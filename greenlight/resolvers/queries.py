@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
 import strawberry
 
 from greenlight import notifications
 from greenlight.models import ApprovalState
-from greenlight.policies import Action
+from greenlight.policies import Action, Actor
 from greenlight.schema import ids
+from greenlight.schema.arguments import described
 from greenlight.schema.context import Info
 from greenlight.schema.inputs import ApprovalRequestFilter, AuditEventFilter
 from greenlight.schema.types import (
     ActionEnum,
     ApiToken,
     Application,
+    ApprovalPolicy,
     ApprovalRequest,
     AuditEvent,
     Connection,
@@ -22,15 +27,65 @@ from greenlight.schema.types import (
     Deployment,
     Environment,
     Group,
+    GroupRoleBinding,
     Image,
+    Node,
     OutboxEmail,
     Pipeline,
     RoleBinding,
     User,
     connection,
 )
-from greenlight.workflow import access, approvals, freezes, identity, outbox, reads, teams
+from greenlight.workflow import access, approvals, freezes, guards, identity, outbox, reads, teams
+from greenlight.workflow.errors import BadUserInput
 from greenlight.workflow.guards import visible_deployment, visible_request
+
+# node(id) reads each type with the workflow function of its own query or list, so it sees
+# exactly what they show (R1): NOT_FOUND for what is missing or invisible.
+NODES: dict[str, tuple[Callable[[Actor, int], Awaitable[Any]], Callable[[Any], Node]]] = {
+    "Application": (guards.visible_application, lambda m: Application(model=m)),
+    "ApiToken": (identity.api_token, lambda m: ApiToken(model=m)),
+    "ApprovalPolicy": (reads.pipeline, lambda m: ApprovalPolicy(pipeline=m)),
+    "ApprovalRequest": (visible_request, lambda m: ApprovalRequest(model=m)),
+    "AuditEvent": (reads.audit_event, lambda m: AuditEvent(model=m)),
+    "DeployFreeze": (freezes.visible_freeze, lambda m: DeployFreeze(model=m)),
+    "Deployment": (visible_deployment, lambda m: Deployment(model=m)),
+    "Environment": (reads.environment, lambda m: Environment(model=m)),
+    "Group": (teams.group, lambda m: Group(model=m)),
+    "GroupRoleBinding": (teams.group_role_binding, lambda m: GroupRoleBinding(model=m)),
+    "Image": (guards.visible_image, lambda m: Image(model=m)),
+    "OutboxEmail": (outbox.email, lambda m: OutboxEmail(model=m)),
+    "Pipeline": (reads.pipeline, lambda m: Pipeline(model=m)),
+    "RoleBinding": (reads.role_binding, lambda m: RoleBinding(model=m)),
+    "User": (reads.user, lambda m: User(model=m)),
+}
+MAX_NODES = reads.MAX_PAGE
+
+
+async def _node(actor: Actor, node_id: str, field: str) -> Node:
+    kind, pk = ids.decode_node(node_id, NODES, field)
+    read, wrap = NODES[kind]
+    return wrap(await read(actor, pk))
+
+
+async def node(
+    info: Info, id: Annotated[strawberry.ID, described('Any object\'s id, e.g. "Pipeline:3".')]
+) -> Node | None:
+    return await _node(info.context.actor, id, "id")
+
+
+async def nodes(
+    info: Info,
+    node_ids: Annotated[
+        list[strawberry.ID],
+        strawberry.argument(name="ids", description=f"At most {MAX_NODES} ids, of any types."),
+    ],
+) -> list[Node | None]:
+    if len(node_ids) > MAX_NODES:
+        raise BadUserInput(f"ids: at most {MAX_NODES}, got {len(node_ids)}", field="ids")
+    # One awaitable per id: GraphQL completes each on its own, so a missing, invisible or
+    # malformed id is null with its own error (at nodes.<index>) and the others still answer.
+    return [_node(info.context.actor, node_id, f"ids[{i}]") for i, node_id in enumerate(node_ids)]
 
 
 def me(info: Info) -> User:

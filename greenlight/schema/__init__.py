@@ -24,6 +24,17 @@ from greenlight.schema.subscriptions import Subscription
 
 @strawberry.type
 class Query:
+    node = strawberry.field(
+        resolver=queries.node,
+        description="Any object by its id (Relay), as its own query would give it: null with "
+        "NOT_FOUND when it does not exist or the caller cannot see it (R1); a malformed id is "
+        "BAD_USER_INPUT.",
+    )
+    nodes = strawberry.field(
+        resolver=queries.nodes,
+        description="node(id) for several ids, in their order: each missing, invisible or "
+        "malformed one is null with its own error.",
+    )
     me = strawberry.field(resolver=queries.me)
     deploy_freezes = strawberry.field(
         resolver=queries.deploy_freezes, description="The freezes on what the caller can see."

@@ -27,24 +27,49 @@ from greenlight.workflow.clock import now
 from greenlight.workflow.states import effective_state
 
 
-@strawberry.type
-class PageInfo:
-    has_next_page: bool
-    end_cursor: str | None
+@strawberry.interface(
+    description="An object with a global id (Relay's Node): node(id) and nodes(ids) fetch it again, "
+    "as its own query would (R1)."
+)
+class Node:
+    """Implemented by every type with an id; each holds its row in `model` (ApprovalPolicy
+    overrides `id`)."""
 
-
-def _page_info(page: reads.Page) -> PageInfo:
-    end = ids.encode_cursor(page.items[-1].id) if page.items else None
-    return PageInfo(has_next_page=page.has_next, end_cursor=end)
-
-
-@strawberry.type
-class User:
-    model: strawberry.Private[models.User]
-
-    @strawberry.field
+    @strawberry.field(
+        description='"<Type>:<number>", e.g. "Pipeline:3": unique across types and stable, so a '
+        "client's normalised cache can key on it."
+    )
     def id(self) -> strawberry.ID:
-        return strawberry.ID(ids.encode_model(self.model))
+        return strawberry.ID(ids.encode(type(self).__name__, self.model.pk))
+
+
+@strawberry.type(description="Where a page of a connection stands among all the items (Relay).")
+class PageInfo:
+    page: strawberry.Private[reads.Page]
+
+    @strawberry.field(description="Whether more items follow: pass endCursor as `after` to fetch them.")
+    def has_next_page(self) -> bool:
+        return self.page.has_next
+
+    @strawberry.field(
+        description="Whether items come before this page (there are when `after` was given and "
+        "newer items than it exist). Counted only when asked for."
+    )
+    async def has_previous_page(self) -> bool:
+        return await self.page.has_previous()
+
+    @strawberry.field(description="The cursor of the first edge; null on an empty page.")
+    def start_cursor(self) -> str | None:
+        return ids.encode_cursor(self.page.items[0].id) if self.page.items else None
+
+    @strawberry.field(description="The cursor of the last edge, for `after`; null on an empty page.")
+    def end_cursor(self) -> str | None:
+        return ids.encode_cursor(self.page.items[-1].id) if self.page.items else None
+
+
+@strawberry.type
+class User(Node):
+    model: strawberry.Private[models.User]
 
     @strawberry.field
     def email(self) -> str:
@@ -77,12 +102,8 @@ async def _users(info: Info, user_ids: list[int]) -> list[User]:
 
 
 @strawberry.type
-class RoleBinding:
+class RoleBinding(Node):
     model: strawberry.Private[models.RoleBinding]
-
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return strawberry.ID(ids.encode_model(self.model))
 
     @strawberry.field
     async def user(self, info: Info) -> User:
@@ -102,12 +123,8 @@ class RoleBinding:
 
 
 @strawberry.type
-class Environment:
+class Environment(Node):
     model: strawberry.Private[models.Environment]
-
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return strawberry.ID(ids.encode_model(self.model))
 
     @strawberry.field
     def name(self) -> str:
@@ -115,12 +132,8 @@ class Environment:
 
 
 @strawberry.type
-class Application:
+class Application(Node):
     model: strawberry.Private[models.Application]
-
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return strawberry.ID(ids.encode_model(self.model))
 
     @strawberry.field
     def name(self) -> str:
@@ -143,8 +156,15 @@ class GroupQuorum:
 
 
 @strawberry.type
-class ApprovalPolicy:
+class ApprovalPolicy(Node):
     pipeline: strawberry.Private[models.Pipeline]
+
+    @strawberry.field(
+        description='"ApprovalPolicy:<pipeline number>": each pipeline has one policy, so its id '
+        "follows the pipeline's."
+    )
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(ids.encode("ApprovalPolicy", self.pipeline.id))
 
     @strawberry.field(description="0: deploys need no approval; otherwise the least number of approvals.")
     def required_approvals(self) -> int:
@@ -210,12 +230,8 @@ class WeeklyWindow:
 
 
 @strawberry.type(description="A window in which deploys are refused with DEPLOY_FROZEN.")
-class DeployFreeze:
+class DeployFreeze(Node):
     model: strawberry.Private[models.DeployFreeze]
-
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return strawberry.ID(ids.encode_model(self.model))
 
     @strawberry.field
     def name(self) -> str:
@@ -265,12 +281,8 @@ class DeployFreeze:
 
 
 @strawberry.type
-class Pipeline:
+class Pipeline(Node):
     model: strawberry.Private[models.Pipeline]
-
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return strawberry.ID(ids.encode_model(self.model))
 
     @strawberry.field
     async def application(self, info: Info) -> Application:
@@ -325,12 +337,8 @@ class Pipeline:
 
 
 @strawberry.type
-class Image:
+class Image(Node):
     model: strawberry.Private[models.Image]
-
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return strawberry.ID(ids.encode_model(self.model))
 
     @strawberry.field
     async def application(self, info: Info) -> Application:
@@ -411,12 +419,8 @@ class ApprovalRequirement:
 
 
 @strawberry.type
-class ApprovalRequest:
+class ApprovalRequest(Node):
     model: strawberry.Private[models.ApprovalRequest]
-
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return strawberry.ID(ids.encode_model(self.model))
 
     @strawberry.field
     async def image(self, info: Info) -> Image:
@@ -511,12 +515,8 @@ class ApprovalRequest:
 
 
 @strawberry.type
-class Deployment:
+class Deployment(Node):
     model: strawberry.Private[models.Deployment]
-
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return strawberry.ID(ids.encode_model(self.model))
 
     @strawberry.field
     async def pipeline(self, info: Info) -> Pipeline:
@@ -579,12 +579,8 @@ class DeploymentStep:
 
 
 @strawberry.type
-class AuditEvent:
+class AuditEvent(Node):
     model: strawberry.Private[models.AuditEvent]
-
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return strawberry.ID(ids.encode_model(self.model))
 
     @strawberry.field
     def at(self) -> datetime:
@@ -645,16 +641,12 @@ class Connection(Generic[T]):
 
 def connection(page: reads.Page, node: type[T]) -> Connection[T]:
     edges = [Edge(cursor=ids.encode_cursor(m.id), node=node(model=m)) for m in page.items]
-    return Connection(edges=edges, page_info=_page_info(page), page=page)
+    return Connection(edges=edges, page_info=PageInfo(page=page), page=page)
 
 
 @strawberry.type
-class ApiToken:
+class ApiToken(Node):
     model: strawberry.Private[models.ApiToken]
-
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return strawberry.ID(ids.encode_model(self.model))
 
     @strawberry.field
     def name(self) -> str:
@@ -688,12 +680,8 @@ class IssuedApiToken:
 
 
 @strawberry.type(description="An email in the outbox (super-admins only).")
-class OutboxEmail:
+class OutboxEmail(Node):
     model: strawberry.Private[models.EmailOutbox]
-
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return strawberry.ID(ids.encode("OutboxEmail", self.model.id))
 
     @strawberry.field
     def kind(self) -> str:
@@ -736,12 +724,8 @@ ActionEnum = strawberry.enum(Action, name="Action")
 
 
 @strawberry.type
-class GroupRoleBinding:
+class GroupRoleBinding(Node):
     model: strawberry.Private[models.RoleBinding]
-
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return strawberry.ID(ids.encode("GroupRoleBinding", self.model.id))
 
     @strawberry.field
     async def group(self, info: Info) -> Group:
@@ -761,12 +745,8 @@ class GroupRoleBinding:
 
 
 @strawberry.type(description="A team; its members inherit the roles granted to it.")
-class Group:
+class Group(Node):
     model: strawberry.Private[models.Group]
-
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return strawberry.ID(ids.encode_model(self.model))
 
     @strawberry.field
     def name(self) -> str:
