@@ -201,6 +201,15 @@ async def revoke_api_token(actor: Actor, token_id: int) -> ApiToken:
     return api_token
 
 
+async def api_token(actor: Actor, token_id: int) -> ApiToken:
+    """A token (never its secret): the caller's own; super-admins anyone's. Another user's
+    token is as invisible as one that does not exist (R1)."""
+    found = await ApiToken.get_or_none(id=token_id)
+    if found is None or (found.user_id != actor.id and not actor.is_super_admin):
+        raise not_found("API token")
+    return found
+
+
 async def api_tokens(actor: Actor, user_id: int | None, first: int | None, after_id: int | None):
     """Tokens (never their secrets): a user's own; super-admins anyone's, or all."""
     query = ApiToken.all()

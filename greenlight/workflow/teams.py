@@ -85,6 +85,15 @@ async def group(actor: Actor, group_id: int) -> Group:
     return found
 
 
+async def group_role_binding(actor: Actor, binding_id: int) -> RoleBinding:
+    """A group's role binding, as Group.roleBindings shows it: to super-admins (R2)."""
+    require_admin(actor, "see a group's role bindings")
+    found = await RoleBinding.get_or_none(id=binding_id, group_id__isnull=False)
+    if found is None:
+        raise not_found("group role binding")
+    return found
+
+
 async def users_page(actor: Actor, first: int | None, after_id: int | None) -> Page:
     require_admin(actor, "list users")
     return await page(User.all(), first, after_id)
