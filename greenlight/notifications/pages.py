@@ -60,7 +60,7 @@ async def _actor_and_request(request: Request, token: str):
     if not config.enabled or not config.secret_key:
         raise not_found("page")
     try:
-        link = links.read_token(config.secret_key, token, now())
+        link = links.read_token(config.secret_key, token, now(), previous=config.secret_key_previous)
     except links.BadLink as error:
         raise Unauthenticated(str(error)) from None
     user = await User.get_or_none(id=link.user_id)
