@@ -15,16 +15,12 @@ from greenlight.config import ConfigError, Settings
 from greenlight.models import Approval, ApprovalRequest
 from greenlight.notifications import links
 from greenlight.workflow.clock import now
-from tests.notifications.test_email import (  # noqa: F401 (fixtures)
-    SECRET,
-    approvals_of,
-    click,
-    emailed_request,
-    pk,
-    settings,
-    smtp,
-    token_of,
-)
+from tests.notifications import test_email
+from tests.notifications.test_email import SECRET, approvals_of, click, emailed_request, pk, token_of
+
+# The SMTP server on loopback and the email-on settings of the email tests.
+smtp = test_email.smtp
+settings = test_email.settings
 
 NEW_SECRET = "n" * 40
 
