@@ -224,6 +224,7 @@ def create_app(settings: Settings, *, manage_database: bool = True, migrate: boo
             Route("/metrics", metrics.metrics_endpoint),
         ],
         middleware=[
+            tracing.asgi_middleware(),
             Middleware(RequestContextMiddleware),
             *cors(settings),
             Middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes),

@@ -92,7 +92,7 @@ class Settings:
     otel_traces_endpoint: str | None = None
     otel_service_name: str = "greenlight"
     metrics_port: int | None = None
-    cors_origins: tuple[str, ...] = ()
+    cors_origins: tuple[str, ...] | None = None
     background_jobs: bool = True
     response_cache_seconds: float = 1.0
     response_cache_entries: int = 2048
@@ -242,7 +242,7 @@ class Settings:
                 env.get("OTEL_SERVICE_NAME") or env.get("GREENLIGHT_OTEL_SERVICE_NAME") or "greenlight"
             ),
             metrics_port=metrics_port,
-            cors_origins=cors_origins,
+            cors_origins=cors_origins or None,
             request_url_template=template,
             secret_key=secret_key,
             secret_key_previous=secret_key_previous,

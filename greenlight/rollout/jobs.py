@@ -9,6 +9,7 @@ import logging
 import httpx
 
 from greenlight.notifications import dispatcher
+from greenlight.observability.tracing import job_span
 from greenlight.rollout import simulator, webhook
 from greenlight.workflow import approvals
 
@@ -16,12 +17,17 @@ log = logging.getLogger("greenlight.jobs")
 
 
 async def run_once(settings, client: httpx.AsyncClient | None = None) -> None:
-    await simulator.finish_due_rollouts()
+    """One round of each job, each in a root span of its own (no request caused it)."""
+    with job_span("finish_rollouts"):
+        await simulator.finish_due_rollouts()
     if settings.deployer == "webhook" and client is not None:
-        await webhook.deliver_due(settings, client)
-    await approvals.sweep_expired()
+        with job_span("deliver_webhooks"):
+            await webhook.deliver_due(settings, client)
+    with job_span("sweep_expired"):
+        await approvals.sweep_expired()
     if settings.email_enabled:
-        await dispatcher.deliver_due(settings)
+        with job_span("deliver_emails"):
+            await dispatcher.deliver_due(settings)
 
 
 async def run_forever(settings) -> None:
