@@ -197,6 +197,11 @@ def create_app(settings: Settings, *, manage_database: bool = True, migrate: boo
             if migrate:
                 await db.migrate(settings.database_url)
             await db.connect(settings.database_url)
+        metrics_server = (
+            metrics.serve_port(settings.metrics_host, settings.metrics_port)
+            if settings.metrics_port
+            else None
+        )
         tasks = []
         if settings.background_jobs:
             tasks.append(asyncio.create_task(jobs.run_forever(settings)))
@@ -210,6 +215,10 @@ def create_app(settings: Settings, *, manage_database: bool = True, migrate: boo
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if metrics_server is not None:
+                metrics_server.shutdown()
+                metrics_server.server_close()
+            metrics.process_exited()
             if manage_database:
                 await db.close()
 
@@ -221,7 +230,8 @@ def create_app(settings: Settings, *, manage_database: bool = True, migrate: boo
             Route("/one-click/approve", pages.approve_action, methods=["POST"]),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
-            Route("/metrics", metrics.metrics_endpoint),
+            # With a metrics port of its own, /metrics is not on the API's port.
+            *([] if settings.metrics_port else [Route("/metrics", metrics.metrics_endpoint)]),
         ],
         middleware=[
             tracing.asgi_middleware(),

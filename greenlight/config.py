@@ -92,6 +92,7 @@ class Settings:
     otel_traces_endpoint: str | None = None
     otel_service_name: str = "greenlight"
     metrics_port: int | None = None
+    metrics_host: str = "0.0.0.0"
     cors_origins: tuple[str, ...] | None = None
     background_jobs: bool = True
     response_cache_seconds: float = 1.0
@@ -242,6 +243,7 @@ class Settings:
                 env.get("OTEL_SERVICE_NAME") or env.get("GREENLIGHT_OTEL_SERVICE_NAME") or "greenlight"
             ),
             metrics_port=metrics_port,
+            metrics_host=env.get("GREENLIGHT_METRICS_HOST") or "0.0.0.0",
             cors_origins=cors_origins or None,
             request_url_template=template,
             secret_key=secret_key,
