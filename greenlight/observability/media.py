@@ -53,7 +53,7 @@ def request_error(result) -> str | None:
 
 
 def status_of(code: str) -> int:
-    return {"UNAUTHENTICATED": 401, "UNAVAILABLE": 503}.get(code, 400)
+    return {"UNAUTHENTICATED": 401, "RATE_LIMITED": 429, "UNAVAILABLE": 503}.get(code, 400)
 
 
 def error_response(status: int, message: str) -> Response:

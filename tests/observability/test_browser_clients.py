@@ -163,3 +163,29 @@ async def test_graphql_response_malformed_body_is_a_json_400(world):
     assert answer.status_code == 400
     assert answer.headers["content-type"].startswith(GRAPHQL_RESPONSE)
     assert answer.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+
+
+async def test_graphql_response_rate_limited_mutation_is_429(world, database_url):
+    from dataclasses import replace
+
+    app = create_app(
+        replace(Settings(database_url=database_url, background_jobs=False), mutations_per_minute=1),
+        manage_database=False,
+    )
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://greenlight.test"
+    ) as http:
+        answers = [
+            await post(
+                http,
+                {"query": f'mutation {{ createEnvironment(name: "rate-{n}") {{ id }} }}'},
+                GRAPHQL_RESPONSE,
+                world["admin"].token,
+            )
+            for n in range(2)
+        ]
+    assert answers[0].status_code == 200, answers[0].text
+    assert answers[1].status_code == 429, answers[1].text
+    assert answers[1].json()["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
+    assert "data" not in answers[1].json()
+    assert answers[1].headers["Retry-After"]
