@@ -195,6 +195,7 @@ def create_app(settings: Settings, *, manage_database: bool = True, migrate: boo
     sso.configure(settings)
     if tracing.setup(settings):
         tracing.instrument_schema(graphql.schema)
+    metrics.configure(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -94,6 +94,7 @@ class Settings:
     otel_service_name: str = "greenlight"
     metrics_port: int | None = None
     metrics_host: str = "0.0.0.0"
+    metrics_cache_seconds: float = 5.0
     cors_origins: tuple[str, ...] | None = None
     background_jobs: bool = True
 
@@ -249,6 +250,7 @@ class Settings:
             ),
             metrics_port=metrics_port,
             metrics_host=env.get("GREENLIGHT_METRICS_HOST") or "0.0.0.0",
+            metrics_cache_seconds=_float(env, "GREENLIGHT_METRICS_CACHE_SECONDS", 5.0, 0.0),
             cors_origins=cors_origins or None,
             request_url_template=template,
             secret_key=secret_key,

@@ -7,8 +7,9 @@ With several worker processes (`greenlight serve --workers N`) prometheus_client
 multiprocess mode is on (PROMETHEUS_MULTIPROC_DIR, which `serve` sets up): counters and
 histograms are summed over the workers, whichever of them answers a scrape. What is read
 from the database is the same for every process, so it is not kept per process: one
-collector reads it at scrape time, and reads it again only when the database has changed
-(its change counter moved) or DATABASE_CACHE_SECONDS have passed."""
+collector reads it at scrape time, at most once per GREENLIGHT_METRICS_CACHE_SECONDS
+(concurrent scrapes share one reading), so frequent scrapes of many replicas cost the
+database little."""
 
 from __future__ import annotations
 
@@ -43,7 +44,6 @@ from starlette.responses import Response
 from tortoise import connections
 from tortoise.functions import Count, Min
 
-from greenlight.cache import changes
 from greenlight.models import ApprovalRequest as Request_
 from greenlight.models import ApprovalState, Deployment, DeploymentStatus, EmailOutbox, WebhookDelivery
 from greenlight.workflow.clock import now
@@ -52,9 +52,6 @@ from greenlight.workflow.states import LIVE_STATES
 log = logging.getLogger("greenlight.metrics")
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
-# Database-derived gauges are read again after this long even if nothing was written:
-# expiry (R15) and the outboxes' due times move with the clock alone.
-DATABASE_CACHE_SECONDS = 5.0
 
 GRAPHQL_REQUESTS = Counter(
     "greenlight_graphql_requests_total",
@@ -234,25 +231,22 @@ class DatabaseCollector:
 
     def __init__(self) -> None:
         self.reading = Reading()
-        self._version: int | None = None
+        self.cache_seconds = 5.0
         self._read_at = float("-inf")
         self._lock: asyncio.Lock | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
 
     async def refresh(self) -> None:
-        """Reads the database again unless it has not changed since the last reading and
-        that reading is younger than DATABASE_CACHE_SECONDS; concurrent scrapes share one."""
+        """Reads the database again unless the last reading is younger than
+        `cache_seconds`; concurrent scrapes wait for one reading."""
         self._loop, self._loop_thread = asyncio.get_running_loop(), threading.get_ident()
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:
-            counter = await changes.read()
-            fresh = time.monotonic() - self._read_at < DATABASE_CACHE_SECONDS
-            if fresh and counter.trusted and counter.version == self._version:
+            if time.monotonic() - self._read_at < self.cache_seconds:
                 return
             self.reading = await _read_database()
-            self._version = counter.version if counter.trusted else None
             self._read_at = time.monotonic()
 
     def _refresh_from_another_thread(self) -> None:
@@ -303,6 +297,11 @@ class DatabaseCollector:
 DATABASE = DatabaseCollector()
 BUILD = BuildCollector()
 _registry: CollectorRegistry | None = None
+
+
+def configure(settings) -> None:
+    DATABASE.cache_seconds = settings.metrics_cache_seconds
+    DATABASE._read_at = float("-inf")
 
 
 def registry() -> CollectorRegistry:

@@ -21,10 +21,14 @@ from greenlight.models import EmailOutbox, User, WebhookDelivery
 from greenlight.observability import metrics
 from greenlight.workflow.clock import now
 from tests.e2e.test_websocket import DEPLOYMENT_STATUS, session, subscribe
+from tests.observability import test_metrics
 from tests.observability.test_metrics import REQUESTS, delta, outcomes, scrape, value
 from tests.support import free_port, receive, serving
 
 HTTP_LATENCY_COUNT = "greenlight_http_request_duration_seconds_count"
+
+# Gauges read on every scrape, as in the metrics tests.
+settings = test_metrics.settings
 
 
 async def test_build_info_names_version_commit_and_python(http):
@@ -143,27 +147,32 @@ async def test_subscription_ended_by_its_client_is_not_an_error(world, app):
     assert changes.get("OK", 0) >= 2, changes
 
 
-async def test_database_gauges_are_read_once_while_nothing_changes(world, monkeypatch):
+async def test_database_gauges_are_read_once_per_cache_window(world, monkeypatch):
+    """Scrapes within GREENLIGHT_METRICS_CACHE_SECONDS share one reading of the database,
+    concurrent ones too; once the window has passed the next scrape reads again."""
     reads = []
     original = metrics._read_database
 
     async def counted():
         reads.append(1)
+        await asyncio.sleep(0.05)  # long enough for the concurrent scrapes to meet
         return await original()
 
     monkeypatch.setattr(metrics, "_read_database", counted)
+    monkeypatch.setattr(metrics.DATABASE, "cache_seconds", 60.0)
     monkeypatch.setattr(metrics.DATABASE, "_read_at", float("-inf"))
-    await scrape(world.http)
-    assert len(reads) == 1
     await asyncio.gather(*(scrape(world.http) for _ in range(5)))
-    assert len(reads) == 1  # nothing written: the reading is kept
+    assert len(reads) == 1
     await world.register_image(tag="v-gauges")
-    samples = await scrape(world.http)
-    assert len(reads) == 2  # a write moves the change counter: read again
-    assert value(samples, "greenlight_outbox_depth", kind="email") == 0
-    monkeypatch.setattr(metrics.DATABASE, "_read_at", float("-inf"))  # the cache's time is up
     await scrape(world.http)
-    assert len(reads) == 3
+    assert len(reads) == 1  # within the window the reading is kept
+    monkeypatch.setattr(metrics.DATABASE, "_read_at", float("-inf"))  # the window has passed
+    await scrape(world.http)
+    assert len(reads) == 2
+    monkeypatch.setattr(metrics.DATABASE, "cache_seconds", 0.0)  # GREENLIGHT_METRICS_CACHE_SECONDS=0
+    await scrape(world.http)
+    await scrape(world.http)
+    assert len(reads) == 4
 
 
 PROMTOOL = shutil.which("promtool")
