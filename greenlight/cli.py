@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import shutil
 import signal
 import sys
+import tempfile
 from pathlib import Path
 
 from greenlight import build, db, sqlite
@@ -92,6 +95,8 @@ def serve(args: argparse.Namespace) -> int:
     _serve_alone(settings)
     if not _schema_ready(settings, migrate=settings.migrate_on_start and not args.no_migrate):
         return 2
+    if args.workers > 1:
+        _multiprocess_metrics_dir()
     # uvicorn ends its graceful shutdown by raising the signal it caught again, under the
     # handler that was there before it: make that a clean exit, so SIGTERM exits 0.
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -127,6 +132,22 @@ def _schema_ready(settings: Settings, migrate: bool) -> bool:
         )
         return False
     return True
+
+
+def _multiprocess_metrics_dir() -> None:
+    """Several workers count into files of one folder that every scrape sums
+    (prometheus_client's multiprocess mode): PROMETHEUS_MULTIPROC_DIR if set, else a fresh
+    one; emptied at start, so counts of an earlier run are not added in."""
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="greenlight-metrics-")
+    path = Path(folder)
+    if path.exists():
+        for entry in path.iterdir():
+            if entry.is_dir():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+    path.mkdir(parents=True, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
 
 
 async def _bootstrap(settings: Settings, email: str) -> str:

@@ -106,6 +106,7 @@ class Settings:
     public_url: str = "http://localhost:8000"
     request_url_template: str = "{public_url}/requests/{request_id}"
     secret_key: str | None = field(default=None, repr=False)
+    secret_key_previous: str | None = field(default=None, repr=False)
     email_max_attempts: int = 8
     email_backoff_seconds: float = 5.0
     deployer: str = "simulator"
@@ -138,7 +139,12 @@ class Settings:
     log_format: str = "auto"
     log_level: str = "INFO"
     otel_endpoint: str | None = None
+    otel_traces_endpoint: str | None = None
     otel_service_name: str = "greenlight"
+    metrics_port: int | None = None
+    metrics_host: str = "0.0.0.0"
+    metrics_cache_seconds: float = 5.0
+    cors_origins: tuple[str, ...] | None = None
     background_jobs: bool = True
     migrate_on_start: bool = True
 
@@ -165,9 +171,34 @@ class Settings:
             raise ConfigError(
                 f"GREENLIGHT_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {log_level!r}"
             )
-        otel_endpoint = env.get("GREENLIGHT_OTEL_ENDPOINT") or None
-        if otel_endpoint and not otel_endpoint.startswith(("http://", "https://")):
-            raise ConfigError(f"GREENLIGHT_OTEL_ENDPOINT must be an http(s) URL, got {otel_endpoint!r}")
+        # The standard OpenTelemetry variables first; Greenlight's own names are their aliases.
+        otel_disabled = (env.get("OTEL_SDK_DISABLED") or "").lower() == "true"
+        otel_endpoint, otel_traces_endpoint = None, None
+        for name in (
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "GREENLIGHT_OTEL_ENDPOINT",
+        ):
+            value = env.get(name) or None
+            if value and not value.startswith(("http://", "https://")):
+                raise ConfigError(f"{name} must be an http(s) URL, got {value!r}")
+        if not otel_disabled:
+            otel_traces_endpoint = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or None
+            otel_endpoint = (
+                env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get("GREENLIGHT_OTEL_ENDPOINT") or None
+            )
+        metrics_port = _int(env, "GREENLIGHT_METRICS_PORT", 0, 0) or None
+        if metrics_port is not None and metrics_port > 65535:
+            raise ConfigError(f"GREENLIGHT_METRICS_PORT must be a TCP port (1 to 65535), got {metrics_port}")
+        cors_origins = tuple(
+            o.strip().rstrip("/") for o in (env.get("GREENLIGHT_CORS_ORIGINS") or "").split(",")
+        )
+        cors_origins = tuple(o for o in cors_origins if o)
+        for origin in cors_origins:
+            if origin != "*" and not origin.startswith(("http://", "https://")):
+                raise ConfigError(
+                    f"GREENLIGHT_CORS_ORIGINS must list origins like https://app.example.com, got {origin!r}"
+                )
         url = env.get("GREENLIGHT_DATABASE_URL") or cls.database_url
         if not url.startswith(("sqlite://", "postgres://", "postgresql://")):
             raise ConfigError(
@@ -199,6 +230,9 @@ class Settings:
         smtp_host = env.get("GREENLIGHT_SMTP_HOST") or None
         smtp_from = env.get("GREENLIGHT_SMTP_FROM") or None
         secret_key = env.get("GREENLIGHT_SECRET_KEY") or None
+        secret_key_previous = env.get("GREENLIGHT_SECRET_KEY_PREVIOUS") or None
+        if secret_key_previous and len(secret_key_previous) < 32:
+            raise ConfigError("GREENLIGHT_SECRET_KEY_PREVIOUS must be 32 characters or more")
         if bool(smtp_host) != bool(smtp_from):
             raise ConfigError("GREENLIGHT_SMTP_HOST and GREENLIGHT_SMTP_FROM must be set together")
         if smtp_host and (not secret_key or len(secret_key) < 32):
@@ -271,9 +305,17 @@ class Settings:
             log_format=log_format,
             log_level=log_level,
             otel_endpoint=otel_endpoint,
-            otel_service_name=env.get("GREENLIGHT_OTEL_SERVICE_NAME") or "greenlight",
+            otel_traces_endpoint=otel_traces_endpoint,
+            otel_service_name=(
+                env.get("OTEL_SERVICE_NAME") or env.get("GREENLIGHT_OTEL_SERVICE_NAME") or "greenlight"
+            ),
+            metrics_port=metrics_port,
+            metrics_host=env.get("GREENLIGHT_METRICS_HOST") or "0.0.0.0",
+            metrics_cache_seconds=_float(env, "GREENLIGHT_METRICS_CACHE_SECONDS", 5.0, 0.0),
+            cors_origins=cors_origins or None,
             request_url_template=template,
             secret_key=secret_key,
+            secret_key_previous=secret_key_previous,
             email_max_attempts=_int(env, "GREENLIGHT_EMAIL_MAX_ATTEMPTS", 8, 1),
             email_backoff_seconds=_float(env, "GREENLIGHT_EMAIL_BACKOFF_SECONDS", 5.0),
             deployer=deployer,

@@ -22,6 +22,7 @@ class MailConfig:
     public_url: str = "http://localhost:8000"
     request_url_template: str = "{public_url}/requests/{request_id}"
     secret_key: str | None = None
+    secret_key_previous: str | None = None
 
 
 _config = MailConfig()
@@ -34,6 +35,7 @@ def configure(settings) -> None:
         public_url=settings.public_url,
         request_url_template=settings.request_url_template,
         secret_key=settings.secret_key,
+        secret_key_previous=settings.secret_key_previous,
     )
 
 

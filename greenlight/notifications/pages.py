@@ -62,7 +62,7 @@ async def _actor_and_request(request: Request, token: str):
     if not config.enabled or not config.secret_key:
         raise not_found("page")
     try:
-        link = links.read_token(config.secret_key, token, now())
+        link = links.read_token(config.secret_key, token, now(), previous=config.secret_key_previous)
     except links.MalformedLink as error:
         raise BadUserInput(str(error)) from None
     except links.BadLink as error:

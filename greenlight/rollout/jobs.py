@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 import httpx
 
 from greenlight.notifications import dispatcher
+from greenlight.observability.tracing import job_span
 from greenlight.policies import Authorizer
 from greenlight.rollout import simulator, webhook
 from greenlight.workflow import approvals, deployments
@@ -29,28 +30,34 @@ def kinds(settings, client: httpx.AsyncClient | None) -> dict[str, Job]:
     """Each kind of periodic work this process does, by name."""
     authorizer = Authorizer()  # R24 after a freeze deploys with the requester's rights of now
     work: dict[str, Job] = {
-        "rollouts": simulator.finish_due_rollouts,
-        "expiry": approvals.sweep_expired,
-        "deploys after freezes": lambda: deployments.deploy_after_freezes(authorizer),
+        "finish_rollouts": simulator.finish_due_rollouts,
+        "sweep_expired": approvals.sweep_expired,
+        "deploy_after_freezes": lambda: deployments.deploy_after_freezes(authorizer),
     }
     if settings.deployer == "webhook" and client is not None:
-        work["webhooks"] = lambda: webhook.deliver_due(settings, client)
+        work["deliver_webhooks"] = lambda: webhook.deliver_due(settings, client)
     if settings.email_enabled:
-        work["emails"] = lambda: dispatcher.deliver_due(settings)
+        work["deliver_emails"] = lambda: dispatcher.deliver_due(settings)
     return work
+
+
+async def _round(name: str, job: Job) -> None:
+    """One round of a job, in a root span of its own (no request caused it)."""
+    with job_span(name):
+        await job()
 
 
 async def run_once(settings, client: httpx.AsyncClient | None = None) -> None:
     """Every kind once, one after another (for tests and scripts)."""
-    for job in kinds(settings, client).values():
-        await job()
+    for name, job in kinds(settings, client).items():
+        await _round(name, job)
 
 
 async def _repeat(name: str, job: Job, pause: float) -> None:
     """Runs until cancelled; a failing round is logged and the next one tries again."""
     while True:
         try:
-            await job()
+            await _round(name, job)
         except asyncio.CancelledError:
             raise
         except Exception:

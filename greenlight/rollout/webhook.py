@@ -1,16 +1,26 @@
 """The webhook driver (GREENLIGHT_DEPLOYER=webhook): hands deployments to an external CD
 system and lets it report back through `reportDeploymentStatus`.
 
-Each event is a JSON body signed with HMAC-SHA256 over the exact bytes sent, in the
-header `X-Greenlight-Signature: sha256=<hex>`. Deliveries come from an outbox table
-written in the deploy's transaction; a failed one is retried with exponential backoff,
-and after `GREENLIGHT_WEBHOOK_MAX_ATTEMPTS` the deployment is marked FAILED. A delivery
-is claimed with FOR UPDATE SKIP LOCKED and a lease, so with several processes each
-attempt is made by one of them, and a process dying mid-attempt only delays it.
+Each event is a JSON body signed the Standard Webhooks way (standardwebhooks.com):
+`webhook-id` (the delivery's id, the same on every retry, so receivers can drop
+duplicates), `webhook-timestamp` (when this attempt was signed) and `webhook-signature`
+(`v1,<base64 HMAC-SHA256 of "id.timestamp.body">`). The timestamp is signed too, so a
+captured event replayed later is refused by a receiver checking its age. The secret is
+GREENLIGHT_DEPLOY_WEBHOOK_SECRET: a `whsec_<base64>` value is that key, any other value is
+the key's UTF-8 bytes. The older `X-Greenlight-Signature: sha256=<hex of HMAC-SHA256 over
+the body>` is still sent for one release (deprecated: it does not cover time).
+
+Deliveries come from an outbox table written in the deploy's transaction; a failed one is
+retried with exponential backoff and jitter (so receivers coming back up are not hit by
+every sender at once), and after `GREENLIGHT_WEBHOOK_MAX_ATTEMPTS` the deployment is marked
+FAILED. A delivery is claimed with FOR UPDATE SKIP LOCKED and a lease, so with several
+processes each attempt is made by one of them, and a process dying mid-attempt only
+delays it.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import hmac
@@ -19,6 +29,7 @@ import logging
 from datetime import timedelta
 
 import httpx
+from standardwebhooks import Webhook
 
 from greenlight import outbox
 from greenlight.models import Deployment, DeploymentStatus, WebhookDelivery
@@ -28,8 +39,12 @@ from greenlight.workflow.errors import InvalidState
 
 log = logging.getLogger("greenlight.webhook")
 
+# Deprecated, sent for one release beside the Standard Webhooks headers.
 SIGNATURE_HEADER = "X-Greenlight-Signature"
 MAX_BACKOFF_SECONDS = 300.0
+# Each retry waits between half and all of its exponential delay.
+BACKOFF_JITTER = 0.5
+SECRET_PREFIX = "whsec_"
 
 
 def body_of(payload: dict) -> bytes:
@@ -37,7 +52,25 @@ def body_of(payload: dict) -> bytes:
 
 
 def signature(secret: str, body: bytes) -> str:
+    """The deprecated X-Greenlight-Signature: HMAC-SHA256 over the body alone."""
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def signing_key(secret: str) -> bytes:
+    """`whsec_<base64>` is the Standard Webhooks form of a key; anything else is used as is."""
+    if secret.startswith(SECRET_PREFIX):
+        return base64.b64decode(secret.removeprefix(SECRET_PREFIX) + "==")
+    return secret.encode()
+
+
+def standard_headers(secret: str, delivery_id: str, body: bytes) -> dict[str, str]:
+    """webhook-id, webhook-timestamp and webhook-signature of one attempt."""
+    signed_at = now()
+    return {
+        "webhook-id": delivery_id,
+        "webhook-timestamp": str(int(signed_at.timestamp())),
+        "webhook-signature": Webhook(signing_key(secret)).sign(delivery_id, signed_at, body.decode()),
+    }
 
 
 async def _send(settings, client: httpx.AsyncClient, delivery: WebhookDelivery) -> str | None:
@@ -45,6 +78,7 @@ async def _send(settings, client: httpx.AsyncClient, delivery: WebhookDelivery) 
     body = body_of(delivery.payload)
     headers = {
         "Content-Type": "application/json",
+        **standard_headers(settings.deploy_webhook_secret, str(delivery.id), body),
         SIGNATURE_HEADER: signature(settings.deploy_webhook_secret, body),
         "X-Greenlight-Event": delivery.payload.get("event", ""),
         "X-Greenlight-Delivery": str(delivery.id),
@@ -113,6 +147,7 @@ async def deliver_due(settings, client: httpx.AsyncClient) -> int:
             max_attempts=settings.webhook_max_attempts,
             backoff_seconds=settings.webhook_backoff_seconds,
             max_backoff_seconds=MAX_BACKOFF_SECONDS,
+            jitter=BACKOFF_JITTER,
         )
         if error is None:
             delivered += 1
