@@ -34,6 +34,7 @@ FIELDS = {
     "GREENLIGHT_DATABASE_URL": ("database_url", "postgres://greenlight:p4ss@db:5432/greenlight"),
     "GREENLIGHT_SMTP_PASSWORD": ("smtp_password", "smtp password with spaces "),
     "GREENLIGHT_SECRET_KEY": ("secret_key", SECRET),
+    "GREENLIGHT_SECRET_KEY_PREVIOUS": ("secret_key_previous", "p" * 40),
     "GREENLIGHT_DEPLOY_WEBHOOK_SECRET": ("deploy_webhook_secret", "w" * 40),
     "GREENLIGHT_JWT_SECRET": ("jwt_secret", "j" * 40),
 }

@@ -126,8 +126,12 @@ def test_serve_no_migrate_refuses_when_one_migration_is_pending(fresh_database_u
     from tortoise import Tortoise
     from tortoise.migrations.api import migrate
 
+    names = sorted(
+        p.stem for p in (Path(db.__file__).parent / "migrations").glob("[0-9][0-9][0-9][0-9]_*.py")
+    )
+
     async def migrate_all_but_last() -> str:
-        await migrate(config=db.tortoise_config(fresh_database_url), target="models.0002_approval_policies")
+        await migrate(config=db.tortoise_config(fresh_database_url), target=f"models.{names[-2]}")
         await Tortoise.close_connections()
         return (await db.pending_migrations(fresh_database_url))[-1]
 

@@ -3,7 +3,7 @@ from tortoise.migrations import operations as ops
 
 
 class Migration(migrations.Migration):
-    dependencies = [("models", "0003_policy_versions")]
+    dependencies = [("models", "0004_drop_change_counter")]
 
     initial = False
 
