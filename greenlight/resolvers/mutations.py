@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import strawberry
 
 from greenlight import models
@@ -82,6 +84,16 @@ async def cancel_approval_request(info: Info, id: strawberry.ID) -> ApprovalRequ
 async def expire_approval(info: Info, id: strawberry.ID) -> ApprovalRequest:
     request_id = ids.decode("ApprovalRequest", id, "id")
     return ApprovalRequest(model=await approvals.expire(info.context.actor, request_id))
+
+
+async def withdraw_approval(
+    info: Info,
+    request_id: Annotated[strawberry.ID, strawberry.argument(description="The request you approved.")],
+) -> ApprovalRequest:
+    actor = info.context.actor
+    request = await approvals.withdraw_approval(actor, ids.decode("ApprovalRequest", request_id, "requestId"))
+    info.context.loaders.prime_request(request, actor.user)  # what it read: the answer reads none again
+    return ApprovalRequest(model=request)
 
 
 async def deploy_image(info: Info, input: DeployImageInput) -> Deployment:

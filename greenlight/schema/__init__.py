@@ -84,6 +84,10 @@ class Mutation:
     cancel_approval_request = strawberry.mutation(resolver=mutations.cancel_approval_request)
     expire_approval = strawberry.mutation(resolver=mutations.expire_approval)
     deploy_image = strawberry.mutation(resolver=mutations.deploy_image)
+    withdraw_approval = strawberry.mutation(
+        resolver=mutations.withdraw_approval,
+        description="Take back your own approval while the request is PENDING; it no longer counts.",
+    )
     report_deployment_status = strawberry.mutation(
         resolver=mutations.report_deployment_status,
         description="An external CD system (deploy-agent role) reports a rollout's progress or end.",
