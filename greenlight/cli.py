@@ -290,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         "serve", help="apply pending migrations (unless --no-migrate), then serve the API"
     )
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=whole_number(1, 65535), default=8000, help="1 to 65535")
+    p.add_argument("--port", type=whole_number(0, 65535), default=8000, help="0 to 65535 (0: any free port)")
     p.add_argument("--workers", type=whole_number(1), default=1, help="server processes (PostgreSQL only)")
     p.add_argument(
         "--no-migrate",

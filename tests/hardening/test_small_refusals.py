@@ -14,9 +14,9 @@ GRANT = "mutation($i: RoleBindingInput!) { grantRole(input: $i) { id user { isSu
 @pytest.mark.parametrize(
     ("option", "value", "says"),
     [
-        ("--port", "99999", "from 1 to 65535"),
-        ("--port", "0", "from 1 to 65535"),
-        ("--port", "-1", "from 1 to 65535"),
+        ("--port", "99999", "from 0 to 65535"),
+        ("--port", "65536", "from 0 to 65535"),
+        ("--port", "-1", "from 0 to 65535"),
         ("--port", "http", "not a whole number"),
         ("--workers", "0", "at least 1"),
         ("--workers", "-3", "at least 1"),
