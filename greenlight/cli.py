@@ -40,14 +40,12 @@ def _run_on_database(command: str, settings: Settings, work):
         raise SystemExit(1) from None
 
 
-def _sqlite_folder_exists(command: str, settings: Settings) -> None:
+def _sqlite_usable(command: str, settings: Settings) -> None:
+    """A SQLite file this process cannot write stops the command at once, naming the path."""
     path = sqlite.database_path(settings.database_url) if settings.database_url.startswith("sqlite") else None
-    if path is not None and not path.parent.is_dir():
-        print(
-            f"greenlight {command}: the folder of the SQLite database {path} does not exist: "
-            "create it, or fix GREENLIGHT_DATABASE_URL",
-            file=sys.stderr,
-        )
+    problem = sqlite.unusable(path) if path is not None else None
+    if problem is not None:
+        print(f"greenlight {command}: {problem}", file=sys.stderr)
         raise SystemExit(1)
 
 
@@ -91,7 +89,7 @@ def serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    _sqlite_folder_exists("serve", settings)
+    _sqlite_usable("serve", settings)
     _serve_alone(settings)
     if not _schema_ready(settings, migrate=settings.migrate_on_start and not args.no_migrate):
         return 2
@@ -167,7 +165,7 @@ def bootstrap_command(args: argparse.Namespace) -> int:
     from greenlight.workflow.errors import GreenlightError
 
     settings = _settings()
-    _sqlite_folder_exists("bootstrap", settings)
+    _sqlite_usable("bootstrap", settings)
     try:
         token = _run_on_database("bootstrap", settings, _bootstrap(settings, args.email))
     except GreenlightError as error:
@@ -179,7 +177,7 @@ def bootstrap_command(args: argparse.Namespace) -> int:
 
 def migrate_command(args: argparse.Namespace) -> int:
     settings = _settings()
-    _sqlite_folder_exists("migrate", settings)
+    _sqlite_usable("migrate", settings)
     _run_on_database("migrate", settings, db.migrate(settings.database_url))
     print("migrations applied")
     return 0

@@ -39,6 +39,7 @@ class Timeouts:
 
     connect: float = 5.0
     statement: float = 15.0
+    ready: float = 2.0  # GREENLIGHT_READY_TIMEOUT_SECONDS: how long ping() waits
 
 
 _timeouts = Timeouts()
@@ -47,7 +48,9 @@ _timeouts = Timeouts()
 def configure(settings) -> None:
     global _timeouts
     _timeouts = Timeouts(
-        settings.database_connect_timeout_seconds, settings.database_statement_timeout_seconds
+        settings.database_connect_timeout_seconds,
+        settings.database_statement_timeout_seconds,
+        settings.ready_timeout_seconds,
     )
 
 
@@ -125,11 +128,12 @@ def is_postgres() -> bool:
     return connections.get("default").capabilities.dialect == "postgres"
 
 
-async def ping(timeout: float | None = None) -> bool:
-    """Whether the database answers a trivial query right now, within `timeout` seconds:
-    behind a partition a query gets no answer at all, and readiness must say so quickly."""
+async def ping() -> bool:
+    """Whether the database answers a trivial query right now, within
+    GREENLIGHT_READY_TIMEOUT_SECONDS: behind a partition a query gets no answer at all, and
+    readiness must say so quickly."""
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(_timeouts.ready):
             await connections.get("default").execute_query("SELECT 1")
     except Exception:
         return False

@@ -161,3 +161,21 @@ def hold_exclusively(database: Path) -> Path:
     os.pwrite(fd, str(os.getpid()).encode(), 0)
     _held.append(fd)
     return lock_path
+
+
+def unusable(database: Path) -> str | None:
+    """Why this process could not write the SQLite file, or None. Checked before opening it:
+    SQLite opens a file it may not write read-only, and a server on it would fail at its
+    first write rather than at start. The folder must be writable too (SQLite keeps its
+    journal, `-wal` and `-shm` files beside the database)."""
+    if not database.parent.is_dir():
+        return f"the folder of the SQLite database {database} does not exist: create it, or fix GREENLIGHT_DATABASE_URL"
+    writable = "it and its folder must be writable by the user running greenlight"
+    if database.exists():
+        try:
+            os.close(os.open(database, os.O_RDWR))
+        except OSError as error:
+            return f"cannot write the SQLite database {database} ({error.strerror}): {writable}"
+    if not os.access(database.parent, os.W_OK | os.X_OK):
+        return f"cannot write in the folder of the SQLite database {database}: {writable}"
+    return None

@@ -108,6 +108,16 @@ async def expire_approval(
     return ApprovalRequest(model=await approvals.expire(info.context.actor, request_id))
 
 
+async def withdraw_approval(
+    info: Info,
+    request_id: Annotated[strawberry.ID, strawberry.argument(description="The request you approved.")],
+) -> ApprovalRequest:
+    actor = info.context.actor
+    request = await approvals.withdraw_approval(actor, ids.decode("ApprovalRequest", request_id, "requestId"))
+    info.context.loaders.prime_request(request, actor.user)  # what it read: the answer reads none again
+    return ApprovalRequest(model=request)
+
+
 async def deploy_image(
     info: Info, input: Annotated[DeployImageInput, described("What to deploy where.")]
 ) -> Deployment:

@@ -139,6 +139,10 @@ class Mutation:
         resolver=mutations.expire_approval,
         description="Let an APPROVED request expire: the requester or a super-admin (R15).",
     )
+    withdraw_approval = strawberry.mutation(
+        resolver=mutations.withdraw_approval,
+        description="Take back your own approval while the request is PENDING (R11, R17); it no longer counts.",
+    )
     deploy_image = strawberry.mutation(
         resolver=mutations.deploy_image,
         description="Deploy an image on a pipeline (R3, R19 to R22); consumes its APPROVED request in the same transaction (R20).",
