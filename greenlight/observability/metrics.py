@@ -14,18 +14,14 @@ database little."""
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import os
 import platform
 import re
-import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from importlib import metadata
-from pathlib import Path
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -44,6 +40,7 @@ from starlette.responses import Response
 from tortoise import connections
 from tortoise.functions import Count, Min
 
+from greenlight import build
 from greenlight.models import ApprovalRequest as Request_
 from greenlight.models import ApprovalState, Deployment, DeploymentStatus, EmailOutbox, WebhookDelivery
 from greenlight.workflow.clock import now
@@ -148,31 +145,8 @@ class BuildCollector:
             "The running build: package version, git commit and Python version (always 1)",
             labels=["version", "commit", "python"],
         )
-        family.add_metric([_version(), _commit(), platform.python_version()], 1)
+        family.add_metric([build.version(), build.commit(), platform.python_version()], 1)
         yield family
-
-
-def _version() -> str:
-    try:
-        return metadata.version("greenlight")
-    except metadata.PackageNotFoundError:
-        return "unknown"
-
-
-@functools.cache
-def _commit() -> str:
-    """The git commit of a checkout this runs from, else "unknown"."""
-    checkout = Path(__file__).resolve().parents[2]
-    if not (checkout / ".git").exists():
-        return "unknown"
-    try:
-        done = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=checkout, capture_output=True, text=True, timeout=5
-        )
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    found = done.stdout.strip()
-    return found if done.returncode == 0 and re.fullmatch(r"[0-9a-f]{7,64}", found) else "unknown"
 
 
 @dataclass
@@ -240,7 +214,7 @@ class DatabaseCollector:
     async def refresh(self) -> None:
         """Reads the database again unless the last reading is younger than
         `cache_seconds`; concurrent scrapes wait for one reading."""
-        self._loop, self._loop_thread = asyncio.get_running_loop(), threading.get_ident()
+        self.bind(asyncio.get_running_loop())
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:
@@ -248,6 +222,12 @@ class DatabaseCollector:
                 return
             self.reading = await _read_database()
             self._read_at = time.monotonic()
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The event loop (and its thread) the database is read on."""
+        if loop is not self._loop:
+            self._lock = None  # an asyncio lock belongs to one event loop
+        self._loop, self._loop_thread = loop, threading.get_ident()
 
     def _refresh_from_another_thread(self) -> None:
         """The metrics port's server runs in a thread: the reading is made on the app's loop."""
@@ -333,7 +313,7 @@ def serve_port(host: str, port: int):
     """GREENLIGHT_METRICS_PORT: /metrics on a port of its own (prometheus_client's server,
     in a thread). With several workers one of them binds it; any one of them answers for
     all. Returns the server (to shut down), or None when another worker has the port."""
-    DATABASE._loop, DATABASE._loop_thread = asyncio.get_running_loop(), threading.get_ident()
+    DATABASE.bind(asyncio.get_running_loop())
     try:
         server, _ = start_http_server(port, addr=host, registry=registry())
     except OSError as error:
