@@ -212,6 +212,11 @@ async def _deploy_after_freeze(pipeline: Pipeline, request: ApprovalRequest, aut
         reason = "the pipeline no longer deploys automatically; the approval can still be deployed by hand"
     elif (current := await active_image(pipeline.id)) is not None and current.id == request.image_id:
         reason = "this image is already active on the pipeline (R22); the approval stays usable"
+    elif request.stale:  # deployImage needs acknowledgeStale for it: never roll back unasked
+        reason = (
+            "the approval is stale: a newer image was deployed during the freeze; "
+            "deploy this one by hand with acknowledgeStale to roll back"
+        )
     elif not await _requester_may_deploy(request, scope, authorizer):
         reason = "the requester may no longer deploy here; someone who may can deploy the approval"
     if reason is not None:

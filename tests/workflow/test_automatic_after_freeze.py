@@ -144,3 +144,16 @@ async def test_r24_requester_whose_role_was_revoked_during_the_freeze_gets_an_em
     (email,) = await told(world)
     assert "may no longer deploy" in email.text_body
     assert await AuditEvent.filter(action="automatic_deploy_abandoned").count() == 1
+
+
+async def test_r24_stale_approval_after_the_freeze_is_not_rolled_back_automatically(world, settings):
+    """A newer image deployed during the freeze (an override) makes the approval stale:
+    deploying it by hand needs acknowledgeStale, so the system must not roll back on its own."""
+    image, request, freeze = await frozen_automatic_approval(world)
+    await ApprovalRequest.filter(id=int(request.split(":")[1])).update(stale=True)
+    await world["admin"].ok(DELETE_FREEZE, {"id": freeze["id"]})
+    assert await deploy_after_freezes(Authorizer()) == 0
+    assert await Deployment.all().count() == 0
+    assert await state_of(world, request) == "APPROVED"
+    (event,) = await AuditEvent.filter(action="automatic_deploy_abandoned")
+    assert "stale" in event.after["reason"]
