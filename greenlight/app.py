@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from starlette.routing import Route, WebSocketRoute
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
@@ -20,7 +20,7 @@ from strawberry.http import GraphQLHTTPResponse
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult
 
-from greenlight import db, notifications, sso
+from greenlight import console, db, notifications, sso
 from greenlight.cache.responses import ResponseCache, Stamp
 from greenlight.config import Settings
 from greenlight.events import listen_postgres
@@ -61,6 +61,10 @@ class GreenlightGraphQL(GraphQL):
         self.settings = settings
         self.subscriptions = ConcurrencyCap(settings.max_subscriptions_per_token)
         self.responses = ResponseCache(settings.response_cache_seconds, settings.response_cache_entries)
+
+    async def render_graphql_ide(self, request):
+        # GraphiQL with every asset from Greenlight: it works on a network without a CDN.
+        return HTMLResponse(console.graphiql_page())
 
     async def _actor(self, authorization: str | None, stamp: Stamp | None = None) -> Actor:
         user = await authenticate(authorization)
@@ -173,6 +177,7 @@ def create_app(settings: Settings, *, manage_database: bool = True, migrate: boo
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics.metrics_endpoint),
+            *console.routes(),
         ],
         middleware=[
             Middleware(RequestContextMiddleware),
