@@ -6,20 +6,26 @@ import { readFragment, type FragmentOf } from "./graphql";
 import { DeploymentFields, DeploymentQuery, DeploymentStatusSubscription } from "./ops";
 import { Status, When } from "./ui";
 
-export function useLiveDeployment(id: string | undefined, progressing: boolean, withSteps = false) {
-  useSubscription({ query: DeploymentStatusSubscription, variables: { id: id ?? "" }, pause: !id || !progressing });
+/** The deployment as the cache holds it now, kept live while it progresses. */
+function useLiveDeployment(initial: FragmentOf<typeof DeploymentFields>, withSteps: boolean) {
+  const first = readFragment(DeploymentFields, initial);
+  // Read from the normalised cache (filled by the answer that showed it), so that what the
+  // subscription writes into it shows here.
+  const [{ data }, refetch] = useQuery({ query: DeploymentQuery, variables: { id: first.id }, requestPolicy: "cache-first" });
+  const deployment = data?.deployment ? readFragment(DeploymentFields, data.deployment) : first;
+  const progressing = deployment.status === "PROGRESSING";
+  useSubscription({ query: DeploymentStatusSubscription, variables: { id: first.id }, pause: !progressing });
   // The subscription speaks on status changes; the steps between them are read again.
-  const [, refetch] = useQuery({ query: DeploymentQuery, variables: { id: id ?? "" }, pause: true });
   useEffect(() => {
-    if (!id || !progressing || !withSteps) return;
+    if (!progressing || !withSteps) return;
     const timer = setInterval(() => refetch({ requestPolicy: "network-only" }), 1000);
     return () => clearInterval(timer);
-  }, [id, progressing, withSteps]);
+  }, [first.id, progressing, withSteps]);
+  return deployment;
 }
 
 export function DeploymentLine(props: { deployment: FragmentOf<typeof DeploymentFields>; steps?: boolean }) {
-  const deployment = readFragment(DeploymentFields, props.deployment);
-  useLiveDeployment(deployment.id, deployment.status === "PROGRESSING", props.steps);
+  const deployment = useLiveDeployment(props.deployment, !!props.steps);
   return (
     <div class="deployment" aria-live="polite">
       <div>

@@ -194,12 +194,12 @@ function SelectImageList(props: { pipelineId: string; application: string; envir
               const request = approved.get(image.id);
               return (
                 <tr key={image.id}>
-                  <td class="tag">{image.tag}</td>
-                  <td>
+                  <td class="tag" data-label="Tag">{image.tag}</td>
+                  <td data-label="Digest">
                     <code title={image.digest}>{shortDigest(image.digest)}</code>
                   </td>
-                  <td>{image.builtBy.name}</td>
-                  <td>
+                  <td data-label="Built by">{image.builtBy.name}</td>
+                  <td data-label="Approved by">
                     {request
                       ? request.approvals.map((a) => (
                           <div key={a.user.id}>
@@ -208,7 +208,7 @@ function SelectImageList(props: { pipelineId: string; application: string; envir
                         ))
                       : "no approval needed"}
                   </td>
-                  <td>{request ? <When at={request.expiresAt} /> : "—"}</td>
+                  <td data-label="Approval expires">{request ? <When at={request.expiresAt} /> : "—"}</td>
                   <td>
                     <DeployButton
                       pipelineId={props.pipelineId}
@@ -356,15 +356,15 @@ function ImagesForApproval(props: { pipelineId: string; applicationId: string; e
           {images.map((image) => (
             <Fragment key={image.id}>
               <tr>
-                <td class="tag">{image.tag}</td>
-                <td>
+                <td class="tag" data-label="Tag">{image.tag}</td>
+                <td data-label="Digest">
                   <code title={image.digest}>{shortDigest(image.digest)}</code>
                 </td>
-                <td>{image.builtBy.name}</td>
-                <td>
+                <td data-label="Built by">{image.builtBy.name}</td>
+                <td data-label="Built">
                   <When at={image.createdAt} />
                 </td>
-                <td>
+                <td data-label="State">
                   {image.activeOn.some((env) => env.name === props.environment) ? (
                     <span class="state state-active">Active on {props.environment}</span>
                   ) : (
@@ -535,13 +535,13 @@ function PipelineDetails(props: { pipelineId: string; environment: string }) {
         <tbody>
           {history.map((d) => (
             <tr key={d.id}>
-              <td class="tag">{d.image.tag}</td>
-              <td>{d.status.toLowerCase()}</td>
-              <td>{d.triggeredBy.name}</td>
-              <td>
+              <td class="tag" data-label="Image">{d.image.tag}</td>
+              <td data-label="Status">{d.status.toLowerCase()}</td>
+              <td data-label="By">{d.triggeredBy.name}</td>
+              <td data-label="Started">
                 <When at={d.startedAt} />
               </td>
-              <td>{d.finishedAt ? <When at={d.finishedAt} /> : "—"}</td>
+              <td data-label="Finished">{d.finishedAt ? <When at={d.finishedAt} /> : "—"}</td>
               <td>
                 {p.activeImage?.id !== d.image.id && (
                   // Rolling back is deploying an earlier image, under the same rules.

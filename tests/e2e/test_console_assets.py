@@ -49,3 +49,10 @@ async def test_console_is_served_at_the_root_with_its_bundle():
         # Still a GraphQL API for programs: a query over GET answers JSON, not the page.
         query = await http.get("/graphql", params={"query": "{ __typename }"})
         assert query.headers["content-type"].startswith("application/json")
+
+
+def test_console_bundle_is_within_its_budget_compressed():
+    from greenlight.console import budget
+
+    sizes = budget.bundle_bytes()
+    assert 10_000 < sizes["total"] < budget.BUNDLE_BUDGET_BYTES, sizes
