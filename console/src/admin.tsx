@@ -5,7 +5,16 @@ import { useMutation, useQuery, type CombinedError } from "@urql/preact";
 import { useState } from "preact/hooks";
 import { readFragment } from "./graphql";
 import {
+  AddMemberMutation,
   AdminUsersQuery,
+  CreateFreezeMutation,
+  CreateGroupMutation,
+  DeleteFreezeMutation,
+  FreezesQuery,
+  GrantGroupRoleMutation,
+  GroupsQuery,
+  RemoveMemberMutation,
+  RevokeGroupRoleMutation,
   ApplicationsQuery,
   AuditQuery,
   CreateApplicationMutation,
@@ -25,6 +34,8 @@ import { ErrorNote, When } from "./ui";
 const SECTIONS: [string, string][] = [
   ["users", "Users and roles"],
   ["pipelines", "Applications, environments and pipelines"],
+  ["groups", "Groups"],
+  ["freezes", "Freezes"],
   ["tokens", "API tokens"],
   ["audit", "Audit log"],
 ];
@@ -47,6 +58,8 @@ export function Admin({ section }: { section?: string }) {
       </nav>
       {current === "users" && <Users />}
       {current === "pipelines" && <Pipelines />}
+      {current === "groups" && <Groups />}
+      {current === "freezes" && <Freezes />}
       {current === "tokens" && <Tokens />}
       {current === "audit" && <Audit />}
     </>
@@ -459,6 +472,209 @@ function Audit() {
               </td>
               <td>
                 <code class="json">{JSON.stringify(e.before ?? null)} → {JSON.stringify(e.after ?? null)}</code>
+              </td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </section>
+  );
+}
+
+function Groups() {
+  const [{ data, error }] = useQuery({ query: GroupsQuery });
+  const [, createGroup] = useMutation(CreateGroupMutation);
+  const [, addMember] = useMutation(AddMemberMutation);
+  const [, removeMember] = useMutation(RemoveMemberMutation);
+  const [, grant] = useMutation(GrantGroupRoleMutation);
+  const [, revoke] = useMutation(RevokeGroupRoleMutation);
+  const [name, setName] = useState("");
+  const [member, setMember] = useState<Record<string, string>>({});
+  const [role, setRole] = useState<Record<string, { role: Role; application: string; environment: string }>>({});
+  const { run, note } = useAction();
+  return (
+    <section>
+      <ErrorNote error={error} />
+      <form
+        class="panel inline"
+        onSubmit={(e) => {
+          e.preventDefault();
+          run("Group created.", () => createGroup({ name }));
+        }}
+      >
+        <label>
+          Group name <input required value={name} onInput={(e) => setName(value(e))} />
+        </label>
+        <button type="submit">Create group</button>
+      </form>
+      {note}
+      {data?.groups.edges.map(({ node: group }) => {
+        const grantForm = role[group.id] ?? { role: "IMAGE_APPROVER" as Role, application: "*", environment: "*" };
+        return (
+          <section key={group.id} class="card" aria-label={`Group ${group.name}`}>
+            <h2>{group.name}</h2>
+            <h3>Members</h3>
+            <ul>
+              {group.members.edges.map(({ node: user }) => (
+                <li key={user.id}>
+                  {user.name} <span class="muted">{user.email}</span>{" "}
+                  <button
+                    type="button"
+                    aria-label={`Remove ${user.name} from ${group.name}`}
+                    onClick={() => run("Member removed.", () => removeMember({ groupId: group.id, userId: user.id }))}
+                  >
+                    Remove
+                  </button>
+                </li>
+              ))}
+            </ul>
+            <form
+              class="inline panel"
+              onSubmit={(e) => {
+                e.preventDefault();
+                run("Member added.", () => addMember({ groupId: group.id, userId: member[group.id] ?? "" }));
+              }}
+            >
+              <label>
+                Add member
+                <select required value={member[group.id] ?? ""} onChange={(e) => setMember({ ...member, [group.id]: value(e) })}>
+                  <option value="">choose…</option>
+                  {data.users.map((u) => (
+                    <option key={u.id} value={u.id}>
+                      {u.name} ({u.email})
+                    </option>
+                  ))}
+                </select>
+              </label>
+              <button type="submit">Add</button>
+            </form>
+            <h3>Roles</h3>
+            <ul>
+              {group.roleBindings.map((b) => (
+                <li key={b.id}>
+                  {b.role.toLowerCase().replace(/_/g, "-")} on {b.application}/{b.environment}{" "}
+                  <button
+                    type="button"
+                    aria-label={`Revoke ${b.role} on ${b.application}/${b.environment} from ${group.name}`}
+                    onClick={() => run("Role revoked.", () => revoke({ id: b.id }))}
+                  >
+                    Revoke
+                  </button>
+                </li>
+              ))}
+            </ul>
+            <form
+              class="inline panel"
+              onSubmit={(e) => {
+                e.preventDefault();
+                run("Role granted.", () => grant({ input: { groupId: group.id, ...grantForm } }));
+              }}
+            >
+              <label>
+                Role
+                <select value={grantForm.role} onChange={(e) => setRole({ ...role, [group.id]: { ...grantForm, role: value(e) as Role } })}>
+                  {ROLES.map((r) => (
+                    <option key={r} value={r}>
+                      {r.toLowerCase().replace(/_/g, "-")}
+                    </option>
+                  ))}
+                </select>
+              </label>
+              <label>
+                Application{" "}
+                <input value={grantForm.application} onInput={(e) => setRole({ ...role, [group.id]: { ...grantForm, application: value(e) } })} />
+              </label>
+              <label>
+                Environment{" "}
+                <input value={grantForm.environment} onInput={(e) => setRole({ ...role, [group.id]: { ...grantForm, environment: value(e) } })} />
+              </label>
+              <button type="submit">Grant role to group</button>
+            </form>
+          </section>
+        );
+      })}
+    </section>
+  );
+}
+
+function Freezes() {
+  const [{ data, error }] = useQuery({ query: FreezesQuery });
+  const [, create] = useMutation(CreateFreezeMutation);
+  const [, remove] = useMutation(DeleteFreezeMutation);
+  const [form, setForm] = useState({ name: "", environmentId: "", startsAt: "", endsAt: "" });
+  const { run, note } = useAction();
+  const iso = (local: string) => (local ? new Date(local).toISOString() : null);
+  return (
+    <section>
+      <ErrorNote error={error} />
+      <form
+        class="panel inline"
+        onSubmit={(e) => {
+          e.preventDefault();
+          run("Freeze created.", () =>
+            create({
+              input: { name: form.name, environmentId: form.environmentId, startsAt: iso(form.startsAt), endsAt: iso(form.endsAt) },
+            }),
+          );
+        }}
+      >
+        <label>
+          Name <input required value={form.name} onInput={(e) => setForm({ ...form, name: value(e) })} />
+        </label>
+        <label>
+          Environment
+          <select required value={form.environmentId} onChange={(e) => setForm({ ...form, environmentId: value(e) })}>
+            <option value="">choose…</option>
+            {data?.environments.map((env) => (
+              <option key={env.id} value={env.id}>
+                {env.name}
+              </option>
+            ))}
+          </select>
+        </label>
+        <label>
+          From <input type="datetime-local" required value={form.startsAt} onInput={(e) => setForm({ ...form, startsAt: value(e) })} />
+        </label>
+        <label>
+          Until <input type="datetime-local" required value={form.endsAt} onInput={(e) => setForm({ ...form, endsAt: value(e) })} />
+        </label>
+        <button type="submit">Create freeze</button>
+      </form>
+      {note}
+      <table>
+        <caption>Deploy freezes</caption>
+        <thead>
+          <tr>
+            <th scope="col">Name</th>
+            <th scope="col">Where</th>
+            <th scope="col">When</th>
+            <th scope="col">By</th>
+            <th scope="col">
+              <span class="sr-only">Delete</span>
+            </th>
+          </tr>
+        </thead>
+        <tbody>
+          {data?.deployFreezes.map((f) => (
+            <tr key={f.id}>
+              <td data-label="Name">{f.name}</td>
+              <td data-label="Where">
+                {f.environment ? f.environment.name : f.pipeline ? `${f.pipeline.application.name} / ${f.pipeline.environment.name}` : ""}
+              </td>
+              <td data-label="When">
+                {f.weekly ? (
+                  `weekly ${f.weekly.startDay.toLowerCase()} ${f.weekly.startTime} to ${f.weekly.endDay.toLowerCase()} ${f.weekly.endTime} (${f.weekly.timeZone})`
+                ) : (
+                  <>
+                    <When at={f.startsAt} /> to <When at={f.endsAt} />
+                  </>
+                )}
+              </td>
+              <td data-label="By">{f.createdBy.name}</td>
+              <td>
+                <button type="button" aria-label={`Delete freeze ${f.name}`} onClick={() => run("Freeze deleted.", () => remove({ id: f.id }))}>
+                  Delete
+                </button>
               </td>
             </tr>
           ))}

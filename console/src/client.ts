@@ -61,9 +61,11 @@ export function openSession(token: string, onSocketClosed: (reason: string) => v
   // Whatever the server says changed, lists that may now hold it are read again: the
   // server decides what each list holds (R1, R19), never the browser.
   const invalidateLists = (cache: Cache) => {
-    cache.invalidate("Query", "approvalRequests");
-    cache.invalidate("Query", "applications");
-    cache.invalidate("Query", "images");
+    for (const field of cache.inspectFields("Query")) {
+      if (["approvalRequests", "applications", "images"].includes(field.fieldName)) {
+        cache.invalidate("Query", field.fieldName, field.arguments ?? undefined);
+      }
+    }
   };
 
   const cache = cacheExchange({
@@ -116,8 +118,9 @@ export function openSession(token: string, onSocketClosed: (reason: string) => v
           (_result: unknown, _args: unknown, cache: Cache) => {
             // A mutation may change what any screen shows: read the root lists and the
             // pipelines again (entities are refreshed by id from the mutation's answer).
-            cache.invalidate("Query");
-            invalidateLists(cache);
+            for (const field of cache.inspectFields("Query")) {
+              cache.invalidate("Query", field.fieldName, field.arguments ?? undefined);
+            }
           },
         ]),
       ),

@@ -350,3 +350,71 @@ export const UpdatePolicyMutation = graphql(`
     }
   }
 `);
+
+export const GroupsQuery = graphql(`
+  query Groups {
+    groups(first: 100) {
+      edges {
+        node {
+          id
+          name
+          members(first: 100) { edges { node { id name email } } }
+          roleBindings { id role application environment }
+        }
+      }
+    }
+    users { id name email }
+  }
+`);
+
+export const CreateGroupMutation = graphql(`
+  mutation CreateGroup($name: String!) { createGroup(name: $name) { id name } }
+`);
+
+export const AddMemberMutation = graphql(`
+  mutation AddMember($groupId: ID!, $userId: ID!) {
+    addGroupMember(groupId: $groupId, userId: $userId) { id members(first: 100) { edges { node { id name email } } } }
+  }
+`);
+
+export const RemoveMemberMutation = graphql(`
+  mutation RemoveMember($groupId: ID!, $userId: ID!) {
+    removeGroupMember(groupId: $groupId, userId: $userId) { id members(first: 100) { edges { node { id name email } } } }
+  }
+`);
+
+export const GrantGroupRoleMutation = graphql(`
+  mutation GrantGroupRole($input: GroupRoleBindingInput!) {
+    grantGroupRole(input: $input) { id role application environment group { id roleBindings { id role application environment } } }
+  }
+`);
+
+export const RevokeGroupRoleMutation = graphql(`
+  mutation RevokeGroupRole($id: ID!) {
+    revokeGroupRole(id: $id) { id group { id roleBindings { id role application environment } } }
+  }
+`);
+
+export const FreezesQuery = graphql(`
+  query Freezes {
+    deployFreezes {
+      id
+      name
+      startsAt
+      endsAt
+      environment { id name }
+      pipeline { id application { name } environment { name } }
+      weekly { timeZone startDay startTime endDay endTime }
+      createdBy { id name }
+    }
+    environments { id name }
+  }
+`);
+
+export const CreateFreezeMutation = graphql(`
+  mutation CreateFreeze($input: DeployFreezeInput!) { createDeployFreeze(input: $input) { id name } }
+`);
+
+export const DeleteFreezeMutation = graphql(`
+  mutation DeleteFreeze($id: ID!) { deleteDeployFreeze(id: $id) { id } }
+`);

@@ -19,6 +19,7 @@ import os
 import re
 import subprocess
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -409,9 +410,45 @@ async def test_console_story_through_the_screens_offline(story, server):
             ).to_be_visible(timeout=LIVE_MS)
             await expect(awaiting.get_by_role("button", name="Approve")).to_be_enabled()
 
-            # A refused action shows the API's words and code and changes nothing else.
-            await go(admin, "#/app/shop/prod/select")
-            await expect(admin.get_by_text("No approved images: request approval first.")).to_be_visible()
+            # carol approves through the console; alice's approval through the API completes it.
+            await awaiting.get_by_role("button", name="Approve").click()
+            await carol.get_by_role("button", name="Approve Request").click()
+            await expect(card(carol, "build-5")).to_contain_text("1 of 2 approvals", timeout=LIVE_MS)
+            request5 = story["alice"].ok(
+                "{ approvalRequests(filter: {awaitingMyApproval: true}) { edges { node { id } } } }"
+            )["approvalRequests"]["edges"][0]["node"]["id"]
+            story["alice"].ok("mutation($id: ID!) { approveRequest(id: $id) { id } }", {"id": request5})
+
+            # Groups: a super-admin makes a team and adds a member.
+            await go(admin, "#/admin/groups")
+            await admin.get_by_label("Group name").fill("sre")
+            await admin.get_by_role("button", name="Create group").click()
+            sre = admin.get_by_role("region", name="Group sre")
+            await sre.get_by_label("Add member").select_option(label="alice (alice@example.com)")
+            await sre.get_by_role("button", name="Add", exact=True).click()
+            await expect(sre.get_by_role("listitem").filter(has_text="alice@example.com")).to_be_visible()
+
+            # Why can't I? A freeze made in Administration disables Deploy, with the API's words.
+            now = datetime.now()
+            await go(admin, "#/admin/freezes")
+            await admin.get_by_label("Name").fill("release freeze")
+            await admin.get_by_label("Environment").select_option(label="prod")
+            await admin.get_by_label("From").fill((now - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M"))
+            await admin.get_by_label("Until").fill((now + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M"))
+            await admin.get_by_role("button", name="Create freeze").click()
+            await expect(admin.get_by_role("row").filter(has_text="release freeze")).to_contain_text("prod")
+            await shot(admin, "administration-freezes")
+            await dev.reload()
+            await go(dev, "#/app/shop/prod/select")
+            frozen = dev.get_by_role("row").filter(has_text="build-5")
+            await expect(frozen.get_by_role("button", name="Deploy")).to_be_disabled(timeout=LIVE_MS)
+            await expect(frozen).to_contain_text("Frozen until")
+            await shot(dev, "select-image-frozen")
+            # Deleting the freeze lets the deploy through again.
+            await admin.get_by_role("button", name="Delete freeze release freeze").click()
+            await expect(admin.get_by_role("row").filter(has_text="release freeze")).to_have_count(0)
+            await dev.reload()
+            await expect(frozen.get_by_role("button", name="Deploy")).to_be_enabled(timeout=LIVE_MS)
 
             for page in people.pages.values():
                 await assert_accessible(page)
