@@ -1,7 +1,7 @@
 // Approval pending: what awaits my approval, my own requests, and every open request I can
 // see. Each action is enabled or disabled, with its reason, from the API's viewerCan answers.
 import { useMutation, useQuery, type CombinedError } from "@urql/preact";
-import { useEffect, useState } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 import { readFragment, type FragmentOf, type ResultOf } from "./graphql";
 import { ApproveMutation, CancelMutation, ExpireMutation, PendingQuery, RejectMutation, RequestFields } from "./ops";
 import { Action, ErrorNote, shortDigest, State, When } from "./ui";
@@ -10,7 +10,11 @@ type Me = { id: string };
 type Request = ResultOf<typeof RequestFields>;
 
 export function ApprovalPending({ me }: { me: Me }) {
-  const [{ data, error }, refetch] = useQuery({ query: PendingQuery });
+  const [{ data: fresh, error }, refetch] = useQuery({ query: PendingQuery });
+  // The last answer while the next is read: a re-read never blanks the lists.
+  const last = useRef(fresh);
+  if (fresh) last.current = fresh;
+  const data = fresh ?? last.current;
   // Request events arrive over the subscription; a role granted to me publishes none, so
   // the lists are also read again every few seconds.
   useEffect(() => {

@@ -1,7 +1,7 @@
 // Applications, Build & Deploy, Select Image, Approval for deployment, App Details.
 import { useMutation, useQuery } from "@urql/preact";
 import { Fragment } from "preact";
-import { useState } from "preact/hooks";
+import { useRef, useState } from "preact/hooks";
 import { readFragment, type FragmentOf } from "./graphql";
 import { DeploymentLine } from "./live";
 import {
@@ -56,7 +56,8 @@ export function Applications() {
 }
 
 export function BuildAndDeploy({ application }: { application: string }) {
-  const [{ data, error }] = useQuery({ query: ApplicationsQuery });
+  const [{ data: fresh, error }] = useQuery({ query: ApplicationsQuery });
+  const data = useLast(fresh);
   const app = data?.applications.find((a) => a.name === application);
   return (
     <>
@@ -120,7 +121,8 @@ function PipelineCard(props: { pipeline: FragmentOf<typeof PipelineCardFields> }
 }
 
 function usePipeline(application: string, environment: string) {
-  const [{ data, error }] = useQuery({ query: PipelineForQuery, variables: { application, environment } });
+  const [{ data: fresh, error }] = useQuery({ query: PipelineForQuery, variables: { application, environment } });
+  const data = useLast(fresh);
   return { pipeline: data?.pipelineFor, error, missing: !!data && !data.pipelineFor };
 }
 
@@ -135,20 +137,42 @@ function Crumbs(props: { application: string; environment: string; screen: strin
 
 export function SelectImage({ application, environment }: { application: string; environment: string }) {
   const { pipeline, error, missing } = usePipeline(application, environment);
+  // The rollout being followed outlives the list's re-reads.
+  const [following, setFollowing] = useState<FragmentOf<typeof DeploymentFields> | null>(null);
   return (
     <>
       <Crumbs application={application} environment={environment} screen="Select Image" />
       <h1>Select Image for {environment}</h1>
       <ErrorNote error={error} />
       {missing && <p>There is no pipeline for {application} on {environment} that you can see.</p>}
-      {pipeline && <SelectImageList pipelineId={pipeline.id} application={application} environment={environment} />}
+      {following && <DeploymentLine deployment={following} steps />}
+      {pipeline && (
+        <SelectImageList
+          pipelineId={pipeline.id}
+          application={application}
+          environment={environment}
+          onDeployed={setFollowing}
+        />
+      )}
     </>
   );
 }
 
-function SelectImageList(props: { pipelineId: string; application: string; environment: string }) {
-  const [{ data, error }] = useQuery({ query: SelectImageQuery, variables: { pipelineId: props.pipelineId } });
-  const [following, setFollowing] = useState<FragmentOf<typeof DeploymentFields> | null>(null);
+/** The last answer while the next is read: a re-read after a change never blanks the screen. */
+function useLast<T>(value: T | undefined | null): T | undefined | null {
+  const last = useRef(value);
+  if (value) last.current = value;
+  return value ?? last.current;
+}
+
+function SelectImageList(props: {
+  pipelineId: string;
+  application: string;
+  environment: string;
+  onDeployed: (deployment: FragmentOf<typeof DeploymentFields>) => void;
+}) {
+  const [{ data: fresh, error }] = useQuery({ query: SelectImageQuery, variables: { pipelineId: props.pipelineId } });
+  const data = useLast(fresh);
   if (!data?.pipeline) return <ErrorNote error={error} />;
   const p = readFragment(PipelineCardFields, data.pipeline);
   const approved = new Map(
@@ -164,7 +188,6 @@ function SelectImageList(props: { pipelineId: string; application: string; envir
         <strong>Active on {props.environment}:</strong>{" "}
         {p.activeImage ? <span class="tag">{p.activeImage.tag}</span> : <span class="muted">nothing deployed yet</span>}
       </p>
-      {following && <DeploymentLine deployment={following} steps />}
       {images.length === 0 ? (
         <p class="empty" role="status">
           {p.approvalPolicy.requiredApprovals > 0
@@ -215,7 +238,7 @@ function SelectImageList(props: { pipelineId: string; application: string; envir
                       imageId={image.id}
                       tag={image.tag}
                       environment={props.environment}
-                      onDeployed={setFollowing}
+                      onDeployed={props.onDeployed}
                     />
                   </td>
                 </tr>
@@ -327,10 +350,11 @@ export function ApprovalForDeployment(props: { application: string; environment:
 }
 
 function ImagesForApproval(props: { pipelineId: string; applicationId: string; environment: string; notifications: boolean }) {
-  const [{ data, error }] = useQuery({
+  const [{ data: fresh, error }] = useQuery({
     query: ApprovalForDeploymentQuery,
     variables: { pipelineId: props.pipelineId, applicationId: props.applicationId },
   });
+  const data = useLast(fresh);
   const [open, setOpen] = useState<string | null>(null);
   if (!data) return <ErrorNote error={error} />;
   const images = data.images.edges.map((e) => e.node);
@@ -474,7 +498,8 @@ function RequestForm(props: { pipelineId: string; imageId: string; tag: string; 
 }
 
 export function AppDetails({ application, environment }: { application: string; environment?: string }) {
-  const [{ data, error }] = useQuery({ query: ApplicationsQuery });
+  const [{ data: fresh, error }] = useQuery({ query: ApplicationsQuery });
+  const data = useLast(fresh);
   const app = data?.applications.find((a) => a.name === application);
   const pipelines = (app?.pipelines ?? []).map((p) => readFragment(PipelineCardFields, p));
   const chosen = pipelines.find((p) => p.environment.name === environment) ?? pipelines[0];
@@ -500,7 +525,8 @@ export function AppDetails({ application, environment }: { application: string; 
 }
 
 function PipelineDetails(props: { pipelineId: string; environment: string }) {
-  const [{ data, error }] = useQuery({ query: AppDetailsQuery, variables: { pipelineId: props.pipelineId } });
+  const [{ data: fresh, error }] = useQuery({ query: AppDetailsQuery, variables: { pipelineId: props.pipelineId } });
+  const data = useLast(fresh);
   const [following, setFollowing] = useState<FragmentOf<typeof DeploymentFields> | null>(null);
   if (!data?.pipeline) return <ErrorNote error={error} />;
   const p = readFragment(PipelineCardFields, data.pipeline);

@@ -29,7 +29,7 @@ from greenlight.console import INDEX, STATIC
 
 BUNDLE_BUDGET_BYTES = 300 * 1024
 INTERACTIVE_BUDGET_SECONDS = 1.0
-CHROMIUM = os.environ.get("GREENLIGHT_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM = "/usr/bin/chromium"
 
 
 def bundle_bytes() -> dict[str, int]:

@@ -450,6 +450,28 @@ async def test_console_story_through_the_screens_offline(story, server):
             await dev.reload()
             await expect(frozen.get_by_role("button", name="Deploy")).to_be_enabled(timeout=LIVE_MS)
 
+            # Keyboard only: Deploy, then Confirm deploy, each reached with Tab and pressed with Enter.
+            await frozen.get_by_role("button", name="Deploy").focus()
+            await dev.keyboard.press("Enter")
+            confirm = dev.get_by_role("button", name="Confirm deploy")
+            for _ in range(10):
+                if await confirm.evaluate("el => el === document.activeElement"):
+                    break
+                await dev.keyboard.press("Tab")
+            assert await confirm.evaluate("el => el === document.activeElement"), (
+                "Confirm deploy is out of Tab's reach"
+            )
+            await dev.keyboard.press("Enter")
+            await expect(dev.locator(".deployment").first).to_contain_text("Healthy", timeout=LIVE_MS)
+
+            # Rolling back is deploying an earlier image under the same rules: build-1's
+            # approval was used by its deploy, so App Details shows the reason, not the button.
+            await go(dev, "#/app/shop/details/prod")
+            earlier = dev.get_by_role("row").filter(has_text="build-1")
+            await expect(earlier.get_by_role("button", name="Roll back to this")).to_be_disabled()
+            await expect(earlier).to_contain_text("Not approved")
+            await shot(dev, "app-details-rollback")
+
             for page in people.pages.values():
                 await assert_accessible(page)
 
