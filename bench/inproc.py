@@ -77,7 +77,7 @@ async def _hook_sqlite(counter: StatementCounter) -> None:
     (greenlight.sqlite runs them all through the connection's `_execute`): an INSERT and
     the last_insert_rowid() read with it count once, as the INSERT ... RETURNING they stand
     for on PostgreSQL. SQLite's own trace callback would also report each write again for
-    every trigger it fires (the change counter's)."""
+    every trigger it fires."""
     from tortoise import connections
 
     connection = connections.get("default")._connection  # connected by the warm-up requests
@@ -105,7 +105,7 @@ class App:
 
     def __init__(self, database_url: str, **settings) -> None:
         self.database_url = database_url
-        self.settings = settings  # further Settings fields, e.g. response_cache_seconds=0
+        self.settings = settings  # further Settings fields, e.g. max_query_depth=20
         self.app = None
 
     async def start(self) -> None:

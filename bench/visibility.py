@@ -14,8 +14,8 @@ read every invisible row first. Seeded with bench/world.py's bulk writers (SQLit
 executemany; PostgreSQL: COPY, then VACUUM ANALYZE), into a database of the run's own for
 each world, removed afterwards.
 
-Then, per world, in a fresh process (bench/inproc.py's in-process ASGI calls, response
-cache off so every request does its database work): each list query is sent
+Then, per world, in a fresh process (bench/inproc.py's in-process ASGI calls, every
+request doing its database work): each list query is sent
 `--visibility-requests` times one at a time after warm-up, timed (median, p90), and its SQL
 statements are counted at the driver as bench/inproc.py counts them. The answers must be
 the same in both worlds, byte for byte.
@@ -339,7 +339,7 @@ async def worker(spec: dict, commands, answers) -> None:
     postgres = spec["backend"] == "postgres"
     if postgres:
         _hook_postgres(counter)
-    app = App(spec["database_url"], response_cache_seconds=0)
+    app = App(spec["database_url"])
     await app.start()
     bodies = {key: QUERIES[key].body(world) for key in spec["queries"]}
 
@@ -589,7 +589,7 @@ def table(figures: list[Figures], options: Options) -> str:
         f"({ENVIRONMENTS} pipelines, {HIDDEN_IMAGES} images, {len(HIDDEN_STATES)} requests and a role "
         "binding each)",
         f"  {options.visibility_requests} requests per query and world, one at a time in-process after "
-        f"{WARM} warm-up; response cache off",
+        f"{WARM} warm-up",
         "",
     ]
     header = (

@@ -14,14 +14,14 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from starlette.routing import Route, WebSocketRoute
-from strawberry.asgi import GraphQL
+from starlette.websockets import WebSocketState
+from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult
 
 from greenlight import console, db, notifications, sso
-from greenlight.cache.responses import ResponseCache, Stamp
 from greenlight.config import Settings
 from greenlight.events import listen_postgres
 from greenlight.limits.body import BodySizeLimitMiddleware
@@ -29,13 +29,13 @@ from greenlight.limits.rates import ConcurrencyCap
 from greenlight.notifications import pages
 from greenlight.observability import logs, metrics, tracing
 from greenlight.observability.requests import RequestContextMiddleware
-from greenlight.policies import Actor, Authorizer, validate
+from greenlight.policies import Authorizer, validate
 from greenlight.rollout import drivers, jobs
 from greenlight.schema import build_schema
 from greenlight.schema.context import Context
 from greenlight.schema.errors import to_contract
 from greenlight.workflow.errors import Unauthenticated
-from greenlight.workflow.identity import authenticate, wrote_while_authenticating
+from greenlight.workflow.identity import authorize
 
 log = logging.getLogger("greenlight")
 
@@ -49,7 +49,22 @@ def credential_key(authorization: str | None) -> str | None:
     return hashlib.sha256(token.encode()).hexdigest()[:32] if token else None
 
 
+class SocketAdapter(ASGIWebSocketAdapter):
+    """A socket closed by the server (credentials withdrawn, greenlight.schema.context) has
+    no one left to tell: what operations still send on it is dropped, not an error."""
+
+    async def send_json(self, message) -> None:
+        if self.ws.application_state != WebSocketState.DISCONNECTED:
+            await super().send_json(message)
+
+    async def close(self, code: int, reason: str) -> None:
+        if self.ws.application_state != WebSocketState.DISCONNECTED:
+            await super().close(code, reason)
+
+
 class GreenlightGraphQL(GraphQL):
+    websocket_adapter_class = SocketAdapter
+
     def __init__(self, authorizer: Authorizer, settings: Settings) -> None:
         super().__init__(
             build_schema(settings),
@@ -60,18 +75,10 @@ class GreenlightGraphQL(GraphQL):
         self.authorizer = authorizer
         self.settings = settings
         self.subscriptions = ConcurrencyCap(settings.max_subscriptions_per_token)
-        self.responses = ResponseCache(settings.response_cache_seconds, settings.response_cache_entries)
 
     async def render_graphql_ide(self, request):
         # GraphiQL with every asset from Greenlight: it works on a network without a CDN.
         return HTMLResponse(console.graphiql_page())
-
-    async def _actor(self, authorization: str | None, stamp: Stamp | None = None) -> Actor:
-        user = await authenticate(authorization)
-        # The roles' latest version as the stamp read it, unless authenticating wrote since.
-        known = stamp.policy_version if stamp is not None and not wrote_while_authenticating() else None
-        await self.authorizer.refresh(known)
-        return Actor(user=user, authorizer=self.authorizer)
 
     async def get_context(self, request, response) -> Context:
         request_id = request.scope.get("state", {}).get("request_id") or uuid.uuid4().hex
@@ -82,17 +89,13 @@ class GreenlightGraphQL(GraphQL):
             actor_or_none=None,
             settings=self.settings,
             subscriptions=self.subscriptions,
+            authorizer=self.authorizer,
         )
         if request.scope["type"] == "http":
             authorization = request.headers.get("authorization")
             context.credential_key = credential_key(authorization)
-            context.response_cache = self.responses
             try:
-                # Before the credentials: what the answer reads is no older than this.
-                context.change_stamp = await self.responses.stamp()
-                context.actor_or_none = await self._actor(authorization, context.change_stamp)
-                if wrote_while_authenticating():  # after the stamp: keep nothing, use nothing
-                    context.change_stamp = None
+                context.actor_or_none = await authorize(authorization, self.authorizer)
             except Unauthenticated as error:
                 context.auth_error = error.message
             except Exception as error:
@@ -109,6 +112,8 @@ class GreenlightGraphQL(GraphQL):
         return await super().process_result(request, result)
 
     async def on_ws_connect(self, context: Context):
+        """connection_init: a socket without valid credentials is closed with 4403. Each
+        operation sent on it later is authorised again (greenlight.schema.context)."""
         params = getattr(context, "connection_params", None) or {}
         authorization = None
         if isinstance(params, dict):
@@ -116,7 +121,7 @@ class GreenlightGraphQL(GraphQL):
                 if str(key).lower() == "authorization" and isinstance(value, str):
                     authorization = value
         try:
-            context.actor_or_none = await self._actor(authorization)
+            context.actor_or_none = await authorize(authorization, self.authorizer)
         except Unauthenticated as error:
             raise ConnectionRejectionError({"reason": error.message}) from None
         context.authorization = authorization
@@ -186,7 +191,6 @@ def create_app(settings: Settings, *, manage_database: bool = True, migrate: boo
         lifespan=lifespan,
     )
     app.state.authorizer = authorizer
-    app.state.responses = graphql.responses
     return app
 
 

@@ -61,6 +61,7 @@ def serve(args: argparse.Namespace) -> int:
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=settings.shutdown_grace_seconds,
+        ws_max_size=settings.max_body_bytes,  # WebSocket messages are bound as bodies are
     )
     return 0
 

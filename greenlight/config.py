@@ -72,6 +72,7 @@ class Settings:
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
     jwt_jwks_url: str | None = None
+    oidc_issuer: str | None = None
     jwt_secret: str | None = field(default=None, repr=False)
     jwt_email_claim: str = "email"
     jwt_groups_claim: str | None = None
@@ -90,12 +91,10 @@ class Settings:
     otel_endpoint: str | None = None
     otel_service_name: str = "greenlight"
     background_jobs: bool = True
-    response_cache_seconds: float = 1.0
-    response_cache_entries: int = 2048
 
     @property
     def jwt_enabled(self) -> bool:
-        return bool(self.jwt_jwks_url or self.jwt_secret)
+        return bool(self.jwt_jwks_url or self.jwt_secret or self.oidc_issuer)
 
     @property
     def email_enabled(self) -> bool:
@@ -168,8 +167,15 @@ class Settings:
         jwt_audience = env.get("GREENLIGHT_JWT_AUDIENCE") or None
         jwks_url = env.get("GREENLIGHT_JWT_JWKS_URL") or None
         jwt_secret = env.get("GREENLIGHT_JWT_SECRET") or None
-        if jwks_url and jwt_secret:
-            raise ConfigError("set GREENLIGHT_JWT_JWKS_URL or GREENLIGHT_JWT_SECRET, not both")
+        oidc_issuer = env.get("GREENLIGHT_OIDC_ISSUER") or None
+        if sum(bool(source) for source in (jwks_url, jwt_secret, oidc_issuer)) > 1:
+            raise ConfigError(
+                "set one of GREENLIGHT_OIDC_ISSUER, GREENLIGHT_JWT_JWKS_URL or GREENLIGHT_JWT_SECRET"
+            )
+        if oidc_issuer and not oidc_issuer.startswith(("http://", "https://")):
+            raise ConfigError(f"GREENLIGHT_OIDC_ISSUER must be an http(s) URL, got {oidc_issuer!r}")
+        if oidc_issuer and not jwt_audience:
+            raise ConfigError("GREENLIGHT_JWT_AUDIENCE must be set to accept JWTs")
         if (jwks_url or jwt_secret) and not (jwt_issuer and jwt_audience):
             raise ConfigError("GREENLIGHT_JWT_ISSUER and GREENLIGHT_JWT_AUDIENCE must be set to accept JWTs")
         if jwks_url and not jwks_url.startswith(("http://", "https://")):
@@ -190,13 +196,12 @@ class Settings:
             max_body_bytes=_int(env, "GREENLIGHT_MAX_BODY_BYTES", 1_048_576, 1024),
             introspection=introspection in ("true", "1", "yes"),
             mutations_per_minute=_int(env, "GREENLIGHT_MUTATIONS_PER_MINUTE", 120, 0),
-            response_cache_seconds=_float(env, "GREENLIGHT_RESPONSE_CACHE_SECONDS", 1.0, 0.0),
-            response_cache_entries=_int(env, "GREENLIGHT_RESPONSE_CACHE_ENTRIES", 2048, 0),
             max_subscriptions_per_token=_int(env, "GREENLIGHT_MAX_SUBSCRIPTIONS_PER_TOKEN", 10, 1),
             shutdown_grace_seconds=_float(env, "GREENLIGHT_SHUTDOWN_GRACE_SECONDS", 30.0, 0.0),
             jwt_issuer=jwt_issuer,
             jwt_audience=jwt_audience,
             jwt_jwks_url=jwks_url,
+            oidc_issuer=oidc_issuer,
             jwt_secret=jwt_secret,
             jwt_email_claim=env.get("GREENLIGHT_JWT_EMAIL_CLAIM") or "email",
             jwt_groups_claim=env.get("GREENLIGHT_JWT_GROUPS_CLAIM") or None,

@@ -1,4 +1,5 @@
-"""Compares the served schema with the API contract (../shared/design/api.graphql)."""
+"""Compares the served schema with the API contract (tests/schema/contract.graphql): the names
+Greenlight promised its clients."""
 
 from __future__ import annotations
 

@@ -58,13 +58,9 @@ TORTOISE_ORM = tortoise_config(os.environ.get("GREENLIGHT_DATABASE_URL", "sqlite
 
 
 async def migrate(database_url: str) -> None:
-    """Apply every pending migration and count changes to every table (greenlight.cache.changes),
-    then leave the connections closed."""
-    from greenlight.cache import changes
-
-    await tortoise_migrate(config=tortoise_config(database_url))
+    """Apply every pending migration, then leave the connections closed."""
     try:
-        await changes.install(connections.get("default"))
+        await tortoise_migrate(config=tortoise_config(database_url))
     finally:
         await Tortoise.close_connections()
 

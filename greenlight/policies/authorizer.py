@@ -17,8 +17,8 @@ Around it, three things make it cheap at 100,000 role bindings:
 
 Every change to who may do what appends a `PolicyVersion` row naming the user or group
 whose rules changed, in the transaction that makes the change (`record_policy_change`).
-On each request a process reads the latest version (in the statement that reads the
-change counter first, greenlight.cache.changes, or on its own) and, when it has moved,
+On each request (and each operation on an open WebSocket) a process reads the latest
+version and the changes since the one it applied, in one statement, and, when it has moved,
 re-derives the rules of only the users and groups named since, and forgets only
 their cached decisions (R5). A new process loads every binding at once.
 """

@@ -14,11 +14,17 @@ from strawberry.extensions import (
     ValidationCache,
 )
 
-from greenlight.cache.responses import CachedResponses
 from greenlight.limits.rates import TokenBucket
 from greenlight.observability.requests import OperationObserver
 from greenlight.resolvers import mutations, queries
-from greenlight.schema.errors import Authentication, ErrorCodes, MutationRateLimit, to_contract
+from greenlight.schema.context import Context
+from greenlight.schema.errors import (
+    Authentication,
+    ErrorCodes,
+    MutationRateLimit,
+    SayNothingBeforeAuthentication,
+    to_contract,
+)
 from greenlight.schema.subscriptions import Subscription
 
 
@@ -126,9 +132,14 @@ class GreenlightSchema(strawberry.Schema):
         """Logging happens in ErrorCodes, only for unexpected errors."""
 
     async def stream(self, *args, **kwargs):
-        """Streamed results (subscriptions) get the contract's error codes too."""
-        source = await super().stream(*args, **kwargs)
+        """Operations sent on a WebSocket (queries, mutations, subscriptions). Each is
+        authorised at its start as an HTTP request is, never with the identity the socket
+        connected with (greenlight.schema.context); streamed results get the contract's
+        error codes too."""
         context = kwargs.get("context_value")
+        if isinstance(context, Context) and context.is_websocket:
+            context = kwargs["context_value"] = await context.for_operation()
+        source = await super().stream(*args, **kwargs)
         request_id = getattr(context, "request_id", "-")
 
         async def coded():
@@ -157,7 +168,7 @@ def build_schema(settings=None) -> GreenlightSchema:
         QueryDepthLimiter(max_depth=settings.max_query_depth),
         MaxAliasesLimiter(max_alias_count=settings.max_aliases),
         ValidationCache(maxsize=512),
-        CachedResponses,  # last: every check above runs on every request
+        SayNothingBeforeAuthentication,  # after ValidationCache: its refusal wins
     ]
     if not settings.introspection:
         extensions.append(DisableIntrospection())

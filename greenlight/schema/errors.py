@@ -30,29 +30,50 @@ log = logging.getLogger("greenlight.errors")
 
 class Authentication(SchemaExtension):
     """Every operation needs valid credentials (api.graphql: UNAUTHENTICATED), answered
-    once the document is parsed and validated, without running it: no resolver runs for
-    an anonymous caller. A database that cannot be reached to check them is UNAVAILABLE."""
+    without running it: no resolver runs for an anonymous caller (see also
+    SayNothingBeforeAuthentication). A database that cannot be reached to check them is
+    UNAVAILABLE."""
 
     def on_execute(self) -> Iterator[None]:
         context = self.execution_context.context
         request = getattr(context, "request", None)
         over_http = getattr(request, "scope", {}).get("type") == "http"
-        if over_http and self.execution_context.operation_type == OperationType.SUBSCRIPTION:
+        refusal = _refusal(context)
+        if refusal is not None:
+            self.execution_context.result = GraphQLExecutionResult(data=None, errors=[refusal])
+        elif over_http and self.execution_context.operation_type == OperationType.SUBSCRIPTION:
             error = GraphQLError(
                 "subscriptions run over WebSocket (graphql-transport-ws) on /graphql",
                 extensions={"code": "BAD_USER_INPUT"},
             )
             self.execution_context.result = GraphQLExecutionResult(data=None, errors=[error])
-        elif getattr(context, "actor_or_none", None) is None:
-            unavailable = getattr(context, "unavailable", False)
-            error = GraphQLError(
-                UNAVAILABLE_MESSAGE
-                if unavailable
-                else (getattr(context, "auth_error", None) or "authentication required"),
-                extensions={"code": "UNAVAILABLE" if unavailable else "UNAUTHENTICATED"},
-            )
-            self.execution_context.result = GraphQLExecutionResult(data=None, errors=[error])
         yield
+
+
+class SayNothingBeforeAuthentication(SchemaExtension):
+    """Before authentication, nothing is said about the schema: an anonymous caller's
+    document is answered UNAUTHENTICATED in place of validation's errors (no "Did you
+    mean ...?", no field or type names), whether introspection is on or off. Listed after
+    ValidationCache, which sets its errors first; validation then has nothing to add."""
+
+    def on_validate(self) -> Iterator[None]:
+        refusal = _refusal(self.execution_context.context)
+        if refusal is not None:
+            self.execution_context.pre_execution_errors = [refusal]
+        yield
+
+
+def _refusal(context) -> GraphQLError | None:
+    """UNAUTHENTICATED (or UNAVAILABLE) for a caller without an actor, else None."""
+    if getattr(context, "actor_or_none", None) is not None:
+        return None
+    unavailable = getattr(context, "unavailable", False)
+    return GraphQLError(
+        UNAVAILABLE_MESSAGE
+        if unavailable
+        else (getattr(context, "auth_error", None) or "authentication required"),
+        extensions={"code": "UNAVAILABLE" if unavailable else "UNAUTHENTICATED"},
+    )
 
 
 class MutationRateLimit(SchemaExtension):

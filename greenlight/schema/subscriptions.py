@@ -1,8 +1,10 @@
 """Live updates (R25): deployments and approval requests, as their callers may see them.
 
-A subscription re-checks its credentials whenever it wakes (an event, or every
-GREENLIGHT_SUBSCRIPTION_RECHECK_SECONDS); once they are revoked or expired it closes
-the socket with code 4403 and the reason.
+A subscription is authorised when it starts, as every operation on a socket is
+(greenlight.schema.context), and again whenever it wakes (an event, or every
+GREENLIGHT_SUBSCRIPTION_RECHECK_SECONDS): credentials still valid and roles as of now
+(R5). Once the credentials no longer hold it closes the socket with code 4403 and the
+reason.
 """
 
 from __future__ import annotations
@@ -15,37 +17,28 @@ import strawberry
 
 from greenlight.events import Event, bus
 from greenlight.schema import ids
-from greenlight.schema.context import Info
+from greenlight.schema.context import CredentialsWithdrawn, Info
 from greenlight.schema.loaders import Loaders
 from greenlight.schema.types import ApprovalRequest, Deployment
 from greenlight.workflow.deployments import TERMINAL
-from greenlight.workflow.errors import NotFound, RateLimited, Unauthenticated
+from greenlight.workflow.errors import NotFound, RateLimited
 from greenlight.workflow.guards import visible_deployment, visible_request
-from greenlight.workflow.identity import authenticate
 
 DEFAULT_RECHECK_SECONDS = 30.0
 
 
-class CredentialsWithdrawn(Exception):
-    pass
-
-
 async def _next_event(info: Info, queue: asyncio.Queue[Event]) -> Event | None:
-    """The next event, or None after a quiet interval; both after re-checking credentials."""
+    """The next event, or None after a quiet interval; both after authorising again."""
     context = info.context
     interval = getattr(context.settings, "subscription_recheck_seconds", DEFAULT_RECHECK_SECONDS)
     try:
         event = await asyncio.wait_for(queue.get(), timeout=interval)
     except TimeoutError:
         event = None
-    if context.authorization is not None:  # a WebSocket: its token may have been revoked
-        try:
-            await authenticate(context.authorization)
-        except Unauthenticated as error:
-            await context.request.close(code=4403, reason=error.message)
-            raise CredentialsWithdrawn(error.message) from None
-    await context.actor.authorizer.refresh()
-    # One context serves a whole connection: each event is read afresh, not from the
+    await context.authorize_again()
+    if context.actor_or_none is None:  # the database is out of reach: try again on waking
+        return None
+    # One context serves the whole subscription: each event is read afresh, not from the
     # loaders' cache of an earlier one.
     context.loaders = Loaders()
     return event
@@ -73,10 +66,9 @@ class Subscription:
     async def deployment_status(
         self, info: Info, deployment_id: strawberry.ID
     ) -> AsyncGenerator[Deployment, None]:
-        actor = info.context.actor
         did = ids.decode("Deployment", deployment_id, "deploymentId")
         async with _slot(info), bus.subscribe() as queue:
-            deployment = await visible_deployment(actor, did)
+            deployment = await visible_deployment(info.context.actor, did)
             yield Deployment(model=deployment)
             last = deployment.status
             while last not in TERMINAL:
@@ -87,7 +79,7 @@ class Subscription:
                 if event is None or event.kind != "Deployment" or event.id != did:
                     continue
                 try:  # the subscriber may have lost access meanwhile (R1, R5)
-                    deployment = await visible_deployment(actor, did)
+                    deployment = await visible_deployment(info.context.actor, did)
                 except NotFound:
                     return
                 if deployment.status != last:
@@ -98,7 +90,6 @@ class Subscription:
     async def approval_request_events(
         self, info: Info, pipeline_id: strawberry.ID | None = None
     ) -> AsyncGenerator[ApprovalRequest, None]:
-        actor = info.context.actor
         pid = ids.decode_optional("Pipeline", pipeline_id, "pipelineId")
         async with _slot(info), bus.subscribe() as queue:
             while True:
@@ -109,7 +100,7 @@ class Subscription:
                 if event is None or event.kind != "ApprovalRequest":
                     continue
                 try:
-                    request = await visible_request(actor, event.id)
+                    request = await visible_request(info.context.actor, event.id)
                 except NotFound:
                     continue
                 if pid is None or request.pipeline_id == pid:

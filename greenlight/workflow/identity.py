@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from contextvars import ContextVar
 from datetime import timedelta
 
 from tortoise.exceptions import IntegrityError
@@ -12,7 +11,7 @@ from tortoise.exceptions import IntegrityError
 from greenlight import sso
 from greenlight.models import ApiToken, Application, Environment, Group, GroupMember, Role, RoleBinding, User
 from greenlight.models.prepared import Prepared
-from greenlight.policies import Actor
+from greenlight.policies import Actor, Authorizer
 from greenlight.policies.authorizer import lock_policy, record_policy_change
 from greenlight.workflow import audit, validation
 from greenlight.workflow.clock import now
@@ -31,23 +30,24 @@ from greenlight.workflow.tx import transaction
 TOKEN_PREFIX = "glt_"
 
 
-_wrote: ContextVar[bool] = ContextVar("greenlight_authentication_wrote", default=False)
-
-
-def wrote_while_authenticating() -> bool:
-    """Whether the latest `authenticate` of this request wrote (a token's last use, a JWT's
-    groups, a provisioned user): what was read before it may be out of date."""
-    return _wrote.get()
-
-
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def authorize(authorization: str | None, authorizer: Authorizer) -> Actor:
+    """The actor behind credentials at this moment: how every operation is let in, an HTTP
+    request or each operation on an open WebSocket. The credentials must still be valid
+    (token neither revoked nor expired, user active, JWT unexpired), and the roles are as
+    of now: the authorizer applies every change committed by any process first (R5), after
+    authenticating, which may itself change group memberships (a JWT's groups claim)."""
+    user = await authenticate(authorization)
+    await authorizer.refresh()
+    return Actor(user=user, authorizer=authorizer)
 
 
 async def authenticate(authorization: str | None) -> User:
     """The user behind an `Authorization: Bearer <token>` header (an API token, or a JWT
     from the identity provider when single sign-on is configured), or UNAUTHENTICATED."""
-    _wrote.set(False)
     if not authorization:
         raise Unauthenticated("missing Authorization header: send 'Authorization: Bearer <token>'")
     scheme, _, token = authorization.strip().partition(" ")
@@ -68,7 +68,6 @@ async def authenticate(authorization: str | None) -> User:
     at = now()
     if api_token.last_used_at is None or at - api_token.last_used_at > LAST_USED_PRECISION:
         await ApiToken.filter(id=api_token.id).update(last_used_at=at)
-        _wrote.set(True)
     return api_token.user
 
 
@@ -86,7 +85,8 @@ async def _user_of_jwt(token: str) -> User:
     raw_email = claims.get(config.email_claim)
     if not isinstance(raw_email, str):
         raise Unauthenticated(f"token has no {config.email_claim!r} claim")
-    if claims.get("email_verified") is False:
+    # Only a JSON true vouches for the address: "false", 0 or "no" are no verification.
+    if "email_verified" in claims and claims["email_verified"] is not True:
         raise Unauthenticated("the identity provider has not verified this email address")
     try:
         email = validation.email(raw_email)
@@ -99,10 +99,12 @@ async def _user_of_jwt(token: str) -> User:
         user = await _provision(email, claims.get("name"))
     if not user.is_active:
         raise Unauthenticated("user deactivated")
-    if config.groups_claim:
-        groups = claims.get(config.groups_claim) or []
-        if isinstance(groups, str):
-            groups = [groups]
+    groups = claims.get(config.groups_claim) if config.groups_claim else None
+    # An absent (or null) claim says nothing about groups: memberships stay as they are,
+    # those a super-admin added included. A list, even an empty one, decides them.
+    if isinstance(groups, str):
+        groups = [groups]
+    if isinstance(groups, list):
         await _sync_groups(user, {g for g in groups if isinstance(g, str)})
     return user
 
@@ -110,7 +112,6 @@ async def _user_of_jwt(token: str) -> User:
 async def _provision(email: str, name: object) -> User:
     """A user the identity provider vouches for, created on first sign-in with no roles."""
     display = name.strip()[:200] if isinstance(name, str) and name.strip() else email.split("@")[0]
-    _wrote.set(True)
     async with transaction():
         existing = await User.get_or_none(email=email)
         if existing is not None:
@@ -124,13 +125,12 @@ async def _provision(email: str, name: object) -> User:
 
 
 async def _sync_groups(user: User, names: set[str]) -> None:
-    """The identity provider's groups claim decides the user's memberships of the
-    Greenlight groups of those names (groups it does not name are left)."""
+    """The identity provider's groups claim decides the user's memberships: of the
+    Greenlight groups of those names, and of no other group."""
     wanted = set(await Group.filter(name__in=names).values_list("id", flat=True)) if names else set()
     current = set(await GroupMember.filter(user_id=user.id).values_list("group_id", flat=True))
     if wanted == current:
         return
-    _wrote.set(True)
     async with transaction():
         await record_policy_change(user_id=user.id)
         await GroupMember.filter(user_id=user.id, group_id__in=current - wanted).delete()

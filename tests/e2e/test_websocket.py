@@ -10,21 +10,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
+import jwt
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.typing import Subprotocol
 
 from greenlight.config import Settings
-from greenlight.models import ApiToken, ApprovalRequest, ApprovalState, Deployment, DeploymentStatus
+from greenlight.models import ApiToken, ApprovalRequest, ApprovalState, Deployment, DeploymentStatus, Image
 from greenlight.rollout.simulator import finish_due_rollouts
 from greenlight.workflow.clock import now
+from tests.conftest import Client
 from tests.support import receive, send, serving
 
 TRANSPORT_WS = Subprotocol("graphql-transport-ws")
@@ -379,3 +383,223 @@ async def test_r25_ws_legacy_graphql_ws_protocol_is_not_accepted(world, ws_url):
         return
     assert code == 4406
     assert all(m.get("type") not in ("connection_ack", "ka") for m in messages), messages
+
+
+# --- every operation on a socket is authorised at its moment (R5) ---------------------------------
+
+
+async def run_on(ws: ClientConnection, op_id: str, query: str, variables: dict | None = None) -> dict:
+    """A query or mutation sent on the socket: its one result (`next`, or `error`), then
+    `complete` for a `next`."""
+    await send(
+        ws, {"id": op_id, "type": "subscribe", "payload": {"query": query, "variables": variables or {}}}
+    )
+    message = await receive(ws)
+    assert message["id"] == op_id, message
+    if message["type"] == "next":
+        assert await receive(ws) == {"id": op_id, "type": "complete"}
+    return message
+
+
+def codes_of(message: dict) -> list[str]:
+    errors = message["payload"]["errors"] if message["type"] == "next" else message["payload"]
+    return [e["extensions"]["code"] for e in errors]
+
+
+class Attempt:
+    """One operation a user sends on an open socket, and what it would change."""
+
+    who = "dev"
+    query = ""
+
+    async def prepare(self, world) -> dict:
+        return {}
+
+    async def state(self, world, variables) -> Any:
+        """What the operation changes, read from the database."""
+
+
+class Approve(Attempt):
+    who = "approver1"
+    query = "mutation($id: ID!) { approveRequest(id: $id) { id state } }"
+
+    async def prepare(self, world):
+        image = await world.register_image("dev")
+        return {"id": await world.request_approval(image, "shop/prod", who="dev2")}
+
+    async def state(self, world, variables):
+        request = await ApprovalRequest.get(id=int(variables["id"].split(":")[1]))
+        return request.state, await request.approvals.all().count()
+
+
+class Deploy(Attempt):
+    query = "mutation($i: DeployImageInput!) { deployImage(input: $i) { id status } }"
+
+    async def prepare(self, world):
+        image = await world.register_image("dev2")
+        return {"i": {"pipelineId": world.ids["shop/staging"], "imageId": image}}
+
+    async def state(self, world, variables):
+        return await Deployment.all().count()
+
+
+class Register(Attempt):
+    query = "mutation($i: RegisterImageInput!) { registerImage(input: $i) { id } }"
+
+    async def prepare(self, world):
+        digest = "sha256:" + "ab" * 32
+        return {
+            "i": {"application": "shop", "repository": "r.example.com/shop", "tag": "ws", "digest": digest}
+        }
+
+    async def state(self, world, variables):
+        return await Image.filter(digest=variables["i"]["digest"]).count()
+
+
+class Read(Attempt):
+    who = "viewer"
+    query = "query($id: ID!) { approvalRequest(id: $id) { id state } }"
+
+    async def prepare(self, world):
+        image = await world.register_image("dev")
+        return {"id": await world.request_approval(image, "shop/prod", who="dev2")}
+
+
+ATTEMPTS = {"approveRequest": Approve(), "deployImage": Deploy(), "registerImage": Register(), "read": Read()}
+ME_ON_SOCKET = "{ me { email } }"
+
+
+async def revoke_every_role(admin, user_id: str) -> None:
+    users = (await admin.ok("{ users { id roleBindings { id } } }"))["users"]
+    bindings = next(u for u in users if u["id"] == user_id)["roleBindings"]
+    assert bindings
+    for binding in bindings:
+        await admin.ok("mutation($id: ID!) { revokeRole(id: $id) { id } }", {"id": binding["id"]})
+
+
+@pytest.mark.parametrize("how", ["token revoked", "user deactivated"])
+@pytest.mark.parametrize("operation", list(ATTEMPTS))
+async def test_r5_socket_operation_after_credentials_withdrawn_is_refused_and_closes_4403(
+    world, ws_url, operation, how
+):
+    """The socket authenticated at connection_init; the credentials are withdrawn while it
+    stays open. The next operation sent on it does not run (nothing changes, no data is
+    sent) and the socket is closed with 4403, as an HTTP request with them is refused."""
+    attempt = ATTEMPTS[operation]
+    variables = await attempt.prepare(world)
+    before = await attempt.state(world, variables)
+    token, token_id = await issue_token(world, attempt.who)
+    async with session(ws_url, token) as ws:
+        warm = await run_on(ws, "warm", ME_ON_SOCKET)
+        assert data(warm, "me") == {"email": f"{attempt.who}@example.com"}
+        if how == "token revoked":
+            await world["admin"].ok("mutation($id: ID!) { revokeApiToken(id: $id) { id } }", {"id": token_id})
+        else:
+            await world["admin"].ok(
+                "mutation($id: ID!) { deactivateUser(id: $id) { id } }", {"id": world[attempt.who].user_id}
+            )
+        await send(
+            ws, {"id": "1", "type": "subscribe", "payload": {"query": attempt.query, "variables": variables}}
+        )
+        code, messages = await close_of(ws)
+    assert code == 4403
+    assert all(m.get("type") != "next" or m["payload"].get("data") is None for m in messages), messages
+    assert await attempt.state(world, variables) == before
+    assert await Client(world.http, token).code(ME_ON_SOCKET) == "UNAUTHENTICATED"
+
+
+@pytest.mark.parametrize("via", ["this process", "another process"])
+@pytest.mark.parametrize("operation", list(ATTEMPTS))
+async def test_r5_socket_operation_after_role_revoked_is_refused(world, cluster, ws_url, operation, via):
+    """Every role of the user is revoked, on this server or on another process sharing the
+    database, after the socket connected and ran an operation (so this process holds the old
+    decision). The next operation on the socket is decided on the roles as of now: refused,
+    and it changes nothing; the credentials still hold, so the socket stays open."""
+    attempt = ATTEMPTS[operation]
+    variables = await attempt.prepare(world)
+    before = await attempt.state(world, variables)
+    admin = world["admin"] if via == "this process" else cluster.on_b("admin")
+    async with session(ws_url, world[attempt.who].token) as ws:
+        # the old decision, taken on this process before the revocation
+        if operation == "read":
+            assert (
+                data(await run_on(ws, "warm", attempt.query, variables), "approvalRequest")["state"]
+                == "PENDING"
+            )
+        else:
+            warm = await run_on(
+                ws,
+                "warm",
+                '{ canI(action: DEPLOY, application: "shop", environment: "staging") { allowed } }',
+            )
+            assert warm["type"] == "next"
+        await revoke_every_role(admin, world[attempt.who].user_id)
+        refused = await run_on(ws, "1", attempt.query, variables)
+        assert codes_of(refused) in (["FORBIDDEN"], ["NOT_FOUND"]), refused
+        if refused["type"] == "next":
+            assert not any((refused["payload"].get("data") or {}).values()), refused
+        # still open: the credentials hold
+        assert data(await run_on(ws, "2", ME_ON_SOCKET), "me") == {"email": f"{attempt.who}@example.com"}
+    assert await attempt.state(world, variables) == before
+
+
+JWT_SECRET = "a-shared-secret-long-enough-for-hs256-0123456789"
+
+
+@pytest.mark.parametrize("operation", list(ATTEMPTS))
+async def test_r5_socket_operation_after_jwt_expired_is_refused_and_closes_4403(
+    world, settings, operation, monkeypatch
+):
+    """A socket signed in with a JWT (single sign-on): once the JWT has expired, the next
+    operation sent on it does not run and the socket is closed with 4403. The JWT expired
+    ten seconds ago but is inside the 30 s leeway at connection_init; the leeway is then
+    taken away, which is the JWT expiring while the socket is open."""
+    from greenlight import sso
+    from greenlight.app import create_app
+
+    attempt = ATTEMPTS[operation]
+    variables = await attempt.prepare(world)
+    before = await attempt.state(world, variables)
+    sso_settings = dataclasses.replace(
+        settings, jwt_issuer="https://idp.example.com/", jwt_audience="greenlight", jwt_secret=JWT_SECRET
+    )
+    at = int(time.time())
+    claims = {
+        "iss": "https://idp.example.com/",
+        "aud": "greenlight",
+        "email": f"{attempt.who}@example.com",
+        "iat": at - 60,
+        "exp": at - 10,
+    }
+    token = jwt.encode(claims, JWT_SECRET, algorithm="HS256")
+    async with (
+        serving(create_app(sso_settings, manage_database=False), TIMEOUT) as port,
+        session(f"ws://127.0.0.1:{port}/graphql", token) as ws,
+    ):
+        warm = await run_on(ws, "warm", ME_ON_SOCKET)
+        assert data(warm, "me") == {"email": f"{attempt.who}@example.com"}
+        monkeypatch.setattr(sso, "LEEWAY_SECONDS", 0)
+        await send(
+            ws,
+            {"id": "1", "type": "subscribe", "payload": {"query": attempt.query, "variables": variables}},
+        )
+        code, messages = await close_of(ws)
+    assert code == 4403
+    assert all(m.get("type") != "next" or m["payload"].get("data") is None for m in messages), messages
+    assert await attempt.state(world, variables) == before
+
+
+async def test_ws_message_over_max_body_bytes_closes_the_socket_with_1009(world, ws_url, settings):
+    """GREENLIGHT_MAX_BODY_BYTES binds WebSocket messages as it binds request bodies: a
+    message larger than it (15 MiB, say) is not read; the socket is closed with 1009
+    (message too big). A message within the limit on another socket is served."""
+    padding = " " * (settings.max_body_bytes + 1)
+    async with session(ws_url, world["viewer"].token) as ws:
+        await send(ws, {"id": "big", "type": "subscribe", "payload": {"query": "{ me { email } }" + padding}})
+        code, messages = await close_of(ws)
+    assert code == 1009
+    assert messages == []
+    within = " " * (settings.max_body_bytes - 1000)
+    async with session(ws_url, world["viewer"].token) as ws:
+        answer = await run_on(ws, "ok", "{ me { email } }" + within)
+        assert data(answer, "me") == {"email": "viewer@example.com"}

@@ -19,7 +19,7 @@ import asyncpg
 import pytest
 from tortoise.exceptions import DBConnectionError, OperationalError
 
-import greenlight.app
+import greenlight.workflow.identity
 from greenlight import db
 from greenlight.models import Approval, ApprovalRequest, ApprovalState, Deployment, Image
 from greenlight.workflow import audit, reads
@@ -411,7 +411,7 @@ async def test_database_unreachable_while_authenticating_is_unavailable_then_rec
     async def unreachable(authorization):
         raise ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused")
 
-    monkeypatch.setattr(greenlight.app, "authenticate", unreachable)
+    monkeypatch.setattr(greenlight.workflow.identity, "authenticate", unreachable)
     async with unchanged():
         response = await post(world, "dev", query, variables)
     body = response.json()

@@ -107,6 +107,9 @@ class Jwks:
     url: str
     keys: list[dict]
     hits: int = 0
+    issuer: str = ""  # an OpenID Connect issuer on the same server, serving `discovery`
+    discovery: dict | None = None  # None: the discovery document answers 404
+    discovery_hits: int = 0
 
 
 @pytest.fixture
@@ -115,14 +118,31 @@ async def jwks() -> AsyncIterator[Jwks]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
-    served = Jwks(url=f"http://127.0.0.1:{sock.getsockname()[1]}/.well-known/jwks.json", keys=[])
+    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    served = Jwks(url=f"{base}/.well-known/jwks.json", keys=[], issuer=f"{base}/realms/acme")
     served.keys = [jwk(RSA_1, "rsa-1"), jwk(EC_1, "ec-1")]
+    served.discovery = {
+        "issuer": served.issuer,
+        "jwks_uri": served.url,
+        "id_token_signing_alg_values_supported": ["RS256"],
+    }
 
     async def endpoint(request):
         served.hits += 1
         return JSONResponse({"keys": served.keys})
 
-    idp = Starlette(routes=[Route("/.well-known/jwks.json", endpoint)])
+    async def discovery(request):
+        served.discovery_hits += 1
+        if served.discovery is None:
+            return JSONResponse({"error": "not found"}, status_code=404)
+        return JSONResponse(served.discovery)
+
+    idp = Starlette(
+        routes=[
+            Route("/.well-known/jwks.json", endpoint),
+            Route("/realms/acme/.well-known/openid-configuration", discovery),
+        ]
+    )
     server = QuietServer(
         uvicorn.Config(idp, lifespan="off", log_level="warning", timeout_graceful_shutdown=1)
     )
@@ -457,11 +477,11 @@ async def test_hs256_mode_accepts_only_hs256_with_the_secret(world, settings):
         assert await email_of(client(world["dev"].token)) == "dev@example.com"
 
 
-async def test_r5_a_membership_dropped_by_a_jwts_groups_is_in_force_at_once_despite_the_response_cache(world):
-    """R5 with the response cache (issue 8): the groups claim syncs memberships while the
-    request authenticates, after the request read the change counter. An answer kept from
-    before (the member may see shop/prod through the group) is not given after the
-    membership is gone: the pipeline is NOT_FOUND (R1) on that very request."""
+async def test_r5_a_membership_dropped_by_a_jwts_groups_is_in_force_at_once(world):
+    """R5: the groups claim syncs memberships while the request authenticates, before its
+    roles are brought up to date. An answer given before (the member may see shop/prod
+    through the group) is not given after the membership is gone: the pipeline is
+    NOT_FOUND (R1) on that very request."""
     admin = world["admin"]
     group_id = (await admin.ok('mutation { createGroup(name: "shop-approvers") { id } }'))["createGroup"][
         "id"
@@ -475,8 +495,153 @@ async def test_r5_a_membership_dropped_by_a_jwts_groups_is_in_force_at_once_desp
     member = bearer(world, rs256(claims("nobody@example.com", groups=["shop-approvers"])))
     variables = {"id": world.ids["shop/prod"]}
     pipeline = "query($id: ID!) { pipeline(id: $id) { id } }"
-    for _ in range(3):  # the first joins the group; the next ones are kept and given again
+    for _ in range(3):  # the first joins the group
         assert (await member.ok(pipeline, variables))["pipeline"]["id"] == world.ids["shop/prod"]
     gone = bearer(world, rs256(claims("nobody@example.com", groups=[])))
     assert await gone.code(pipeline, variables) == "NOT_FOUND"
     assert await GroupMember.filter(user_id=nobody.id).count() == 0
+
+
+# --- email_verified, the groups claim, and what a failing provider says -----------------------------
+
+
+@pytest.mark.parametrize("value", [False, "false", 0, "0", "no", None, "true", 1])
+async def test_email_verified_other_than_json_true_is_refused(world, value):
+    """A token whose email_verified claim is present and anything but a JSON true (the
+    string "false", 0, even "true" or 1) is UNAUTHENTICATED: the provider has not vouched
+    for the address."""
+    token = rs256({**claims("dev@example.com"), "email_verified": value})
+    error = await bearer(world, token).fails(ME)
+    assert error["extensions"]["code"] == "UNAUTHENTICATED"
+    assert "verified" in error["message"]
+
+
+async def test_email_verified_true_or_absent_is_accepted(world):
+    assert (
+        await email_of(bearer(world, rs256(claims("dev@example.com", email_verified=True))))
+        == "dev@example.com"
+    )
+    assert await email_of(bearer(world, rs256(claims("dev@example.com")))) == "dev@example.com"
+
+
+async def test_groups_claim_absent_changes_no_membership_and_an_empty_list_empties(world):
+    """A membership a super-admin added stays while the user signs in with JWTs that carry
+    no groups claim (or a null one); a token whose claim is an empty list ends it."""
+    admin = world["admin"]
+    group_id = (await admin.ok('mutation { createGroup(name: "shop-approvers") { id } }'))["createGroup"][
+        "id"
+    ]
+    await admin.ok(
+        "mutation($g: ID!, $u: ID!) { addGroupMember(groupId: $g, userId: $u) { id } }",
+        {"g": group_id, "u": world["nobody"].user_id},
+    )
+    nobody = await User.get(email="nobody@example.com")
+    for token in (
+        rs256(claims("nobody@example.com")),
+        rs256(claims("nobody@example.com") | {"groups": None}),
+    ):
+        assert await email_of(bearer(world, token)) == "nobody@example.com"
+        assert await GroupMember.filter(user_id=nobody.id).count() == 1
+    assert (
+        await email_of(bearer(world, rs256(claims("nobody@example.com", groups=[])))) == "nobody@example.com"
+    )
+    assert await GroupMember.filter(user_id=nobody.id).count() == 0
+
+
+async def test_jwks_unavailable_tells_the_caller_only_that_sign_in_is_unavailable(
+    world, jwks, settings, caplog
+):
+    """The JWKS answers 404: the caller learns neither its URL nor the server's answer,
+    only that sign-in is unavailable; the log says what failed, and where."""
+    missing = jwks.url.replace("jwks.json", "missing.json")
+    broken = dataclasses.replace(settings, jwt_jwks_url=missing)
+    with caplog.at_level("WARNING", logger="greenlight.sso"):
+        async with other_app(broken) as http:
+            error = await Client(http, rs256(claims())).fails(ME)
+    assert error["extensions"]["code"] == "UNAUTHENTICATED"
+    assert error["message"] == greenlight.sso.UNAVAILABLE
+    for secret in ("127.0.0.1", "missing.json", "404", "http"):
+        assert secret not in json.dumps(error)
+    assert missing in caplog.text
+
+
+# --- OpenID Connect discovery ----------------------------------------------------------------------
+
+
+def discovering(settings: Settings, jwks: Jwks) -> Settings:
+    return dataclasses.replace(settings, jwt_jwks_url=None, jwt_issuer=None, oidc_issuer=jwks.issuer)
+
+
+async def test_oidc_discovery_gives_the_keys_the_algorithms_and_the_issuer(world, jwks, settings):
+    """GREENLIGHT_OIDC_ISSUER: the discovery document, served over HTTP by the issuer, names
+    the JWKS and the algorithms. Tokens of that issuer signed with an offered algorithm are
+    accepted; ES256 (not offered) and tokens of another issuer are refused. The document is
+    fetched once and kept."""
+    async with other_app(discovering(settings, jwks)) as http:
+        good = Client(http, rs256(claims("dev@example.com", iss=jwks.issuer)))
+        assert await email_of(good) == "dev@example.com"
+        assert await email_of(good) == "dev@example.com"
+        refused = {
+            "ES256, not offered": es256(claims("dev@example.com", iss=jwks.issuer)),
+            "another issuer": rs256(claims("dev@example.com")),
+            "expired": rs256(claims("dev@example.com", iss=jwks.issuer, exp=int(time.time()) - 120)),
+        }
+        for case, token in refused.items():
+            assert await Client(http, token).code(ME) == "UNAUTHENTICATED", case
+        assert jwks.discovery_hits == 1
+        assert jwks.hits == 1
+
+        jwks.discovery["id_token_signing_alg_values_supported"] = ["RS256", "ES256"]
+        greenlight.sso._discovery.fetched_at -= 301  # refresh_seconds defaults to 300
+        assert (
+            await email_of(Client(http, es256(claims("dev@example.com", iss=jwks.issuer))))
+            == "dev@example.com"
+        )
+        assert jwks.discovery_hits == 2
+
+
+UNUSABLE_DISCOVERY = {
+    "no document (404)": lambda served: None,
+    "another issuer": lambda served: {"issuer": "https://evil.example.com/", "jwks_uri": served.url},
+    "no jwks_uri": lambda served: {"issuer": served.issuer},
+    "only HS256": lambda served: {
+        "issuer": served.issuer,
+        "jwks_uri": served.url,
+        "id_token_signing_alg_values_supported": ["HS256"],
+    },
+}
+
+
+@pytest.mark.parametrize("case", list(UNUSABLE_DISCOVERY))
+async def test_oidc_discovery_unusable_refuses_sign_in_and_says_nothing_of_the_provider(
+    world, jwks, settings, caplog, case
+):
+    """A discovery document that is missing, of another issuer, without keys or offering no
+    algorithm Greenlight accepts: JWTs are refused as "sign-in unavailable", the caller
+    learns no URL; the log says what is wrong. API tokens keep working."""
+    document = UNUSABLE_DISCOVERY[case](jwks)
+    jwks.discovery = document
+    with caplog.at_level("WARNING", logger="greenlight.sso"):
+        async with other_app(discovering(settings, jwks)) as http:
+            error = await Client(http, rs256(claims("dev@example.com", iss=jwks.issuer))).fails(ME)
+            assert await email_of(Client(http, world["dev"].token)) == "dev@example.com"
+    assert error["extensions"]["code"] == "UNAUTHENTICATED"
+    assert error["message"] == greenlight.sso.UNAVAILABLE
+    assert "127.0.0.1" not in json.dumps(error)
+    assert "openid-configuration" in caplog.text
+
+
+def test_oidc_issuer_is_read_and_checked_at_start():
+    from greenlight.config import ConfigError
+
+    env = {"GREENLIGHT_OIDC_ISSUER": "https://idp.example.com/realms/acme", "GREENLIGHT_JWT_AUDIENCE": "gl"}
+    settings = Settings.from_env(env)
+    assert (settings.oidc_issuer, settings.jwt_enabled) == ("https://idp.example.com/realms/acme", True)
+    for bad in (
+        {"GREENLIGHT_JWT_AUDIENCE": ""},
+        {"GREENLIGHT_OIDC_ISSUER": "idp.example.com"},
+        {"GREENLIGHT_JWT_JWKS_URL": "https://idp.example.com/jwks"},
+        {"GREENLIGHT_JWT_SECRET": "s" * 40},
+    ):
+        with pytest.raises(ConfigError):
+            Settings.from_env({**env, **bad})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -346,3 +347,48 @@ async def test_bootstrap_cli_prints_a_working_token(tmp_path):
         assert await RoleBinding.all().count() == 1
     finally:
         await db.close()
+
+
+# --- before authentication, say nothing ------------------------------------------------------------
+
+# Documents that would draw validation's answers: suggestions of field and type names, the
+# schema's names in "Cannot query field ... on type ...", introspection.
+PROBES = [
+    "{ pipelin { id } }",
+    "{ me { emal } }",
+    "query($i: ApprovalPolicyInpt) { me { id } }",
+    "{ __schema { types { name } } }",
+    '{ __type(name: "Pipeline") { fields { name } } }',
+    "mutation { approveReques(id: 1) { id } }",
+]
+SCHEMA_NAMES = (
+    "Did you mean",
+    "pipeline",
+    "Pipeline",
+    "Query",
+    "Mutation",
+    "email",
+    "ApprovalPolicy",
+    "approveRequest",
+)
+
+
+@pytest.mark.parametrize("introspection", [True, False], ids=["introspection on", "introspection off"])
+async def test_anonymous_callers_get_unauthenticated_and_no_schema_names(world, settings, introspection):
+    """Without credentials, or with bad ones, every document (valid or not) is answered with
+    a single UNAUTHENTICATED: no "Did you mean ...?", no field or type names of the schema,
+    whether introspection is on or off. Authenticated callers still get validation's answers."""
+    import dataclasses
+
+    app = create_app(dataclasses.replace(settings, introspection=introspection), manage_database=False)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+        for token in (None, "not-a-real-token"):
+            for probe in PROBES:
+                body = await Client(http, token).execute(probe)
+                assert [e["extensions"]["code"] for e in body["errors"]] == ["UNAUTHENTICATED"], (probe, body)
+                assert body.get("data") is None
+                for name in SCHEMA_NAMES:
+                    assert name not in json.dumps(body), (probe, name, body)
+        validated = await Client(http, world["viewer"].token).execute("{ pipelin { id } }")
+        assert validated["errors"][0]["extensions"]["code"] != "UNAUTHENTICATED"
+        assert "pipelin" in validated["errors"][0]["message"]

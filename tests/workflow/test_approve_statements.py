@@ -24,8 +24,8 @@ APPROVE = """mutation ApproveRequest($id: ID!) {
 
 WARM_UP = "query($id: ID!) { approvalRequest(id: $id) { id } }"
 
-# Before the operation 2: the change counter, read with the roles' latest version (the
-# process's roles are up to date, so it reads no change log), and the token with its user.
+# Before the operation 2: the roles' latest version with the changes since the process's
+# (none: it reads nothing more), and the token with its user.
 # Then the pipeline with its application and environment, locked; the request with its
 # image, locked; its approvals with their users; the new approval; the audit events in one
 # statement; and on PostgreSQL one pg_notify.
