@@ -102,7 +102,8 @@ function Shell(props: { onSignOut: () => void; onRefused: (message: string) => v
   useSubscription({ query: RequestEventsSubscription, pause: !data });
   const route = useHash();
   useEffect(() => {
-    if (error?.graphQLErrors[0]?.extensions?.code === "UNAUTHENTICATED") props.onRefused(error.graphQLErrors[0].message);
+    const first = error?.graphQLErrors[0];
+    if (first?.extensions?.code === "UNAUTHENTICATED") props.onRefused(`${first.message} (UNAUTHENTICATED)`);
   }, [error]);
   if (!data) return <main>{fetching ? <p>Loading…</p> : <ErrorNote error={error} />}</main>;
   const me = data.me;

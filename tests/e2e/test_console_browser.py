@@ -244,6 +244,18 @@ async def test_console_story_through_the_screens_offline(story, server):
             pytest.skip(f"Playwright could not launch {CHROMIUM}: {error}")
         try:
             people = People(browser, server, failures)
+            # A token the server refuses: the sign-in form says so, with the contract's code.
+            stranger = await browser.new_page()
+            await stranger.route(
+                re.compile(r"^(?!(https?|wss?)://127\.0\.0\.1[:/]).*"), lambda route: route.abort()
+            )
+            await stranger.goto(server.url + "/")
+            await stranger.get_by_label("API token").fill("not-a-token")
+            await stranger.get_by_role("button", name="Sign in").click()
+            await expect(stranger.get_by_role("status")).to_contain_text("UNAUTHENTICATED")
+            await expect(stranger.get_by_label("API token")).to_be_visible()
+            assert await stranger.evaluate("sessionStorage.length") == 0
+            await stranger.close()
             dev = await people.sign_in("dev", story["dev"].token)
             ci = await people.sign_in("ci", story["ci"].token)
             alice = await people.sign_in("alice", story["alice"].token)
