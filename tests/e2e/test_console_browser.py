@@ -484,6 +484,19 @@ async def test_console_story_through_the_screens_offline(story, server):
             await expect(earlier).to_contain_text("Not approved")
             await shot(dev, "app-details-rollback")
 
+            # A stale image (older than the active build-5) is flagged; approving needs the tick.
+            story.request(image4)
+            await go(alice, "#/pending")
+            stale = card(alice, "build-4")
+            await expect(stale).to_contain_text("older than the one active on prod", timeout=LIVE_MS)
+            await stale.get_by_role("button", name="Approve").click()
+            approve = alice.get_by_role("button", name="Approve Request")
+            await expect(approve).to_be_disabled()
+            await alice.get_by_label("I know this image is older than the active one").check()
+            await approve.click()
+            await expect(stale).to_contain_text("1 of 2 approvals", timeout=LIVE_MS)
+            await shot(alice, "approval-pending-stale")
+
             for page in people.pages.values():
                 await assert_accessible(page)
 
