@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import logging
 import uuid
 from collections.abc import AsyncIterator
 
+from cross_web import HTTPException
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from starlette.routing import Route, WebSocketRoute
@@ -20,14 +23,16 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult
+from strawberry.types.unset import UNSET
 
 from greenlight import console, db, notifications, sso
 from greenlight.config import Settings
 from greenlight.events import listen_postgres
+from greenlight.limits import payload
 from greenlight.limits.body import BodySizeLimitMiddleware
 from greenlight.limits.rates import ConcurrencyCap
 from greenlight.notifications import pages
-from greenlight.observability import logs, metrics, tracing
+from greenlight.observability import logs, media, metrics, tracing
 from greenlight.observability.requests import RequestContextMiddleware
 from greenlight.policies import Authorizer, validate
 from greenlight.rollout import drivers, jobs
@@ -104,12 +109,59 @@ class GreenlightGraphQL(GraphQL):
                 context.unavailable = True
         return context
 
+    # What a body or message must be to be read at all (greenlight.limits.payload): anything
+    # else is HTTP 400 with the reason (a socket message: the socket is closed), never a 500.
+    def decode_json(self, data: str | bytes) -> object:
+        return payload.decode(data)
+
+    def parse_json(self, data: str | bytes):
+        try:
+            return self.decode_json(data)
+        except payload.UnusableJSON as error:
+            raise HTTPException(400, f"unusable request body: {error.message}") from None
+        except json.JSONDecodeError as error:
+            raise HTTPException(400, f"the request body is not JSON: {error.msg}") from None
+
+    async def parse_http_body(self, request):
+        if request.method == "POST" and "application/json" in (request.content_type or ""):
+            problem = payload.request_shape_error(await request.get_body())
+            if problem is not None:
+                raise HTTPException(400, problem)
+        return await super().parse_http_body(request)
+
+    async def execute_operation(self, request, request_adapter, request_data, *args, **kwargs):
+        name = getattr(request_data, "operation_name", None)
+        if name is not None and not isinstance(name, str):
+            raise HTTPException(400, "`operationName` must be a string or null")
+        return await super().execute_operation(request, request_adapter, request_data, *args, **kwargs)
+
     async def process_result(self, request, result: ExecutionResult) -> GraphQLHTTPResponse:
         """Parse and validation errors never reach the schema's extensions; code them here."""
         if result.errors:
             request_id = request.scope.get("state", {}).get("request_id") or "-"
             result.errors = [to_contract(error, request_id) for error in result.errors]
-        return await super().process_result(request, result)
+        answer = await super().process_result(request, result)
+        if media.wants_graphql_response(request.headers.get("accept")):
+            # GraphQL over HTTP: a request that failed before execution has no `data`.
+            failure = media.request_error(result)
+            if failure is not None:
+                request.state.graphql_request_error = failure
+                answer.pop("data", None)
+        return answer
+
+    async def run(self, request, context=UNSET, root_value=UNSET):
+        if request.scope["type"] != "http" or not media.wants_graphql_response(request.headers.get("accept")):
+            return await super().run(request, context, root_value)
+        try:
+            response = await super().run(request, context, root_value)
+        except HTTPException as error:
+            return media.error_response(error.status_code, error.reason)
+        if response.media_type == "application/json":
+            response.headers["content-type"] = media.GRAPHQL_RESPONSE
+            failure = getattr(request.state, "graphql_request_error", None)
+            if failure is not None and response.status_code == 200:
+                response.status_code = media.status_of(failure)
+        return response
 
     async def on_ws_connect(self, context: Context):
         """connection_init: a socket without valid credentials is closed with 4403. Each
@@ -134,9 +186,36 @@ async def healthz(request: Request) -> PlainTextResponse:
 
 
 async def readyz(request: Request) -> JSONResponse:
+    """Ready while the database answers within GREENLIGHT_READY_TIMEOUT_SECONDS: behind a
+    partition a query gets no answer at all, and a load balancer must hear so in seconds."""
     if await db.ping():
         return JSONResponse({"status": "ready"})
     return JSONResponse({"status": "database unavailable"}, status_code=503)
+
+
+def cors(settings: Settings) -> list[Middleware]:
+    """Browsers on the GREENLIGHT_CORS_ORIGINS may call the API (preflights answered); with
+    none listed, no CORS header is sent and browsers keep other origins out. Credentials
+    are bearer tokens, never cookies, so no origin is allowed credentials."""
+    if not settings.cors_origins:
+        return []
+    return [
+        Middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "Accept",
+                "X-Request-ID",
+                "traceparent",
+                "tracestate",
+            ],
+            expose_headers=["X-Request-ID"],
+            max_age=600,
+        )
+    ]
 
 
 def create_app(settings: Settings, *, manage_database: bool = True, migrate: bool = True) -> Starlette:
@@ -145,11 +224,13 @@ def create_app(settings: Settings, *, manage_database: bool = True, migrate: boo
     authorizer = Authorizer()
     graphql = GreenlightGraphQL(authorizer, settings)
     validate.require_valid()
+    db.configure(settings)
     drivers.configure(settings)
     notifications.configure(settings)
     sso.configure(settings)
     if tracing.setup(settings):
         tracing.instrument_schema(graphql.schema)
+    metrics.configure(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -157,6 +238,11 @@ def create_app(settings: Settings, *, manage_database: bool = True, migrate: boo
             if migrate:
                 await db.migrate(settings.database_url)
             await db.connect(settings.database_url)
+        metrics_server = (
+            metrics.serve_port(settings.metrics_host, settings.metrics_port)
+            if settings.metrics_port
+            else None
+        )
         tasks = []
         if settings.background_jobs:
             tasks.append(asyncio.create_task(jobs.run_forever(settings)))
@@ -170,6 +256,10 @@ def create_app(settings: Settings, *, manage_database: bool = True, migrate: boo
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if metrics_server is not None:
+                metrics_server.shutdown()
+                metrics_server.server_close()
+            metrics.process_exited()
             if manage_database:
                 await db.close()
 
@@ -181,11 +271,14 @@ def create_app(settings: Settings, *, manage_database: bool = True, migrate: boo
             Route("/one-click/approve", pages.approve_action, methods=["POST"]),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
-            Route("/metrics", metrics.metrics_endpoint),
+            # With a metrics port of its own, /metrics is not on the API's port.
+            *([] if settings.metrics_port else [Route("/metrics", metrics.metrics_endpoint)]),
             *console.routes(),
         ],
         middleware=[
+            tracing.asgi_middleware(),
             Middleware(RequestContextMiddleware),
+            *cors(settings),
             Middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes),
         ],
         lifespan=lifespan,

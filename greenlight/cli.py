@@ -4,21 +4,66 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import shutil
 import signal
 import sys
+import tempfile
 from pathlib import Path
 
-from greenlight import db
+from greenlight import build, db, sqlite
 from greenlight.config import ConfigError, Settings
 from greenlight.observability import logs
 
 
 def _settings() -> Settings:
     try:
-        return Settings.from_env()
+        settings = Settings.from_env()
     except ConfigError as error:
         print(f"greenlight: configuration error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
+    db.configure(settings)
+    return settings
+
+
+def _run_on_database(command: str, settings: Settings, work):
+    """Runs `work` (a coroutine); a database that cannot be reached or opened ends the
+    command with one line saying what is wrong and what to do, and exit status 1, rather
+    than a traceback."""
+    try:
+        return asyncio.run(work)
+    except Exception as error:
+        problem = db.start_problem(error, settings.database_url)
+        if problem is None:
+            raise
+        print(f"greenlight {command}: {problem}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def _sqlite_usable(command: str, settings: Settings) -> None:
+    """A SQLite file this process cannot write stops the command at once, naming the path."""
+    path = sqlite.database_path(settings.database_url) if settings.database_url.startswith("sqlite") else None
+    problem = sqlite.unusable(path) if path is not None else None
+    if problem is not None:
+        print(f"greenlight {command}: {problem}", file=sys.stderr)
+        raise SystemExit(1)
+
+
+def _serve_alone(settings: Settings) -> None:
+    """One serving process per SQLite file (greenlight.sqlite.hold_exclusively)."""
+    path = sqlite.database_path(settings.database_url) if settings.database_url.startswith("sqlite") else None
+    if path is None:
+        return
+    try:
+        sqlite.hold_exclusively(path)
+    except sqlite.AlreadyServed as error:
+        print(f"greenlight serve: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
+    except OSError as error:
+        print(
+            f"greenlight serve: cannot write the lock file beside {path}: {error.strerror}", file=sys.stderr
+        )
+        raise SystemExit(1) from None
 
 
 def _policy_errors() -> bool:
@@ -38,16 +83,18 @@ def serve(args: argparse.Namespace) -> int:
         print("greenlight serve: refusing to start on invalid policy files", file=sys.stderr)
         return 2
     logs.setup(settings.log_format, settings.log_level)
-    if args.workers < 1:
-        print("greenlight serve: --workers must be at least 1", file=sys.stderr)
-        return 2
     if args.workers > 1 and settings.database_url.startswith("sqlite"):
         print(
             "greenlight serve: several workers need PostgreSQL (GREENLIGHT_DATABASE_URL=postgres://...)",
             file=sys.stderr,
         )
         return 2
-    asyncio.run(db.migrate(settings.database_url))
+    _sqlite_usable("serve", settings)
+    _serve_alone(settings)
+    if not _schema_ready(settings, migrate=settings.migrate_on_start and not args.no_migrate):
+        return 2
+    if args.workers > 1:
+        _multiprocess_metrics_dir()
     # uvicorn ends its graceful shutdown by raising the signal it caught again, under the
     # handler that was there before it: make that a clean exit, so SIGTERM exits 0.
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -64,6 +111,41 @@ def serve(args: argparse.Namespace) -> int:
         ws_max_size=settings.max_body_bytes,  # WebSocket messages are bound as bodies are
     )
     return 0
+
+
+def _schema_ready(settings: Settings, migrate: bool) -> bool:
+    """Apply pending migrations (today's default), or, when another step is the only migrator
+    (--no-migrate, GREENLIGHT_MIGRATE_ON_START=false), refuse to serve on a schema that still
+    has migrations pending: the code would meet tables it does not expect."""
+    if migrate:
+        _run_on_database("serve", settings, db.migrate(settings.database_url))
+        return True
+    pending = _run_on_database("serve", settings, db.pending_migrations(settings.database_url))
+    if pending:
+        print(
+            f"greenlight serve: refusing to start: {len(pending)} migration(s) not applied "
+            f"({', '.join(pending)}) and migrations on start are off (--no-migrate or "
+            "GREENLIGHT_MIGRATE_ON_START=false); run `greenlight migrate` first",
+            file=sys.stderr,
+        )
+        return False
+    return True
+
+
+def _multiprocess_metrics_dir() -> None:
+    """Several workers count into files of one folder that every scrape sums
+    (prometheus_client's multiprocess mode): PROMETHEUS_MULTIPROC_DIR if set, else a fresh
+    one; emptied at start, so counts of an earlier run are not added in."""
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="greenlight-metrics-")
+    path = Path(folder)
+    if path.exists():
+        for entry in path.iterdir():
+            if entry.is_dir():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+    path.mkdir(parents=True, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
 
 
 async def _bootstrap(settings: Settings, email: str) -> str:
@@ -83,8 +165,9 @@ def bootstrap_command(args: argparse.Namespace) -> int:
     from greenlight.workflow.errors import GreenlightError
 
     settings = _settings()
+    _sqlite_usable("bootstrap", settings)
     try:
-        token = asyncio.run(_bootstrap(settings, args.email))
+        token = _run_on_database("bootstrap", settings, _bootstrap(settings, args.email))
     except GreenlightError as error:
         print(f"greenlight bootstrap: {error.message}", file=sys.stderr)
         return 1
@@ -94,7 +177,8 @@ def bootstrap_command(args: argparse.Namespace) -> int:
 
 def migrate_command(args: argparse.Namespace) -> int:
     settings = _settings()
-    asyncio.run(db.migrate(settings.database_url))
+    _sqlite_usable("migrate", settings)
+    _run_on_database("migrate", settings, db.migrate(settings.database_url))
     print("migrations applied")
     return 0
 
@@ -168,14 +252,52 @@ def export_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Version(argparse.Action):
+    """--version: the package version and the git commit (greenlight.build), looked up only
+    when asked for."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(build.describe())
+        parser.exit()
+
+
+def whole_number(low: int, high: int | None = None):
+    """An argparse type: a whole number from `low` to `high`; anything else is refused with
+    a message naming the option, and exit code 2."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low or (high is not None and value > high):
+            bounds = f"from {low} to {high}" if high is not None else f"at least {low}"
+            raise argparse.ArgumentTypeError(f"must be {bounds}, got {value}")
+        return value
+
+    return parse
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="greenlight", description=__doc__)
+    parser.add_argument("--version", action=_Version, help="print the version and git commit, and exit")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    p = commands.add_parser("serve", help="apply pending migrations, then serve the API")
+    p = commands.add_parser(
+        "serve", help="apply pending migrations (unless --no-migrate), then serve the API"
+    )
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--workers", type=int, default=1, help="server processes (PostgreSQL only)")
+    p.add_argument("--port", type=whole_number(1, 65535), default=8000, help="1 to 65535")
+    p.add_argument("--workers", type=whole_number(1), default=1, help="server processes (PostgreSQL only)")
+    p.add_argument(
+        "--no-migrate",
+        action="store_true",
+        help="do not apply migrations (another step runs `greenlight migrate`); "
+        "refuse to start while any is pending",
+    )
     p.set_defaults(func=serve)
 
     p = commands.add_parser("bootstrap", help="make EMAIL the first super-admin and print a new API token")

@@ -3,7 +3,8 @@
 Values come from environment variables, and from a `.env` file in the working directory
 (or the file named by GREENLIGHT_ENV_FILE) for variables the environment does not set.
 Every variable is in the README's table with its default; a bad value stops the server
-at start with a message naming the variable.
+at start with a message naming the variable. A secret may instead be read from a file named
+by its `_FILE` twin (SECRET_VARIABLES).
 """
 
 from __future__ import annotations
@@ -11,10 +12,53 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 class ConfigError(ValueError):
     """A configuration variable has a value Greenlight cannot use; the message names it."""
+
+
+# The settings that hold a secret. Each has a twin, NAME_FILE, naming a file whose content is
+# NAME's value (trailing newlines stripped), as Grafana and the PostgreSQL image allow, so a
+# Kubernetes or Docker secret mounted as a file never passes through the environment.
+SECRET_VARIABLES = (
+    "GREENLIGHT_DATABASE_URL",  # postgres://USER:PASSWORD@HOST/DB holds a password
+    "GREENLIGHT_SMTP_PASSWORD",
+    "GREENLIGHT_SECRET_KEY",
+    "GREENLIGHT_SECRET_KEY_PREVIOUS",
+    "GREENLIGHT_DEPLOY_WEBHOOK_SECRET",
+    "GREENLIGHT_JWT_SECRET",
+)
+
+
+def _secrets_from_files(env: dict[str, str]) -> None:
+    """Put the content of each secret's NAME_FILE into env[NAME]; setting both is an error,
+    since which one wins would be a guess."""
+    for name in SECRET_VARIABLES:
+        twin = f"{name}_FILE"
+        path = env.get(twin)
+        if not path:
+            continue
+        if env.get(name):
+            raise ConfigError(f"set {name} or {twin}, not both")
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as error:
+            raise ConfigError(f"{twin}: cannot read {path!r}: {error.strerror or error}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{twin}: {path!r} is not UTF-8 text") from None
+        value = text.rstrip("\r\n")
+        if not value:
+            raise ConfigError(f"{twin}: {path!r} is empty")
+        env[name] = value
+
+
+def _bool(env: dict[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or str(default)).lower()
+    if raw not in ("true", "false", "1", "0", "yes", "no"):
+        raise ConfigError(f"{name} must be true or false, got {raw!r}")
+    return raw in ("true", "1", "yes")
 
 
 def _int(env: dict[str, str], name: str, default: int, minimum: int = 0) -> int:
@@ -48,6 +92,9 @@ def _float(env: dict[str, str], name: str, default: float, minimum: float = 0.0)
 @dataclass(frozen=True)
 class Settings:
     database_url: str = "sqlite://greenlight.sqlite3"
+    database_connect_timeout_seconds: float = 5.0
+    database_statement_timeout_seconds: float = 15.0
+    ready_timeout_seconds: float = 2.0
     rollout_seconds: float = 90.0
     rollout_poll_seconds: float = 1.0
     smtp_host: str | None = None
@@ -56,9 +103,11 @@ class Settings:
     smtp_password: str | None = field(default=None, repr=False)
     smtp_from: str | None = None
     smtp_security: str = "starttls"
+    smtp_timeout_seconds: float = 10.0
     public_url: str = "http://localhost:8000"
     request_url_template: str = "{public_url}/requests/{request_id}"
     secret_key: str | None = field(default=None, repr=False)
+    secret_key_previous: str | None = field(default=None, repr=False)
     email_max_attempts: int = 8
     email_backoff_seconds: float = 5.0
     deployer: str = "simulator"
@@ -81,6 +130,8 @@ class Settings:
     max_query_depth: int = 10
     max_query_tokens: int = 2000
     max_aliases: int = 15
+    max_query_cost: int = 25000
+    operation_timeout_seconds: float = 20.0
     max_body_bytes: int = 1_048_576
     introspection: bool = True
     mutations_per_minute: int = 120
@@ -89,8 +140,14 @@ class Settings:
     log_format: str = "auto"
     log_level: str = "INFO"
     otel_endpoint: str | None = None
+    otel_traces_endpoint: str | None = None
     otel_service_name: str = "greenlight"
+    metrics_port: int | None = None
+    metrics_host: str = "0.0.0.0"
+    metrics_cache_seconds: float = 5.0
+    cors_origins: tuple[str, ...] | None = None
     background_jobs: bool = True
+    migrate_on_start: bool = True
 
     @property
     def jwt_enabled(self) -> bool:
@@ -106,6 +163,7 @@ class Settings:
         if env is None:
             env = {**read_env_file(os.environ.get("GREENLIGHT_ENV_FILE", ".env")), **os.environ}
         env = dict(env)
+        _secrets_from_files(env)
         log_format = (env.get("GREENLIGHT_LOG_FORMAT") or "auto").lower()
         if log_format not in ("auto", "json", "text"):
             raise ConfigError(f"GREENLIGHT_LOG_FORMAT must be auto, json or text, got {log_format!r}")
@@ -114,9 +172,34 @@ class Settings:
             raise ConfigError(
                 f"GREENLIGHT_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {log_level!r}"
             )
-        otel_endpoint = env.get("GREENLIGHT_OTEL_ENDPOINT") or None
-        if otel_endpoint and not otel_endpoint.startswith(("http://", "https://")):
-            raise ConfigError(f"GREENLIGHT_OTEL_ENDPOINT must be an http(s) URL, got {otel_endpoint!r}")
+        # The standard OpenTelemetry variables first; Greenlight's own names are their aliases.
+        otel_disabled = (env.get("OTEL_SDK_DISABLED") or "").lower() == "true"
+        otel_endpoint, otel_traces_endpoint = None, None
+        for name in (
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "GREENLIGHT_OTEL_ENDPOINT",
+        ):
+            value = env.get(name) or None
+            if value and not value.startswith(("http://", "https://")):
+                raise ConfigError(f"{name} must be an http(s) URL, got {value!r}")
+        if not otel_disabled:
+            otel_traces_endpoint = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or None
+            otel_endpoint = (
+                env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get("GREENLIGHT_OTEL_ENDPOINT") or None
+            )
+        metrics_port = _int(env, "GREENLIGHT_METRICS_PORT", 0, 0) or None
+        if metrics_port is not None and metrics_port > 65535:
+            raise ConfigError(f"GREENLIGHT_METRICS_PORT must be a TCP port (1 to 65535), got {metrics_port}")
+        cors_origins = tuple(
+            o.strip().rstrip("/") for o in (env.get("GREENLIGHT_CORS_ORIGINS") or "").split(",")
+        )
+        cors_origins = tuple(o for o in cors_origins if o)
+        for origin in cors_origins:
+            if origin != "*" and not origin.startswith(("http://", "https://")):
+                raise ConfigError(
+                    f"GREENLIGHT_CORS_ORIGINS must list origins like https://app.example.com, got {origin!r}"
+                )
         url = env.get("GREENLIGHT_DATABASE_URL") or cls.database_url
         if not url.startswith(("sqlite://", "postgres://", "postgresql://")):
             raise ConfigError(
@@ -148,6 +231,9 @@ class Settings:
         smtp_host = env.get("GREENLIGHT_SMTP_HOST") or None
         smtp_from = env.get("GREENLIGHT_SMTP_FROM") or None
         secret_key = env.get("GREENLIGHT_SECRET_KEY") or None
+        secret_key_previous = env.get("GREENLIGHT_SECRET_KEY_PREVIOUS") or None
+        if secret_key_previous and len(secret_key_previous) < 32:
+            raise ConfigError("GREENLIGHT_SECRET_KEY_PREVIOUS must be 32 characters or more")
         if bool(smtp_host) != bool(smtp_from):
             raise ConfigError("GREENLIGHT_SMTP_HOST and GREENLIGHT_SMTP_FROM must be set together")
         if smtp_host and (not secret_key or len(secret_key) < 32):
@@ -190,11 +276,21 @@ class Settings:
             raise ConfigError(f"GREENLIGHT_INTROSPECTION must be true or false, got {introspection!r}")
         return cls(
             database_url=url,
+            database_connect_timeout_seconds=_float(
+                env, "GREENLIGHT_DATABASE_CONNECT_TIMEOUT_SECONDS", 5.0, 0.1
+            ),
+            database_statement_timeout_seconds=_float(
+                env, "GREENLIGHT_DATABASE_STATEMENT_TIMEOUT_SECONDS", 15.0, 0.1
+            ),
+            ready_timeout_seconds=_float(env, "GREENLIGHT_READY_TIMEOUT_SECONDS", 2.0, 0.1),
             max_query_depth=_int(env, "GREENLIGHT_MAX_QUERY_DEPTH", 10, 1),
             max_query_tokens=_int(env, "GREENLIGHT_MAX_QUERY_TOKENS", 2000, 10),
             max_aliases=_int(env, "GREENLIGHT_MAX_ALIASES", 15, 0),
+            max_query_cost=_int(env, "GREENLIGHT_MAX_QUERY_COST", 25000, 1),
+            operation_timeout_seconds=_float(env, "GREENLIGHT_OPERATION_TIMEOUT_SECONDS", 20.0, 0.0),
             max_body_bytes=_int(env, "GREENLIGHT_MAX_BODY_BYTES", 1_048_576, 1024),
             introspection=introspection in ("true", "1", "yes"),
+            migrate_on_start=_bool(env, "GREENLIGHT_MIGRATE_ON_START", True),
             mutations_per_minute=_int(env, "GREENLIGHT_MUTATIONS_PER_MINUTE", 120, 0),
             max_subscriptions_per_token=_int(env, "GREENLIGHT_MAX_SUBSCRIPTIONS_PER_TOKEN", 10, 1),
             shutdown_grace_seconds=_float(env, "GREENLIGHT_SHUTDOWN_GRACE_SECONDS", 30.0, 0.0),
@@ -210,9 +306,17 @@ class Settings:
             log_format=log_format,
             log_level=log_level,
             otel_endpoint=otel_endpoint,
-            otel_service_name=env.get("GREENLIGHT_OTEL_SERVICE_NAME") or "greenlight",
+            otel_traces_endpoint=otel_traces_endpoint,
+            otel_service_name=(
+                env.get("OTEL_SERVICE_NAME") or env.get("GREENLIGHT_OTEL_SERVICE_NAME") or "greenlight"
+            ),
+            metrics_port=metrics_port,
+            metrics_host=env.get("GREENLIGHT_METRICS_HOST") or "0.0.0.0",
+            metrics_cache_seconds=_float(env, "GREENLIGHT_METRICS_CACHE_SECONDS", 5.0, 0.0),
+            cors_origins=cors_origins or None,
             request_url_template=template,
             secret_key=secret_key,
+            secret_key_previous=secret_key_previous,
             email_max_attempts=_int(env, "GREENLIGHT_EMAIL_MAX_ATTEMPTS", 8, 1),
             email_backoff_seconds=_float(env, "GREENLIGHT_EMAIL_BACKOFF_SECONDS", 5.0),
             deployer=deployer,
@@ -231,6 +335,7 @@ class Settings:
             smtp_password=env.get("GREENLIGHT_SMTP_PASSWORD") or None,
             smtp_from=smtp_from,
             smtp_security=security,
+            smtp_timeout_seconds=_float(env, "GREENLIGHT_SMTP_TIMEOUT_SECONDS", 10.0, 0.1),
             public_url=public_url,
         )
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import sqlite3
+from dataclasses import dataclass
 from typing import Any
 
 from tortoise import Tortoise, connections
 from tortoise.backends.base.config_generator import expand_db_url
 from tortoise.backends.base.executor import EXECUTOR_CACHE
 from tortoise.migrations.api import migrate as tortoise_migrate
+from tortoise.migrations.executor import MigrationExecutor
 
 
 async def _release(connection) -> None:
@@ -26,13 +30,44 @@ async def _release(connection) -> None:
 SQLITE_CACHE_KIB = 65_536
 
 
-def tortoise_config(database_url: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Timeouts:
+    """How long a PostgreSQL connection may take to open, and one statement to answer
+    (GREENLIGHT_DATABASE_CONNECT_TIMEOUT_SECONDS, _STATEMENT_TIMEOUT_SECONDS): a database
+    behind a partition (packets dropped, no reset) fails requests UNAVAILABLE in bounded
+    time instead of holding them for the whole outage."""
+
+    connect: float = 5.0
+    statement: float = 15.0
+    ready: float = 2.0  # GREENLIGHT_READY_TIMEOUT_SECONDS: how long ping() waits
+
+
+_timeouts = Timeouts()
+
+
+def configure(settings) -> None:
+    global _timeouts
+    _timeouts = Timeouts(
+        settings.database_connect_timeout_seconds,
+        settings.database_statement_timeout_seconds,
+        settings.ready_timeout_seconds,
+    )
+
+
+def _postgres_url(database_url: str) -> str:
     if database_url.startswith("postgresql://"):
-        database_url = "postgres://" + database_url.removeprefix("postgresql://")
+        return "postgres://" + database_url.removeprefix("postgresql://")
+    return database_url
+
+
+def tortoise_config(database_url: str) -> dict[str, Any]:
+    database_url = _postgres_url(database_url)
     connection: str | dict[str, Any] = database_url
     if database_url.startswith("postgres://"):
         connection = expand_db_url(database_url)
         connection["credentials"]["reset"] = _release
+        connection["credentials"].setdefault("timeout", _timeouts.connect)
+        connection["credentials"].setdefault("command_timeout", _timeouts.statement)
     elif database_url.startswith("sqlite://"):
         connection = expand_db_url(database_url)
         connection["engine"] = "greenlight.sqlite"  # statements on the event loop's thread
@@ -65,6 +100,19 @@ async def migrate(database_url: str) -> None:
         await Tortoise.close_connections()
 
 
+async def pending_migrations(database_url: str) -> list[str]:
+    """The migrations not yet applied to this database, in the order they would run
+    ("models.0003_policy_versions"); [] when its schema is current. Only reads."""
+    config = tortoise_config(database_url)
+    await Tortoise.init(config=config, init_connections=False)
+    try:
+        executor = MigrationExecutor(connections.get("default"), config["apps"])
+        steps = await executor.plan()
+        return [f"{s.migration.app_label}.{s.migration.name}" for s in steps if not s.backward]
+    finally:
+        await Tortoise.close_connections()
+
+
 async def connect(database_url: str) -> None:
     # Tortoise caches SQL per connection name, not per dialect: a process that moves
     # between SQLite and PostgreSQL (the test suite does) must start from a clean cache.
@@ -81,9 +129,12 @@ def is_postgres() -> bool:
 
 
 async def ping() -> bool:
-    """Whether the database answers a trivial query right now."""
+    """Whether the database answers a trivial query right now, within
+    GREENLIGHT_READY_TIMEOUT_SECONDS: behind a partition a query gets no answer at all, and
+    readiness must say so quickly."""
     try:
-        await connections.get("default").execute_query("SELECT 1")
+        async with asyncio.timeout(_timeouts.ready):
+            await connections.get("default").execute_query("SELECT 1")
     except Exception:
         return False
     return True
@@ -108,12 +159,20 @@ def is_unavailable(error: BaseException) -> bool:
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, unreachable) or _is_dropped_while_idle(current):
+        if isinstance(current, unreachable) or _is_dropped_while_idle(current) or _is_locked(current):
             return True
         if isinstance(current, OSError) and current.errno is not None:
             return True
         current = current.__cause__ or current.__context__
     return False
+
+
+def _is_locked(error: BaseException) -> bool:
+    """SQLite's busy timeout ran out while another process held the file's write lock: the
+    database cannot be used right now, as when a server is unreachable."""
+    return isinstance(error, sqlite3.OperationalError) and str(error).startswith(
+        ("database is locked", "database table is locked")
+    )
 
 
 def _is_dropped_while_idle(error: BaseException) -> bool:
@@ -126,3 +185,70 @@ def _is_dropped_while_idle(error: BaseException) -> bool:
     import asyncpg
 
     return isinstance(error, asyncpg.exceptions.InternalClientError) and "another operation" in str(error)
+
+
+def start_problem(error: BaseException, database_url: str) -> str | None:
+    """One line saying what is wrong with the database at start, and what to do; None when
+    the error is not one of reaching or opening the database (a bug: the traceback stays)."""
+    import asyncpg
+
+    from greenlight.sqlite import database_path
+
+    chain: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+
+    def first(kind):
+        return next((e for e in chain if isinstance(e, kind)), None)
+
+    if database_url.startswith("sqlite://"):
+        path = database_path(database_url)
+        opened = first(sqlite3.Error)
+        if path is None or opened is None:
+            return None
+        text = str(opened)
+        if not path.parent.is_dir():
+            return f"the folder of the SQLite database {path} does not exist: create it, or fix GREENLIGHT_DATABASE_URL"
+        if "readonly" in text or "read-only" in text or "unable to open" in text:
+            return (
+                f"cannot write the SQLite database {path}: it and its folder must be writable "
+                "by the user running greenlight"
+            )
+        if _is_locked(opened):
+            return f"the SQLite database {path} is locked by another process: stop it, then start again"
+        return f"cannot use the SQLite database {path}: {text}"
+    credentials = expand_db_url(_postgres_url(database_url))["credentials"]
+    where = f"{credentials.get('host')}:{credentials.get('port')}"
+    name, user = credentials.get("database"), credentials.get("user")
+    if first(asyncpg.exceptions.InvalidCatalogNameError) is not None:
+        return (
+            f'PostgreSQL database "{name}" does not exist on {where}: create it '
+            f"(createdb -h {credentials.get('host')} -p {credentials.get('port')} -U {user} {name}, "
+            f'or CREATE DATABASE "{name}"), then start again'
+        )
+    refused_user = first(asyncpg.exceptions.InvalidAuthorizationSpecificationError)
+    if refused_user is not None:  # a wrong password, an unknown role, a pg_hba.conf rule
+        return (
+            f'PostgreSQL on {where} refused user "{user}" ({refused_user}): check the user and '
+            "password in GREENLIGHT_DATABASE_URL and the server's pg_hba.conf"
+        )
+    if first(ConnectionRefusedError) is not None:
+        return f"nothing is listening on {where}: is PostgreSQL running there, and is GREENLIGHT_DATABASE_URL right?"
+    if first(TimeoutError) is not None:
+        return (
+            f"PostgreSQL on {where} did not answer within {_timeouts.connect:g} s: is the host "
+            "reachable (network, firewall)? (GREENLIGHT_DATABASE_CONNECT_TIMEOUT_SECONDS)"
+        )
+    resolving = first(OSError)
+    if resolving is not None and resolving.__class__.__name__ == "gaierror":
+        return (
+            f"cannot resolve the PostgreSQL host {credentials.get('host')!r}: check GREENLIGHT_DATABASE_URL"
+        )
+    refused = first(asyncpg.exceptions.PostgresError)
+    if refused is not None:
+        return f"PostgreSQL on {where} refused: {refused}"
+    if resolving is not None:
+        return f"cannot reach PostgreSQL on {where}: {resolving.strerror or resolving}"
+    return None

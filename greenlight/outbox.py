@@ -8,6 +8,7 @@ and a process that dies mid-attempt only delays the row until the lease runs out
 
 from __future__ import annotations
 
+import random
 from datetime import timedelta
 
 from tortoise.models import Model
@@ -45,9 +46,13 @@ async def record_attempt(
     max_attempts: int,
     backoff_seconds: float,
     max_backoff_seconds: float,
+    also: tuple[str, ...] = (),
+    jitter: float = 0.0,
 ) -> None:
     """Done when `error` is None; else failed after `max_attempts`, or retried later with
-    the delay doubling from `backoff_seconds` up to `max_backoff_seconds`."""
+    the delay doubling from `backoff_seconds` up to `max_backoff_seconds`; with `jitter`
+    (0 to 1) that share of the delay is random, so retries of many rows spread out.
+    `also`: other fields of `row` the caller changed, saved in the same statement."""
     row.attempts += 1
     row.last_error = error
     if error is None:
@@ -56,5 +61,8 @@ async def record_attempt(
         row.failed_at = now()
     else:
         delay = min(backoff_seconds * 2 ** (row.attempts - 1), max_backoff_seconds)
+        delay -= delay * jitter * random.random()
         row.next_attempt_at = now() + timedelta(seconds=delay)
-    await row.save(update_fields=["attempts", "last_error", done_field, "failed_at", "next_attempt_at"])
+    await row.save(
+        update_fields=["attempts", "last_error", done_field, "failed_at", "next_attempt_at", *also]
+    )

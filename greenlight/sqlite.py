@@ -17,12 +17,18 @@ and a transaction holds it from BEGIN to COMMIT. Used through the engine
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
+import os
 import sqlite3
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import aiosqlite
+from tortoise.backends.base.client import ConnectionWrapper
 from tortoise.backends.sqlite import client as tortoise_sqlite
+from tortoise.connection import get_connections
 
 
 class InlineConnection(aiosqlite.Connection):
@@ -58,15 +64,118 @@ def connect(database: str, **kwargs: Any) -> InlineConnection:
     return InlineConnection(connector, iter_chunk_size=64)
 
 
+class _OpeningReleases(ConnectionWrapper):
+    """Tortoise takes the connection's lock, then opens the connection; when opening fails
+    (a folder that does not exist, a read-only file) its lock stayed taken and every later
+    statement waited for it for ever. Here a failed opening gives the lock back and raises."""
+
+    async def __aenter__(self):
+        await self._lock.acquire()
+        try:
+            await self.ensure_connection()
+        except BaseException:
+            self._lock.release()
+            raise
+        return self.connection
+
+
+class _TransactionOpeningReleases(tortoise_sqlite.SqliteTransactionContext):
+    """The same for a transaction's first statement (see _OpeningReleases)."""
+
+    async def __aenter__(self):
+        await self._trxlock.acquire()
+        try:
+            await self.ensure_connection()
+            self.token = get_connections().set(self.connection_name, self.connection)
+        except BaseException:
+            self._trxlock.release()
+            raise
+        try:
+            await self.connection.begin()
+        except BaseException:
+            get_connections().reset(self.token)
+            self._trxlock.release()
+            raise
+        return self.connection
+
+
 class SqliteClient(tortoise_sqlite.SqliteClient):
     async def create_connection(self, with_db: bool) -> None:
         if not self._connection:
-            self._connection = await connect(self.filename, isolation_level=None)
-            self._connection._conn.row_factory = sqlite3.Row
-            for pragma, value in self.pragmas.items():
-                cursor = await self._connection.execute(f"PRAGMA {pragma}={value}")
-                await cursor.close()
+            connection = await connect(self.filename, isolation_level=None)
+            try:
+                connection._conn.row_factory = sqlite3.Row
+                for pragma, value in self.pragmas.items():
+                    cursor = await connection.execute(f"PRAGMA {pragma}={value}")
+                    await cursor.close()
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await connection.close()
+                raise
+            self._connection = connection
             await self._post_connect()
+
+    def acquire_connection(self) -> ConnectionWrapper:
+        return _OpeningReleases(self._lock, self)
+
+    def _in_transaction(self):
+        return _TransactionOpeningReleases(tortoise_sqlite.SqliteTransactionWrapper(self), self._lock)
 
 
 client_class = SqliteClient
+
+
+class AlreadyServed(RuntimeError):
+    """Another live process serves this SQLite file."""
+
+
+_held: list[int] = []  # the lock files this process holds, open until it exits
+
+
+def database_path(database_url: str) -> Path | None:
+    """The file of a `sqlite://` URL; None for an in-memory database."""
+    path = database_url.removeprefix("sqlite://").split("?", 1)[0]
+    if not path or path == ":memory:":
+        return None
+    return Path(path)
+
+
+def hold_exclusively(database: Path) -> Path:
+    """One serving process per SQLite file: a second one would share the file's write lock
+    and see its writes fail "database is locked". The lock is an flock on
+    `<database>.lock`, held until this process exits however it exits, so a file left
+    behind by a killed process does not hold anyone off. Returns the lock file's path;
+    raises AlreadyServed naming the holder when another live process holds it."""
+    lock_path = database.with_name(database.name + ".lock")
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise AlreadyServed(
+            f"{database} is already served by process {holder} (lock {lock_path}); "
+            "SQLite takes one server process: stop that one, or use PostgreSQL for several"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    _held.append(fd)
+    return lock_path
+
+
+def unusable(database: Path) -> str | None:
+    """Why this process could not write the SQLite file, or None. Checked before opening it:
+    SQLite opens a file it may not write read-only, and a server on it would fail at its
+    first write rather than at start. The folder must be writable too (SQLite keeps its
+    journal, `-wal` and `-shm` files beside the database)."""
+    if not database.parent.is_dir():
+        return f"the folder of the SQLite database {database} does not exist: create it, or fix GREENLIGHT_DATABASE_URL"
+    writable = "it and its folder must be writable by the user running greenlight"
+    if database.exists():
+        try:
+            os.close(os.open(database, os.O_RDWR))
+        except OSError as error:
+            return f"cannot write the SQLite database {database} ({error.strerror}): {writable}"
+    if not os.access(database.parent, os.W_OK | os.X_OK):
+        return f"cannot write in the folder of the SQLite database {database}: {writable}"
+    return None

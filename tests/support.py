@@ -8,6 +8,7 @@ import json
 import socket
 import subprocess
 import sys
+import tarfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -87,3 +88,18 @@ def start_serve(cwd: Path, env: dict[str, str], port: int, log: Path) -> subproc
             stdout=out,
             stderr=subprocess.STDOUT,
         )
+
+
+def extract_tarball(archive: tarfile.TarFile, into: Path) -> None:
+    """Unpacks `archive` into `into`, refusing members that would land outside it, links and
+    devices: tarfile's filter="data" where it exists (Python 3.11.4+), the same check done here
+    on earlier 3.11 releases (Debian 12's python3 is 3.11.2)."""
+    if hasattr(tarfile, "data_filter"):
+        archive.extractall(into, filter="data")
+        return
+    root = into.resolve()
+    for member in archive.getmembers():
+        target = (root / member.name).resolve()
+        if not (member.isfile() or member.isdir()) or not target.is_relative_to(root):
+            raise tarfile.TarError(f"refusing to unpack {member.name!r}")
+    archive.extractall(into)

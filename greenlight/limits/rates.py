@@ -5,15 +5,21 @@ from __future__ import annotations
 
 import math
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 
 @dataclass
 class TokenBucket:
-    """`per_minute` mutations, refilled continuously; a burst of up to `per_minute`."""
+    """`per_minute` mutations, refilled continuously; a burst of up to `per_minute`.
+
+    At most `max_keys` credentials are remembered; beyond, the least recently used half is
+    forgotten (a forgotten credential starts again with a full bucket), so a credential
+    being refused, which keeps calling, keeps its bucket."""
 
     per_minute: int
-    _buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
+    max_keys: int = 100_000
+    _buckets: OrderedDict[str, tuple[float, float]] = field(default_factory=OrderedDict)
 
     def take(self, key: str, cost: int = 1) -> float:
         """0 if `cost` calls may proceed now, else the seconds to wait before retrying."""
@@ -23,12 +29,14 @@ class TokenBucket:
         rate = self.per_minute / 60.0
         tokens, last = self._buckets.get(key, (float(self.per_minute), now))
         tokens = min(float(self.per_minute), tokens + (now - last) * rate)
-        if tokens >= cost:
-            self._buckets[key] = (tokens - cost, now)
-            if len(self._buckets) > 100_000:  # forget idle credentials
-                self._buckets = dict(list(self._buckets.items())[-50_000:])
+        allowed = tokens >= cost
+        self._buckets[key] = (tokens - cost if allowed else tokens, now)
+        self._buckets.move_to_end(key)  # most recently used last
+        if len(self._buckets) > self.max_keys:  # forget the least recently used half
+            for _ in range(len(self._buckets) - max(1, self.max_keys // 2)):
+                self._buckets.popitem(last=False)
+        if allowed:
             return 0.0
-        self._buckets[key] = (tokens, now)
         if cost > self.per_minute:
             return 60.0
         return (cost - tokens) / rate

@@ -32,6 +32,10 @@ class ApprovalRequest(Model):
     policy = fields.JSONField(null=True)
     # The image is older than the pipeline's active image: approving needs acknowledgement.
     stale = fields.BooleanField(default=False)
+    # R24: the approval completed while deploys were frozen; the background jobs deploy it
+    # when the freeze ends, or tell the requester that they could not
+    # (greenlight.workflow.deployments.deploy_after_freezes).
+    deploy_after_freeze = fields.BooleanField(default=False)
 
     class Meta:
         table = "approval_requests"
@@ -162,6 +166,12 @@ class EmailOutbox(Model):
     failed_at = fields.DatetimeField(null=True)
     last_error = fields.TextField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
+    # Set just before an attempt hands the message over (SMTP DATA), cleared when its outcome
+    # is recorded: still set when the next attempt starts, the last one's outcome is unknown.
+    sending_at = fields.DatetimeField(null=True)
+    # Attempts whose outcome could not be known (the process died, or the connection failed,
+    # after the message was handed over): each may have delivered a copy.
+    unknown_outcomes = fields.SmallIntField(default=0)
 
     class Meta:
         table = "email_outbox"

@@ -22,6 +22,7 @@ class MailConfig:
     public_url: str = "http://localhost:8000"
     request_url_template: str = "{public_url}/requests/{request_id}"
     secret_key: str | None = None
+    secret_key_previous: str | None = None
 
 
 _config = MailConfig()
@@ -34,6 +35,7 @@ def configure(settings) -> None:
         public_url=settings.public_url,
         request_url_template=settings.request_url_template,
         secret_key=settings.secret_key,
+        secret_key_previous=settings.secret_key_previous,
     )
 
 
@@ -105,3 +107,15 @@ async def request_closed(request: ApprovalRequest, outcome: str, reason: str | N
     requester = await User.get(id=request.requested_by_id)
     message = messages.request_closed(facts, outcome, reason)
     await _queue(f"request_{outcome}", requester, message, request.id)
+
+
+async def automatic_deploy_not_done(request: ApprovalRequest, reason: str) -> None:
+    """R24 after a freeze: to the requester, when the automatic deploy their approval was
+    waiting for will not happen."""
+    if not _config.enabled:
+        return
+    facts = await _facts(request)
+    requester = await User.get(id=request.requested_by_id)
+    await _queue(
+        "automatic_deploy_not_done", requester, messages.automatic_deploy_not_done(facts, reason), request.id
+    )

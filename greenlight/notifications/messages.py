@@ -94,3 +94,22 @@ def request_closed(f: RequestFacts, outcome: str, reason: str | None = None) -> 
         f'<p><a href="{escape(f.request_url)}">See the request</a></p>'
     )
     return Message(subject[:255], text, html)
+
+
+def automatic_deploy_not_done(f: RequestFacts, reason: str) -> Message:
+    subject = (
+        f"[Greenlight] Not deployed automatically: {f.repository}:{f.tag} to {f.application}/{f.environment}"
+    )
+    text = (
+        f"Your approved image {f.repository}:{f.tag} was to be deployed on "
+        f"{f.application}/{f.environment} automatically once the deploy freeze ended. "
+        f"It was not: {reason}.\n\n{_facts_text(f)}\nSee the request: {f.request_url}\n"
+    )
+    html = (
+        f"<p>Your approved image {escape(f.repository)}:{escape(f.tag)} was to be deployed on "
+        f"<b>{escape(f.application)}/{escape(f.environment)}</b> automatically once the deploy "
+        f"freeze ended. It was not: {escape(reason)}.</p>"
+        f"{_facts_html(f)}"
+        f'<p><a href="{escape(f.request_url)}">See the request</a></p>'
+    )
+    return Message(subject[:255], text, html)

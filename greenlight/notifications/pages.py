@@ -19,7 +19,7 @@ from greenlight.notifications import current, links
 from greenlight.policies import Actor
 from greenlight.workflow import approvals
 from greenlight.workflow.clock import now
-from greenlight.workflow.errors import GreenlightError, Unauthenticated, not_found
+from greenlight.workflow.errors import BadUserInput, GreenlightError, Unauthenticated, not_found
 from greenlight.workflow.guards import visible_request
 
 
@@ -46,7 +46,9 @@ ACKNOWLEDGE_STALE = "acknowledge_stale"
 
 
 def _refusal(error: GreenlightError) -> HTMLResponse:
-    status = {"NOT_FOUND": 404, "FORBIDDEN": 403, "UNAUTHENTICATED": 401}.get(error.code, 409)
+    status = {"NOT_FOUND": 404, "FORBIDDEN": 403, "UNAUTHENTICATED": 401, "BAD_USER_INPUT": 400}.get(
+        error.code, 409
+    )
     message = IN_PAGE_WORDS.get(error.code, error.message)
     return _page(
         "Not approved",
@@ -60,7 +62,9 @@ async def _actor_and_request(request: Request, token: str):
     if not config.enabled or not config.secret_key:
         raise not_found("page")
     try:
-        link = links.read_token(config.secret_key, token, now())
+        link = links.read_token(config.secret_key, token, now(), previous=config.secret_key_previous)
+    except links.MalformedLink as error:
+        raise BadUserInput(str(error)) from None
     except links.BadLink as error:
         raise Unauthenticated(str(error)) from None
     user = await User.get_or_none(id=link.user_id)

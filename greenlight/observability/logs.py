@@ -1,5 +1,6 @@
 """Structured logs: one JSON object a line (plain text on a terminal), each carrying the
-request id, the GraphQL operation and the acting user of the request it belongs to.
+request id, the trace and span ids, the GraphQL operation and the acting user of the
+request it belongs to.
 Tokens and secrets never reach a log line: a filter redacts anything that looks like
 one (bearer tokens, API tokens, one-click approve tokens)."""
 
@@ -11,6 +12,8 @@ import re
 import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
+
+from opentelemetry import trace
 
 request_id: ContextVar[str | None] = ContextVar("greenlight_request_id", default=None)
 operation: ContextVar[str | None] = ContextVar("greenlight_operation", default=None)
@@ -37,6 +40,9 @@ class ContextFilter(logging.Filter):
         record.request_id = request_id.get()
         record.operation = operation.get()
         record.user = user.get()
+        span = trace.get_current_span().get_span_context()
+        record.trace_id = format(span.trace_id, "032x") if span.is_valid else None
+        record.span_id = format(span.span_id, "016x") if span.is_valid else None
         message = redact(record.getMessage())
         record.msg, record.args = message, None
         return True
@@ -50,6 +56,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
             "request_id": getattr(record, "request_id", None),
+            "trace_id": getattr(record, "trace_id", None),
+            "span_id": getattr(record, "span_id", None),
             "operation": getattr(record, "operation", None),
             "user": getattr(record, "user", None),
         }
@@ -62,10 +70,14 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
+    """`time level logger [request id] message`; outside a request, no brackets."""
+
     def __init__(self) -> None:
-        super().__init__("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
+        super().__init__("%(asctime)s %(levelname)s %(name)s%(request_tag)s %(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
+        request = getattr(record, "request_id", None)
+        record.request_tag = f" [{request}]" if request else ""
         text = super().format(record)
         return redact(text) if record.exc_info else text
 

@@ -4,11 +4,13 @@ code and latency in the logs and metrics."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
 import uuid
 from collections.abc import Iterator
+from contextvars import ContextVar
 
 from graphql import GraphQLError, OperationDefinitionNode
 from strawberry.extensions import SchemaExtension
@@ -17,6 +19,10 @@ from greenlight.observability import logs, metrics
 
 access_log = logging.getLogger("greenlight.access")
 operation_log = logging.getLogger("greenlight.graphql")
+
+# Whether the request's GraphQL operation was counted (a mutable cell, so the middleware
+# sees what the operation set, whichever task ran it).
+_counted: ContextVar[list[bool] | None] = ContextVar("greenlight_operation_counted", default=None)
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 ROUTES = ("/graphql", "/healthz", "/readyz", "/metrics", "/one-click/approve")
@@ -43,6 +49,8 @@ class RequestContextMiddleware:
             return
         request_id = incoming_request_id(scope.get("headers", []))
         tokens = (logs.request_id.set(request_id), logs.operation.set(None), logs.user.set(None))
+        counted = [False]
+        counted_token = _counted.set(counted)
         scope.setdefault("state", {})["request_id"] = request_id
         status = {"code": 500}
         started = time.perf_counter()
@@ -63,7 +71,14 @@ class RequestContextMiddleware:
             path = scope.get("path", "")
             route = path if path in ROUTES else "other"
             if scope["type"] == "http":
-                metrics.HTTP_REQUESTS.labels(route, str(status["code"])).inc()
+                seconds = time.perf_counter() - started
+                metrics.observe_http(route, status["code"], seconds)
+                metrics.observe_pool()
+                if route == "/graphql" and not counted[0] and status["code"] >= 400:
+                    # Refused before GraphQL read an operation (malformed JSON, a body that is
+                    # not a GraphQL request, too large ...): the client's input, not ours.
+                    outcome = "BAD_USER_INPUT" if status["code"] < 500 else "INTERNAL"
+                    metrics.observe_operation(None, outcome, seconds)
                 if route not in ("/healthz", "/readyz", "/metrics"):
                     access_log.info(
                         "%s %s %s",
@@ -79,6 +94,7 @@ class RequestContextMiddleware:
                     )
             for var, token in zip((logs.request_id, logs.operation, logs.user), tokens, strict=True):
                 var.reset(token)
+            _counted.reset(counted_token)
 
 
 def _operation_name(execution_context) -> str | None:
@@ -124,7 +140,13 @@ class OperationObserver(SchemaExtension):
         except GraphQLError as error:
             outcome = _outcome([error])
             raise
+        except (GeneratorExit, asyncio.CancelledError):
+            outcome = "OK"  # the client ended its subscription (or went away): not an error
+            raise
         finally:
+            cell = _counted.get()
+            if cell is not None:
+                cell[0] = True
             name = _operation_name(self.execution_context)
             logs.operation.set(name)
             seconds = time.perf_counter() - started

@@ -1,12 +1,30 @@
-"""OpenTelemetry traces when GREENLIGHT_OTEL_ENDPOINT is set, and nothing otherwise:
-a span for each GraphQL operation (and its resolvers) and one for each database call."""
+"""OpenTelemetry traces when an OTLP endpoint is set (OTEL_EXPORTER_OTLP_ENDPOINT, or its
+alias GREENLIGHT_OTEL_ENDPOINT), and nothing exported otherwise.
+
+Each HTTP request or WebSocket gets a server span that continues the caller's trace (an
+incoming `traceparent`); the GraphQL operation, its resolvers and every database call
+made for it are its descendants, authentication included. Outgoing HTTP calls (webhooks,
+JWKS) carry `traceparent` on. The background jobs run outside any request: each round
+of each job is a root span of its own (`job finish_rollouts`, ...), so their database
+calls are not orphans either.
+
+Without an endpoint the request span is still made, by a provider that records and
+exports nothing, so log lines carry a trace and span id (the caller's trace, if any)."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
+from collections.abc import Iterator
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
 
 log = logging.getLogger("greenlight.tracing")
+
+# Probes and scrapes are not traced: they would drown the traces people look for.
+UNTRACED_PATHS = "healthz,readyz,metrics"
 
 _DB_METHODS = ("execute_query", "execute_query_dict", "execute_insert", "execute_many", "execute_script")
 _enabled = False
@@ -22,9 +40,8 @@ def setup(settings, exporter=None) -> bool:
     global _enabled
     if _enabled:
         return True
-    if exporter is None and not settings.otel_endpoint:
+    if exporter is None and not (settings.otel_endpoint or settings.otel_traces_endpoint):
         return False
-    from opentelemetry import trace
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
@@ -33,17 +50,57 @@ def setup(settings, exporter=None) -> bool:
     if exporter is None:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        endpoint = settings.otel_endpoint.rstrip("/")
-        if not endpoint.endswith("/v1/traces"):
-            endpoint += "/v1/traces"
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=traces_endpoint(settings))))
     else:
         provider.add_span_processor(SimpleSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
     _instrument_database(trace.get_tracer("greenlight.db"))
+    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+
+    HTTPXClientInstrumentor().instrument(tracer_provider=provider)
     _enabled = True
-    log.info("tracing to %s", settings.otel_endpoint or "a test exporter")
+    log.info("tracing to %s", traces_endpoint(settings) if exporter is None else "a test exporter")
     return True
+
+
+def traces_endpoint(settings) -> str:
+    """OTEL_EXPORTER_OTLP_TRACES_ENDPOINT as given; a base endpoint gets /v1/traces, as
+    the OTLP/HTTP specification says."""
+    if settings.otel_traces_endpoint:
+        return settings.otel_traces_endpoint
+    endpoint = settings.otel_endpoint.rstrip("/")
+    return endpoint if endpoint.endswith("/v1/traces") else endpoint + "/v1/traces"
+
+
+@functools.cache
+def _ids_only_provider():
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+    # Sampled out, spans still get ids (continuing an incoming trace), and cost nothing more.
+    return TracerProvider(sampler=ALWAYS_OFF)
+
+
+def asgi_middleware():
+    """The outermost middleware: the request's server span (OpenTelemetry's ASGI
+    instrumentation), from the installed provider, or one that only makes ids."""
+    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+    from starlette.middleware import Middleware
+
+    return Middleware(
+        OpenTelemetryMiddleware,
+        excluded_urls=UNTRACED_PATHS,
+        tracer_provider=None if _enabled else _ids_only_provider(),
+        exclude_spans=["receive", "send"],
+    )
+
+
+@contextlib.contextmanager
+def job_span(name: str) -> Iterator[None]:
+    """A root span for one round of a background job, whatever context it runs in."""
+    tracer = trace.get_tracer("greenlight.jobs")
+    with tracer.start_as_current_span(f"job {name}", context=otel_context.Context()):
+        yield
 
 
 def _database_clients() -> list[type]:

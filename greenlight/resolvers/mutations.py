@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import strawberry
 
 from greenlight import models
 from greenlight.models import DeploymentStrategy, Role, TriggerType
 from greenlight.schema import ids
+from greenlight.schema.arguments import described
 from greenlight.schema.context import Info
 from greenlight.schema.enums import DeploymentStatus
 from greenlight.schema.inputs import (
@@ -17,6 +20,7 @@ from greenlight.schema.inputs import (
     DeployImageInput,
     GroupRoleBindingInput,
     IssueApiTokenInput,
+    PipelineUpdateInput,
     RegisterImageInput,
     RequestApprovalInput,
     RoleBindingInput,
@@ -41,14 +45,18 @@ from greenlight.workflow import approvals, catalog, deployments, freezes, identi
 from greenlight.workflow.policy import PolicyChange, Quorum
 
 
-async def register_image(info: Info, input: RegisterImageInput) -> Image:
+async def register_image(
+    info: Info, input: Annotated[RegisterImageInput, described("The image CI built.")]
+) -> Image:
     image = await catalog.register_image(
         info.context.actor, input.application, input.repository, input.tag, input.digest
     )
     return Image(model=image)
 
 
-async def request_approval(info: Info, input: RequestApprovalInput) -> ApprovalRequest:
+async def request_approval(
+    info: Info, input: Annotated[RequestApprovalInput, described("What to approve, where, and whom to ask.")]
+) -> ApprovalRequest:
     request = await approvals.request_approval(
         info.context.actor,
         pipeline_id=ids.decode("Pipeline", input.pipeline_id, "pipelineId"),
@@ -60,7 +68,15 @@ async def request_approval(info: Info, input: RequestApprovalInput) -> ApprovalR
 
 
 async def approve_request(
-    info: Info, id: strawberry.ID, comment: str | None = None, acknowledge_stale: bool | None = False
+    info: Info,
+    id: Annotated[strawberry.ID, described('"ApprovalRequest:<number>".')],
+    comment: Annotated[str | None, described("Shown with the approval.")] = None,
+    acknowledge_stale: Annotated[
+        bool | None,
+        described(
+            "Approve although the image is older than the pipeline's active one; without it such a request is STALE_IMAGE."
+        ),
+    ] = False,
 ) -> ApprovalRequest:
     request_id = ids.decode("ApprovalRequest", id, "id")
     actor = info.context.actor
@@ -69,22 +85,42 @@ async def approve_request(
     return ApprovalRequest(model=request)
 
 
-async def reject_request(info: Info, id: strawberry.ID, reason: str) -> ApprovalRequest:
+async def reject_request(
+    info: Info,
+    id: Annotated[strawberry.ID, described('"ApprovalRequest:<number>".')],
+    reason: Annotated[str, described("Why; required, not blank (R13).")],
+) -> ApprovalRequest:
     request_id = ids.decode("ApprovalRequest", id, "id")
     return ApprovalRequest(model=await approvals.reject(info.context.actor, request_id, reason))
 
 
-async def cancel_approval_request(info: Info, id: strawberry.ID) -> ApprovalRequest:
+async def cancel_approval_request(
+    info: Info, id: Annotated[strawberry.ID, described('"ApprovalRequest:<number>".')]
+) -> ApprovalRequest:
     request_id = ids.decode("ApprovalRequest", id, "id")
     return ApprovalRequest(model=await approvals.cancel(info.context.actor, request_id))
 
 
-async def expire_approval(info: Info, id: strawberry.ID) -> ApprovalRequest:
+async def expire_approval(
+    info: Info, id: Annotated[strawberry.ID, described('"ApprovalRequest:<number>".')]
+) -> ApprovalRequest:
     request_id = ids.decode("ApprovalRequest", id, "id")
     return ApprovalRequest(model=await approvals.expire(info.context.actor, request_id))
 
 
-async def deploy_image(info: Info, input: DeployImageInput) -> Deployment:
+async def withdraw_approval(
+    info: Info,
+    request_id: Annotated[strawberry.ID, strawberry.argument(description="The request you approved.")],
+) -> ApprovalRequest:
+    actor = info.context.actor
+    request = await approvals.withdraw_approval(actor, ids.decode("ApprovalRequest", request_id, "requestId"))
+    info.context.loaders.prime_request(request, actor.user)  # what it read: the answer reads none again
+    return ApprovalRequest(model=request)
+
+
+async def deploy_image(
+    info: Info, input: Annotated[DeployImageInput, described("What to deploy where.")]
+) -> Deployment:
     deployment = await deployments.deploy(
         info.context.actor,
         pipeline_id=ids.decode("Pipeline", input.pipeline_id, "pipelineId"),
@@ -97,9 +133,14 @@ async def deploy_image(info: Info, input: DeployImageInput) -> Deployment:
 
 async def report_deployment_status(
     info: Info,
-    deployment_id: strawberry.ID,
-    status: DeploymentStatus,
-    message: str | None = None,
+    deployment_id: Annotated[
+        strawberry.ID, described('"Deployment:<number>", a PROGRESSING one (otherwise INVALID_STATE).')
+    ],
+    status: Annotated[
+        DeploymentStatus,
+        described("PROGRESSING (still rolling out), or how it ended: HEALTHY, DEGRADED or FAILED."),
+    ],
+    message: Annotated[str | None, described("What the CD system says, shown as Deployment.message.")] = None,
 ) -> Deployment:
     deployment = await deployments.report_status(
         info.context.actor,
@@ -110,11 +151,13 @@ async def report_deployment_status(
     return Deployment(model=deployment)
 
 
-async def create_user(info: Info, input: CreateUserInput) -> User:
+async def create_user(info: Info, input: Annotated[CreateUserInput, described("The new user.")]) -> User:
     return User(model=await identity.create_user(info.context.actor, input.email, input.name))
 
 
-async def issue_api_token(info: Info, input: IssueApiTokenInput) -> IssuedApiToken:
+async def issue_api_token(
+    info: Info, input: Annotated[IssueApiTokenInput, described("Whose token, named how, for how long.")]
+) -> IssuedApiToken:
     secret, api_token = await identity.issue_api_token(
         info.context.actor,
         ids.decode("User", input.user_id, "userId"),
@@ -124,20 +167,28 @@ async def issue_api_token(info: Info, input: IssueApiTokenInput) -> IssuedApiTok
     return IssuedApiToken(token=secret, api_token=ApiToken(model=api_token))
 
 
-async def revoke_api_token(info: Info, id: strawberry.ID) -> ApiToken:
+async def revoke_api_token(
+    info: Info, id: Annotated[strawberry.ID, described('"ApiToken:<number>".')]
+) -> ApiToken:
     token_id = ids.decode("ApiToken", id, "id")
     return ApiToken(model=await identity.revoke_api_token(info.context.actor, token_id))
 
 
-async def create_application(info: Info, name: str) -> Application:
+async def create_application(
+    info: Info, name: Annotated[str, described("Lowercase [a-z0-9][a-z0-9-]{0,62}, unique.")]
+) -> Application:
     return Application(model=await catalog.create_application(info.context.actor, name))
 
 
-async def create_environment(info: Info, name: str) -> Environment:
+async def create_environment(
+    info: Info, name: Annotated[str, described("Lowercase [a-z0-9][a-z0-9-]{0,62}, unique.")]
+) -> Environment:
     return Environment(model=await catalog.create_environment(info.context.actor, name))
 
 
-async def create_pipeline(info: Info, input: CreatePipelineInput) -> Pipeline:
+async def create_pipeline(
+    info: Info, input: Annotated[CreatePipelineInput, described("The new pipeline.")]
+) -> Pipeline:
     pipeline = await catalog.create_pipeline(
         info.context.actor,
         application_id=ids.decode("Application", input.application_id, "applicationId"),
@@ -152,7 +203,12 @@ async def create_pipeline(info: Info, input: CreatePipelineInput) -> Pipeline:
 
 
 async def update_approval_policy(
-    info: Info, pipeline_id: strawberry.ID, input: ApprovalPolicyInput
+    info: Info,
+    pipeline_id: Annotated[strawberry.ID, described('"Pipeline:<number>".')],
+    input: Annotated[
+        ApprovalPolicyInput,
+        described("The new policy; fields after approversCanDeploy left out keep their value."),
+    ],
 ) -> Pipeline:
     pipeline = await catalog.update_approval_policy(
         info.context.actor,
@@ -160,29 +216,54 @@ async def update_approval_policy(
         required_approvals=input.required_approvals,
         ttl_hours=input.ttl_hours,
         approvers_can_deploy=bool(input.approvers_can_deploy),
-        change=PolicyChange(
-            kind=input.kind,
-            approver_ids=_decode_all("User", input.approver_ids, "approverIds"),
-            group_quorums=None
-            if input.group_quorums is None
-            else [
-                Quorum(ids.decode("Group", q.group_id, "groupQuorums.groupId"), q.min_approvals)
-                for q in input.group_quorums
-            ],
-            count_once_per_person=input.count_once_per_person,
-            exception_user_ids=_decode_all("User", input.exception_user_ids, "exceptionUserIds"),
-            exception_group_ids=_decode_all("Group", input.exception_group_ids, "exceptionGroupIds"),
-            cancel_stale_requests=input.cancel_stale_requests,
-        ),
+        change=_policy_change(input),
     )
     return Pipeline(model=pipeline)
+
+
+async def update_pipeline(
+    info: Info,
+    id: Annotated[strawberry.ID, strawberry.argument(description="The pipeline to change.")],
+    input: Annotated[PipelineUpdateInput, strawberry.argument(description="Only what is given changes.")],
+) -> Pipeline:
+    edit = catalog.PipelineEdit(
+        strategy=None if input.strategy is None else DeploymentStrategy(input.strategy),
+        trigger_type=None if input.trigger_type is None else TriggerType(input.trigger_type),
+        required_approvals=input.required_approvals,
+        ttl_hours=input.ttl_hours,
+        clear_ttl_hours=bool(input.clear_ttl_hours),
+        approvers_can_deploy=input.approvers_can_deploy,
+    )
+    pipeline = await catalog.update_pipeline(
+        info.context.actor, ids.decode("Pipeline", id, "id"), edit, _policy_change(input)
+    )
+    return Pipeline(model=pipeline)
+
+
+def _policy_change(input: ApprovalPolicyInput | PipelineUpdateInput) -> PolicyChange:
+    return PolicyChange(
+        kind=input.kind,
+        approver_ids=_decode_all("User", input.approver_ids, "approverIds"),
+        group_quorums=None
+        if input.group_quorums is None
+        else [
+            Quorum(ids.decode("Group", q.group_id, "groupQuorums.groupId"), q.min_approvals)
+            for q in input.group_quorums
+        ],
+        count_once_per_person=input.count_once_per_person,
+        exception_user_ids=_decode_all("User", input.exception_user_ids, "exceptionUserIds"),
+        exception_group_ids=_decode_all("Group", input.exception_group_ids, "exceptionGroupIds"),
+        cancel_stale_requests=input.cancel_stale_requests,
+    )
 
 
 def _decode_all(type_name: str, values: list[strawberry.ID] | None, field: str) -> list[int] | None:
     return None if values is None else [ids.decode(type_name, v, field) for v in values]
 
 
-async def create_deploy_freeze(info: Info, input: DeployFreezeInput) -> DeployFreeze:
+async def create_deploy_freeze(
+    info: Info, input: Annotated[DeployFreezeInput, described("Where and when deploys are refused.")]
+) -> DeployFreeze:
     weekly = input.weekly
     freeze = await freezes.create_freeze(
         info.context.actor,
@@ -204,69 +285,94 @@ async def create_deploy_freeze(info: Info, input: DeployFreezeInput) -> DeployFr
     return DeployFreeze(model=freeze)
 
 
-async def delete_deploy_freeze(info: Info, id: strawberry.ID) -> DeployFreeze:
+async def delete_deploy_freeze(
+    info: Info, id: Annotated[strawberry.ID, described('"DeployFreeze:<number>".')]
+) -> DeployFreeze:
     freeze = await freezes.delete_freeze(info.context.actor, ids.decode("DeployFreeze", id, "id"))
     return DeployFreeze(model=freeze)
 
 
-async def grant_role(info: Info, input: RoleBindingInput) -> RoleBinding:
+async def grant_role(
+    info: Info, input: Annotated[RoleBindingInput, described("Who gets which role where.")]
+) -> RoleBinding:
     binding = await identity.grant_role(
         info.context.actor,
         ids.decode("User", input.user_id, "userId"),
         Role(input.role),
-        input.application or "*",
-        input.environment or "*",
+        input.application,
+        input.environment,
     )
     return RoleBinding(model=binding)
 
 
-async def revoke_role(info: Info, id: strawberry.ID) -> RoleBinding:
+async def revoke_role(
+    info: Info, id: Annotated[strawberry.ID, described('"RoleBinding:<number>".')]
+) -> RoleBinding:
     binding_id = ids.decode("RoleBinding", id, "id")
     return RoleBinding(model=await identity.revoke_role(info.context.actor, binding_id))
 
 
-async def retry_notification(info: Info, id: strawberry.ID) -> OutboxEmail:
+async def retry_notification(
+    info: Info, id: Annotated[strawberry.ID, described('"OutboxEmail:<number>", a failed one.')]
+) -> OutboxEmail:
     email_id = ids.decode("OutboxEmail", id, "id")
     return OutboxEmail(model=await outbox.retry_email(info.context.actor, email_id))
 
 
-async def create_group(info: Info, name: str) -> Group:
+async def create_group(
+    info: Info, name: Annotated[str, described("Unique; the name an identity provider's groups claim uses.")]
+) -> Group:
     return Group(model=await teams.create_group(info.context.actor, name))
 
 
-async def add_group_member(info: Info, group_id: strawberry.ID, user_id: strawberry.ID) -> Group:
+async def add_group_member(
+    info: Info,
+    group_id: Annotated[strawberry.ID, described('"Group:<number>".')],
+    user_id: Annotated[strawberry.ID, described('"User:<number>".')],
+) -> Group:
     group = await teams.add_member(
         info.context.actor, ids.decode("Group", group_id, "groupId"), ids.decode("User", user_id, "userId")
     )
     return Group(model=group)
 
 
-async def remove_group_member(info: Info, group_id: strawberry.ID, user_id: strawberry.ID) -> Group:
+async def remove_group_member(
+    info: Info,
+    group_id: Annotated[strawberry.ID, described('"Group:<number>".')],
+    user_id: Annotated[strawberry.ID, described('"User:<number>".')],
+) -> Group:
     group = await teams.remove_member(
         info.context.actor, ids.decode("Group", group_id, "groupId"), ids.decode("User", user_id, "userId")
     )
     return Group(model=group)
 
 
-async def grant_group_role(info: Info, input: GroupRoleBindingInput) -> GroupRoleBinding:
+async def grant_group_role(
+    info: Info, input: Annotated[GroupRoleBindingInput, described("Which group gets which role where.")]
+) -> GroupRoleBinding:
     binding = await teams.grant_group_role(
         info.context.actor,
         ids.decode("Group", input.group_id, "groupId"),
         Role(input.role),
-        input.application or "*",
-        input.environment or "*",
+        input.application,
+        input.environment,
     )
     return GroupRoleBinding(model=binding)
 
 
-async def revoke_group_role(info: Info, id: strawberry.ID) -> GroupRoleBinding:
+async def revoke_group_role(
+    info: Info, id: Annotated[strawberry.ID, described('"GroupRoleBinding:<number>".')]
+) -> GroupRoleBinding:
     binding_id = ids.decode("GroupRoleBinding", id, "id")
     return GroupRoleBinding(model=await teams.revoke_group_role(info.context.actor, binding_id))
 
 
-async def deactivate_user(info: Info, id: strawberry.ID) -> User:
+async def deactivate_user(
+    info: Info,
+    id: Annotated[strawberry.ID, described('"User:<number>"; not oneself, nor the last super-admin.')],
+) -> User:
     return User(model=await identity.deactivate_user(info.context.actor, ids.decode("User", id, "id")))
 
 
-async def reactivate_user(info: Info, id: strawberry.ID) -> User:
+async def reactivate_user(info: Info, id: Annotated[strawberry.ID, described('"User:<number>".')]) -> User:
     return User(model=await identity.reactivate_user(info.context.actor, ids.decode("User", id, "id")))

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
 import strawberry
 
 from greenlight import notifications
 from greenlight.models import ApprovalState
-from greenlight.policies import Action
+from greenlight.policies import Action, Actor
 from greenlight.schema import ids
+from greenlight.schema.arguments import After, First, described
 from greenlight.schema.context import Info
 from greenlight.schema.inputs import ApprovalRequestFilter, AuditEventFilter
 from greenlight.schema.types import (
     ActionEnum,
     ApiToken,
     Application,
+    ApprovalPolicy,
     ApprovalRequest,
     AuditEvent,
     Connection,
@@ -22,15 +27,65 @@ from greenlight.schema.types import (
     Deployment,
     Environment,
     Group,
+    GroupRoleBinding,
     Image,
+    Node,
     OutboxEmail,
     Pipeline,
     RoleBinding,
     User,
     connection,
 )
-from greenlight.workflow import access, approvals, freezes, identity, outbox, reads, teams
+from greenlight.workflow import access, approvals, freezes, guards, identity, outbox, reads, teams
+from greenlight.workflow.errors import BadUserInput
 from greenlight.workflow.guards import visible_deployment, visible_request
+
+# node(id) reads each type with the workflow function of its own query or list, so it sees
+# exactly what they show (R1): NOT_FOUND for what is missing or invisible.
+NODES: dict[str, tuple[Callable[[Actor, int], Awaitable[Any]], Callable[[Any], Node]]] = {
+    "Application": (guards.visible_application, lambda m: Application(model=m)),
+    "ApiToken": (identity.api_token, lambda m: ApiToken(model=m)),
+    "ApprovalPolicy": (reads.pipeline, lambda m: ApprovalPolicy(pipeline=m)),
+    "ApprovalRequest": (visible_request, lambda m: ApprovalRequest(model=m)),
+    "AuditEvent": (reads.audit_event, lambda m: AuditEvent(model=m)),
+    "DeployFreeze": (freezes.visible_freeze, lambda m: DeployFreeze(model=m)),
+    "Deployment": (visible_deployment, lambda m: Deployment(model=m)),
+    "Environment": (reads.environment, lambda m: Environment(model=m)),
+    "Group": (teams.group, lambda m: Group(model=m)),
+    "GroupRoleBinding": (teams.group_role_binding, lambda m: GroupRoleBinding(model=m)),
+    "Image": (guards.visible_image, lambda m: Image(model=m)),
+    "OutboxEmail": (outbox.email, lambda m: OutboxEmail(model=m)),
+    "Pipeline": (reads.pipeline, lambda m: Pipeline(model=m)),
+    "RoleBinding": (reads.role_binding, lambda m: RoleBinding(model=m)),
+    "User": (reads.user, lambda m: User(model=m)),
+}
+MAX_NODES = reads.MAX_PAGE
+
+
+async def _node(actor: Actor, node_id: str, field: str) -> Node:
+    kind, pk = ids.decode_node(node_id, NODES, field)
+    read, wrap = NODES[kind]
+    return wrap(await read(actor, pk))
+
+
+async def node(
+    info: Info, id: Annotated[strawberry.ID, described('Any object\'s id, e.g. "Pipeline:3".')]
+) -> Node | None:
+    return await _node(info.context.actor, id, "id")
+
+
+async def nodes(
+    info: Info,
+    node_ids: Annotated[
+        list[strawberry.ID],
+        strawberry.argument(name="ids", description=f"At most {MAX_NODES} ids, of any types."),
+    ],
+) -> list[Node | None]:
+    if len(node_ids) > MAX_NODES:
+        raise BadUserInput(f"ids: at most {MAX_NODES}, got {len(node_ids)}", field="ids")
+    # One awaitable per id: GraphQL completes each on its own, so a missing, invisible or
+    # malformed id is null with its own error (at nodes.<index>) and the others still answer.
+    return [_node(info.context.actor, node_id, f"ids[{i}]") for i, node_id in enumerate(node_ids)]
 
 
 def me(info: Info) -> User:
@@ -45,18 +100,29 @@ async def environments(info: Info) -> list[Environment]:
     return [Environment(model=e) for e in await reads.environments(info.context.actor)]
 
 
-async def pipeline(info: Info, id: strawberry.ID) -> Pipeline | None:
+async def pipeline(
+    info: Info, id: Annotated[strawberry.ID, described('"Pipeline:<number>".')]
+) -> Pipeline | None:
     pid = ids.decode("Pipeline", id, "id")
     return Pipeline(model=await reads.pipeline(info.context.actor, pid))
 
 
-async def pipeline_for(info: Info, application: str, environment: str) -> Pipeline | None:
+async def pipeline_for(
+    info: Info,
+    application: Annotated[str, described("The application's name.")],
+    environment: Annotated[str, described("The environment's name.")],
+) -> Pipeline | None:
     found = await reads.pipeline_for(info.context.actor, application, environment)
     return Pipeline(model=found)
 
 
 async def images(
-    info: Info, application_id: strawberry.ID, first: int | None = 20, after: str | None = None
+    info: Info,
+    application_id: Annotated[
+        strawberry.ID, described("The application whose images to list (R1: one the caller sees).")
+    ],
+    first: First = 20,
+    after: After = None,
 ) -> Connection[Image]:
     app_id = ids.decode("Application", application_id, "applicationId")
     found = await reads.images(info.context.actor, app_id, first, ids.decode_cursor(after))
@@ -65,9 +131,11 @@ async def images(
 
 async def approval_requests(
     info: Info,
-    filter: ApprovalRequestFilter | None = None,
-    first: int | None = 20,
-    after: str | None = None,
+    filter: Annotated[
+        ApprovalRequestFilter | None, described("Narrows the list; omitted: every visible request.")
+    ] = None,
+    first: First = 20,
+    after: After = None,
 ) -> Connection[ApprovalRequest]:
     states = [ApprovalState(s) for s in filter.states] if filter and filter.states is not None else None
     pipeline_id = ids.decode_optional("Pipeline", filter.pipeline_id if filter else None, "pipelineId")
@@ -82,12 +150,18 @@ async def approval_requests(
     return connection(found, ApprovalRequest)
 
 
-async def approval_request(info: Info, id: strawberry.ID) -> ApprovalRequest | None:
+async def approval_request(
+    info: Info, id: Annotated[strawberry.ID, described('"ApprovalRequest:<number>".')]
+) -> ApprovalRequest | None:
     rid = ids.decode("ApprovalRequest", id, "id")
     return ApprovalRequest(model=await visible_request(info.context.actor, rid))
 
 
-async def eligible_approvers(info: Info, pipeline_id: strawberry.ID, image_id: strawberry.ID) -> list[User]:
+async def eligible_approvers(
+    info: Info,
+    pipeline_id: Annotated[strawberry.ID, described("The pipeline the caller would request approval on.")],
+    image_id: Annotated[strawberry.ID, described("The image to be approved (its builder is left out, R9).")],
+) -> list[User]:
     found = await approvals.eligible_approvers_for_caller(
         info.context.actor,
         ids.decode("Pipeline", pipeline_id, "pipelineId"),
@@ -96,7 +170,9 @@ async def eligible_approvers(info: Info, pipeline_id: strawberry.ID, image_id: s
     return [User(model=u) for u in found]
 
 
-async def deployment(info: Info, id: strawberry.ID) -> Deployment | None:
+async def deployment(
+    info: Info, id: Annotated[strawberry.ID, described('"Deployment:<number>".')]
+) -> Deployment | None:
     did = ids.decode("Deployment", id, "id")
     return Deployment(model=await visible_deployment(info.context.actor, did))
 
@@ -107,9 +183,9 @@ async def users(info: Info) -> list[User]:
 
 async def audit_events(
     info: Info,
-    filter: AuditEventFilter | None = None,
-    first: int | None = 20,
-    after: str | None = None,
+    filter: Annotated[AuditEventFilter | None, described("Narrows the log; omitted: every event.")] = None,
+    first: First = 20,
+    after: After = None,
 ) -> Connection[AuditEvent]:
     f = filter or AuditEventFilter()
     found = await reads.audit_events(
@@ -131,19 +207,31 @@ def notifications_enabled(info: Info) -> bool:
 
 
 async def notification_outbox(
-    info: Info, failed_only: bool = False, first: int | None = 20, after: str | None = None
+    info: Info,
+    failed_only: Annotated[bool, described("Only the emails given up after their last attempt.")] = False,
+    first: First = 20,
+    after: After = None,
 ) -> Connection[OutboxEmail]:
     found = await outbox.list_emails(info.context.actor, failed_only, first, ids.decode_cursor(after))
     return connection(found, OutboxEmail)
 
 
-async def can_i(info: Info, action: ActionEnum, application: str, environment: str) -> Decision:
+async def can_i(
+    info: Info,
+    action: Annotated[ActionEnum, described("The action to ask about.")],
+    application: Annotated[str, described("An application's name.")],
+    environment: Annotated[str, described("An environment's name.")],
+) -> Decision:
     found = await access.explain(info.context.actor, None, Action(action), application, environment)
     return Decision.of(found)
 
 
 async def explain_access(
-    info: Info, user_id: strawberry.ID, action: ActionEnum, application: str, environment: str
+    info: Info,
+    user_id: Annotated[strawberry.ID, described("The user to ask about.")],
+    action: Annotated[ActionEnum, described("The action to ask about.")],
+    application: Annotated[str, described("An application's name.")],
+    environment: Annotated[str, described("An environment's name.")],
 ) -> Decision:
     uid = ids.decode("User", user_id, "userId")
     found = await access.explain(info.context.actor, uid, Action(action), application, environment)
@@ -151,27 +239,40 @@ async def explain_access(
 
 
 async def api_tokens(
-    info: Info, user_id: strawberry.ID | None = None, first: int | None = 20, after: str | None = None
+    info: Info,
+    user_id: Annotated[
+        strawberry.ID | None,
+        described(
+            "Only this user's tokens (another's: super-admins only); omitted: one's own, or all for super-admins."
+        ),
+    ] = None,
+    first: First = 20,
+    after: After = None,
 ) -> Connection[ApiToken]:
     uid = ids.decode_optional("User", user_id, "userId")
     found = await identity.api_tokens(info.context.actor, uid, first, ids.decode_cursor(after))
     return connection(found, ApiToken)
 
 
-async def groups(info: Info, first: int | None = 20, after: str | None = None) -> Connection[Group]:
+async def groups(info: Info, first: First = 20, after: After = None) -> Connection[Group]:
     return connection(await teams.groups(info.context.actor, first, ids.decode_cursor(after)), Group)
 
 
-async def group(info: Info, id: strawberry.ID) -> Group:
+async def group(info: Info, id: Annotated[strawberry.ID, described('"Group:<number>".')]) -> Group:
     return Group(model=await teams.group(info.context.actor, ids.decode("Group", id, "id")))
 
 
-async def user_connection(info: Info, first: int | None = 20, after: str | None = None) -> Connection[User]:
+async def user_connection(info: Info, first: First = 20, after: After = None) -> Connection[User]:
     return connection(await teams.users_page(info.context.actor, first, ids.decode_cursor(after)), User)
 
 
 async def role_binding_connection(
-    info: Info, user_id: strawberry.ID | None = None, first: int | None = 20, after: str | None = None
+    info: Info,
+    user_id: Annotated[
+        strawberry.ID | None, described("Only this user's bindings; omitted: every user's.")
+    ] = None,
+    first: First = 20,
+    after: After = None,
 ) -> Connection[RoleBinding]:
     uid = ids.decode_optional("User", user_id, "userId")
     found = await teams.role_bindings_page(info.context.actor, uid, first, ids.decode_cursor(after))
@@ -179,7 +280,14 @@ async def role_binding_connection(
 
 
 async def deploy_freezes(
-    info: Info, environment_id: strawberry.ID | None = None, pipeline_id: strawberry.ID | None = None
+    info: Info,
+    environment_id: Annotated[
+        strawberry.ID | None, described("Only the freezes on this environment.")
+    ] = None,
+    pipeline_id: Annotated[
+        strawberry.ID | None,
+        described("Only the freezes that apply to this pipeline (its own and its environment's)."),
+    ] = None,
 ) -> list[DeployFreeze]:
     found = await freezes.visible_freezes(
         info.context.actor,

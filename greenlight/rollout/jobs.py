@@ -1,37 +1,80 @@
 """The periodic work of every server process: finish rollouts, send webhooks and emails,
-and write the expiry of requests whose time has passed."""
+write the expiry of requests whose time has passed.
+
+Each kind of work runs in a task of its own, on its own clock: a peer that hangs (an SMTP
+server that accepts and never greets, a webhook receiver that never answers) holds up only
+its own kind, within that kind's time limits (GREENLIGHT_SMTP_TIMEOUT_SECONDS,
+GREENLIGHT_WEBHOOK_TIMEOUT_SECONDS), never a rollout or an expiry.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 import httpx
 
 from greenlight.notifications import dispatcher
+from greenlight.observability.tracing import job_span
+from greenlight.policies import Authorizer
 from greenlight.rollout import simulator, webhook
-from greenlight.workflow import approvals
+from greenlight.workflow import approvals, deployments
 
 log = logging.getLogger("greenlight.jobs")
 
+Job = Callable[[], Awaitable[object]]
+
+
+def kinds(settings, client: httpx.AsyncClient | None) -> dict[str, Job]:
+    """Each kind of periodic work this process does, by name."""
+    authorizer = Authorizer()  # R24 after a freeze deploys with the requester's rights of now
+    work: dict[str, Job] = {
+        "finish_rollouts": simulator.finish_due_rollouts,
+        "sweep_expired": approvals.sweep_expired,
+        "deploy_after_freezes": lambda: deployments.deploy_after_freezes(authorizer),
+    }
+    if settings.deployer == "webhook" and client is not None:
+        work["deliver_webhooks"] = lambda: webhook.deliver_due(settings, client)
+    if settings.email_enabled:
+        work["deliver_emails"] = lambda: dispatcher.deliver_due(settings)
+    return work
+
+
+async def _round(name: str, job: Job) -> None:
+    """One round of a job, in a root span of its own (no request caused it)."""
+    with job_span(name):
+        await job()
+
 
 async def run_once(settings, client: httpx.AsyncClient | None = None) -> None:
-    await simulator.finish_due_rollouts()
-    if settings.deployer == "webhook" and client is not None:
-        await webhook.deliver_due(settings, client)
-    await approvals.sweep_expired()
-    if settings.email_enabled:
-        await dispatcher.deliver_due(settings)
+    """Every kind once, one after another (for tests and scripts)."""
+    for name, job in kinds(settings, client).items():
+        await _round(name, job)
+
+
+async def _repeat(name: str, job: Job, pause: float) -> None:
+    """Runs until cancelled; a failing round is logged and the next one tries again."""
+    while True:
+        try:
+            await _round(name, job)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("periodic job %s failed; retrying", name)
+        await asyncio.sleep(pause)
 
 
 async def run_forever(settings) -> None:
-    """Runs until cancelled; a failing round is logged and the next one tries again."""
+    """Every kind in a task of its own, until cancelled."""
     async with httpx.AsyncClient() as client:
-        while True:
-            try:
-                await run_once(settings, client)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("periodic jobs failed; retrying")
-            await asyncio.sleep(settings.rollout_poll_seconds)
+        tasks = [
+            asyncio.create_task(_repeat(name, job, settings.rollout_poll_seconds), name=f"greenlight {name}")
+            for name, job in kinds(settings, client).items()
+        ]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,23 +1,35 @@
 """The webhook driver (GREENLIGHT_DEPLOYER=webhook): hands deployments to an external CD
 system and lets it report back through `reportDeploymentStatus`.
 
-Each event is a JSON body signed with HMAC-SHA256 over the exact bytes sent, in the
-header `X-Greenlight-Signature: sha256=<hex>`. Deliveries come from an outbox table
-written in the deploy's transaction; a failed one is retried with exponential backoff,
-and after `GREENLIGHT_WEBHOOK_MAX_ATTEMPTS` the deployment is marked FAILED. A delivery
-is claimed with FOR UPDATE SKIP LOCKED and a lease, so with several processes each
-attempt is made by one of them, and a process dying mid-attempt only delays it.
+Each event is a JSON body signed the Standard Webhooks way (standardwebhooks.com):
+`webhook-id` (the delivery's id, the same on every retry, so receivers can drop
+duplicates), `webhook-timestamp` (when this attempt was signed) and `webhook-signature`
+(`v1,<base64 HMAC-SHA256 of "id.timestamp.body">`). The timestamp is signed too, so a
+captured event replayed later is refused by a receiver checking its age. The secret is
+GREENLIGHT_DEPLOY_WEBHOOK_SECRET: a `whsec_<base64>` value is that key, any other value is
+the key's UTF-8 bytes. The older `X-Greenlight-Signature: sha256=<hex of HMAC-SHA256 over
+the body>` is still sent for one release (deprecated: it does not cover time).
+
+Deliveries come from an outbox table written in the deploy's transaction; a failed one is
+retried with exponential backoff and jitter (so receivers coming back up are not hit by
+every sender at once), and after `GREENLIGHT_WEBHOOK_MAX_ATTEMPTS` the deployment is marked
+FAILED. A delivery is claimed with FOR UPDATE SKIP LOCKED and a lease, so with several
+processes each attempt is made by one of them, and a process dying mid-attempt only
+delays it.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import hmac
 import json
 import logging
+from datetime import timedelta
 
 import httpx
+from standardwebhooks import Webhook
 
 from greenlight import outbox
 from greenlight.models import Deployment, DeploymentStatus, WebhookDelivery
@@ -27,8 +39,12 @@ from greenlight.workflow.errors import InvalidState
 
 log = logging.getLogger("greenlight.webhook")
 
+# Deprecated, sent for one release beside the Standard Webhooks headers.
 SIGNATURE_HEADER = "X-Greenlight-Signature"
 MAX_BACKOFF_SECONDS = 300.0
+# Each retry waits between half and all of its exponential delay.
+BACKOFF_JITTER = 0.5
+SECRET_PREFIX = "whsec_"
 
 
 def body_of(payload: dict) -> bytes:
@@ -36,7 +52,25 @@ def body_of(payload: dict) -> bytes:
 
 
 def signature(secret: str, body: bytes) -> str:
+    """The deprecated X-Greenlight-Signature: HMAC-SHA256 over the body alone."""
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def signing_key(secret: str) -> bytes:
+    """`whsec_<base64>` is the Standard Webhooks form of a key; anything else is used as is."""
+    if secret.startswith(SECRET_PREFIX):
+        return base64.b64decode(secret.removeprefix(SECRET_PREFIX) + "==")
+    return secret.encode()
+
+
+def standard_headers(secret: str, delivery_id: str, body: bytes) -> dict[str, str]:
+    """webhook-id, webhook-timestamp and webhook-signature of one attempt."""
+    signed_at = now()
+    return {
+        "webhook-id": delivery_id,
+        "webhook-timestamp": str(int(signed_at.timestamp())),
+        "webhook-signature": Webhook(signing_key(secret)).sign(delivery_id, signed_at, body.decode()),
+    }
 
 
 async def _send(settings, client: httpx.AsyncClient, delivery: WebhookDelivery) -> str | None:
@@ -44,6 +78,7 @@ async def _send(settings, client: httpx.AsyncClient, delivery: WebhookDelivery) 
     body = body_of(delivery.payload)
     headers = {
         "Content-Type": "application/json",
+        **standard_headers(settings.deploy_webhook_secret, str(delivery.id), body),
         SIGNATURE_HEADER: signature(settings.deploy_webhook_secret, body),
         "X-Greenlight-Event": delivery.payload.get("event", ""),
         "X-Greenlight-Delivery": str(delivery.id),
@@ -62,6 +97,31 @@ async def _send(settings, client: httpx.AsyncClient, delivery: WebhookDelivery) 
     return f"HTTP {response.status_code}"
 
 
+async def _follows_its_start(delivery: WebhookDelivery) -> bool:
+    """A `deployment.superseded` goes only where its `deployment.started` may have gone: the
+    receiver gets both or neither. True once the start was delivered or attempted (an
+    attempt's request may have reached the receiver); a start that was never sent (the
+    deployment was superseded first) drops the superseded event too; a start still waiting
+    for its turn (or in the hands of another process) puts the superseded event after it."""
+    start = (
+        await WebhookDelivery.filter(deployment_id=delivery.deployment_id, id__lt=delivery.id)
+        .order_by("id")
+        .first()
+    )
+    if start is None or start.payload.get("event") != "deployment.started":
+        return True
+    if start.delivered_at is not None or start.attempts > 0:
+        return True
+    if start.failed_at is not None:
+        delivery.failed_at = now()
+        delivery.last_error = "not sent: the deployment was superseded before its deployment.started was sent"
+        await delivery.save(update_fields=["failed_at", "last_error"])
+        return False
+    delivery.next_attempt_at = max(start.next_attempt_at, now()) + timedelta(seconds=1)
+    await delivery.save(update_fields=["next_attempt_at"])
+    return False
+
+
 async def deliver_due(settings, client: httpx.AsyncClient) -> int:
     """Send every delivery that is due; returns how many were accepted."""
     delivered = 0
@@ -75,6 +135,10 @@ async def deliver_due(settings, client: httpx.AsyncClient) -> int:
                 delivery.last_error = f"not sent: the deployment is {deployment.status} already"
                 await delivery.save(update_fields=["failed_at", "last_error"])
                 continue
+        if delivery.payload.get("event") == "deployment.superseded" and not await _follows_its_start(
+            delivery
+        ):
+            continue
         error = await _send(settings, client, delivery)
         await outbox.record_attempt(
             delivery,
@@ -83,6 +147,7 @@ async def deliver_due(settings, client: httpx.AsyncClient) -> int:
             max_attempts=settings.webhook_max_attempts,
             backoff_seconds=settings.webhook_backoff_seconds,
             max_backoff_seconds=MAX_BACKOFF_SECONDS,
+            jitter=BACKOFF_JITTER,
         )
         if error is None:
             delivered += 1

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 from graphql import ExecutionResult as GraphQLExecutionResult
 from graphql import (
@@ -20,6 +21,7 @@ from strawberry.types.graphql import OperationType
 from tortoise.exceptions import IntegrityError
 
 from greenlight import db
+from greenlight.limits.cost import operation_cost
 from greenlight.limits.rates import TokenBucket, retry_after_header
 from greenlight.models import RoleBinding
 from greenlight.schema import ids
@@ -102,6 +104,64 @@ class MutationRateLimit(SchemaExtension):
         yield
 
 
+class QueryCost(SchemaExtension):
+    """The most objects an answer can hold, computed from the document and its variables
+    before anything runs (greenlight.limits.cost): over GREENLIGHT_MAX_QUERY_COST it is
+    QUERY_TOO_COMPLEX, with the cost and the limit in `extensions`."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+
+    def on_execute(self) -> Iterator[None]:
+        execution = self.execution_context
+        if execution.result is None and execution.graphql_document is not None:
+            cost = operation_cost(
+                execution.schema._schema,
+                execution.graphql_document,
+                execution.operation_name,
+                execution.variables,
+            )
+            if cost > self.limit:
+                error = GraphQLError(
+                    f"this operation could return {cost} objects, more than the {self.limit} allowed: "
+                    "ask for smaller pages (first) or fewer nested lists",
+                    extensions={"code": "QUERY_TOO_COMPLEX", "cost": cost, "limit": self.limit},
+                )
+                execution.result = GraphQLExecutionResult(data=None, errors=[error])
+        yield
+
+
+class OperationTimedOut(Exception):
+    """A query or mutation ran past GREENLIGHT_OPERATION_TIMEOUT_SECONDS and was abandoned."""
+
+    def __init__(self, seconds: float, mutation: bool) -> None:
+        message = f"the operation took longer than {seconds:g} s and was abandoned"
+        if mutation:  # each mutation is one transaction
+            message += "; the mutation running then was rolled back, any before it are done"
+        super().__init__(message)
+        self.seconds = seconds
+
+
+class OperationTimeLimit(SchemaExtension):
+    """Each query or mutation runs at most `seconds` (0: no limit); then it is cancelled,
+    which rolls back the transaction of a mutation in progress, and answered
+    OPERATION_TIMEOUT. Subscriptions live as long as their socket, so they are not timed."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    async def on_execute(self) -> AsyncIterator[None]:
+        if self.seconds <= 0 or self.execution_context.operation_type == OperationType.SUBSCRIPTION:
+            yield
+            return
+        try:
+            async with asyncio.timeout(self.seconds):
+                yield
+        except TimeoutError:
+            mutation = self.execution_context.operation_type == OperationType.MUTATION
+            raise OperationTimedOut(self.seconds, mutation) from None
+
+
 def _mutation_fields(execution_context) -> int:
     """How many mutations one operation runs: each top-level field counts (aliases too)."""
     document = execution_context.graphql_document
@@ -136,10 +196,16 @@ TOO_COMPLEX = re.compile(
 )
 
 
+# Extensions that list database ids: clients get typed ids ("User:3"), as everywhere else.
+TYPED_ID_LISTS = {"ineligibleUserIds": "User"}
+
+
 def _extensions(error: GreenlightError) -> dict:
     extensions: dict = {"code": error.code}
     for key, value in error.extensions.items():
-        if key == "existing":
+        if key in TYPED_ID_LISTS:
+            extensions[key] = [ids.encode(TYPED_ID_LISTS[key], i) for i in value]
+        elif key == "existing":
             group_binding = isinstance(value, RoleBinding) and value.group_id is not None
             extensions["existingId"] = (
                 ids.encode("GroupRoleBinding", value.id) if group_binding else ids.encode_model(value)
@@ -157,6 +223,9 @@ def to_contract(error: GraphQLError, request_id: str) -> GraphQLError:
         message, extensions = error.message, {"code": "QUERY_TOO_COMPLEX"}
     elif isinstance(original, GreenlightError):
         message, extensions = original.message, _extensions(original)
+    elif isinstance(original, OperationTimedOut):
+        message = str(original)
+        extensions = {"code": "OPERATION_TIMEOUT", "timeoutSeconds": original.seconds}
     elif db.is_unavailable(original):
         log.warning("database unavailable (request id %s): %s", request_id, original)
         message, extensions = UNAVAILABLE_MESSAGE, {"code": "UNAVAILABLE"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 
 from tortoise.models import Model
 
@@ -25,6 +26,14 @@ def decode(kind: str, value: str, field: str) -> int:
     if not sep or prefix != kind or not DIGITS.fullmatch(number) or not 0 < int(number) <= MAX_PK:
         raise BadUserInput(f"{field}: {value!r} is not a {kind} id", field=field)
     return int(number)
+
+
+def decode_node(value: str, kinds: Collection[str], field: str) -> tuple[str, int]:
+    """(kind, number) of an id of any of `kinds` (node, nodes)."""
+    kind = str(value).partition(":")[0]
+    if kind not in kinds:
+        raise BadUserInput(f"{field}: {value!r} is not the id of an object", field=field)
+    return kind, decode(kind, value, field)
 
 
 def decode_optional(kind: str, value: str | None, field: str) -> int | None:

@@ -12,11 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncGenerator
+from typing import Annotated
 
 import strawberry
 
 from greenlight.events import Event, bus
 from greenlight.schema import ids
+from greenlight.schema.arguments import described
 from greenlight.schema.context import CredentialsWithdrawn, Info
 from greenlight.schema.loaders import Loaders
 from greenlight.schema.types import ApprovalRequest, Deployment
@@ -60,11 +62,17 @@ async def _slot(info: Info):
         cap.release(key)
 
 
-@strawberry.type
+@strawberry.type(
+    description="Live updates over WebSocket (graphql-transport-ws), each as its subscriber may see it (R1, R25)."
+)
 class Subscription:
     @strawberry.subscription(description="Every status change; ends after a terminal one.")
     async def deployment_status(
-        self, info: Info, deployment_id: strawberry.ID
+        self,
+        info: Info,
+        deployment_id: Annotated[
+            strawberry.ID, described('"Deployment:<number>", one the caller can see (R1).')
+        ],
     ) -> AsyncGenerator[Deployment, None]:
         did = ids.decode("Deployment", deployment_id, "deploymentId")
         async with _slot(info), bus.subscribe() as queue:
@@ -88,7 +96,12 @@ class Subscription:
 
     @strawberry.subscription(description="Each state change or new approval of a request the caller may see.")
     async def approval_request_events(
-        self, info: Info, pipeline_id: strawberry.ID | None = None
+        self,
+        info: Info,
+        pipeline_id: Annotated[
+            strawberry.ID | None,
+            described("Only this pipeline's requests; omitted: every request the caller can see."),
+        ] = None,
     ) -> AsyncGenerator[ApprovalRequest, None]:
         pid = ids.decode_optional("Pipeline", pipeline_id, "pipelineId")
         async with _slot(info), bus.subscribe() as queue:

@@ -12,6 +12,7 @@ from greenlight import models
 from greenlight.policies import Action, Scope
 from greenlight.rollout import plan
 from greenlight.schema import ids
+from greenlight.schema.arguments import After, First, described
 from greenlight.schema.context import Info
 from greenlight.schema.enums import (
     ApprovalPolicyKind,
@@ -21,44 +22,72 @@ from greenlight.schema.enums import (
     Role,
     TriggerType,
     Weekday,
+    described_enum,
 )
 from greenlight.workflow import decisions, freezes, policy, reads
 from greenlight.workflow.clock import now
 from greenlight.workflow.states import effective_state
 
 
-@strawberry.type
+@strawberry.interface(
+    description="An object with a global id (Relay's Node): node(id) and nodes(ids) fetch it again, "
+    "as its own query would (R1)."
+)
+class Node:
+    """Implemented by every type with an id; each holds its row in `model` (ApprovalPolicy
+    overrides `id`)."""
+
+    @strawberry.field(
+        description='"<Type>:<number>", e.g. "Pipeline:3": unique across types and stable, so a '
+        "client's normalised cache can key on it."
+    )
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(ids.encode(type(self).__name__, self.model.pk))
+
+
+@strawberry.type(description="Where a page of a connection stands among all the items (Relay).")
 class PageInfo:
-    has_next_page: bool
-    end_cursor: str | None
+    page: strawberry.Private[reads.Page]
+
+    @strawberry.field(description="Whether more items follow: pass endCursor as `after` to fetch them.")
+    def has_next_page(self) -> bool:
+        return self.page.has_next
+
+    @strawberry.field(
+        description="Whether items come before this page (there are when `after` was given and "
+        "newer items than it exist)."
+    )
+    async def has_previous_page(self) -> bool:
+        return await self.page.has_previous()
+
+    @strawberry.field(description="The cursor of the first edge; null on an empty page.")
+    def start_cursor(self) -> str | None:
+        return ids.encode_cursor(self.page.items[0].id) if self.page.items else None
+
+    @strawberry.field(description="The cursor of the last edge, for `after`; null on an empty page.")
+    def end_cursor(self) -> str | None:
+        return ids.encode_cursor(self.page.items[-1].id) if self.page.items else None
 
 
-def _page_info(page: reads.Page) -> PageInfo:
-    end = ids.encode_cursor(page.items[-1].id) if page.items else None
-    return PageInfo(has_next_page=page.has_next, end_cursor=end)
-
-
-@strawberry.type
-class User:
+@strawberry.type(description="A person (or CI system) who signs in with an API token or single sign-on.")
+class User(Node):
     model: strawberry.Private[models.User]
 
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return strawberry.ID(ids.encode_model(self.model))
-
-    @strawberry.field
+    @strawberry.field(description="The address that names the user (and where approver emails go).")
     def email(self) -> str:
         return self.model.email
 
-    @strawberry.field
+    @strawberry.field(description="The display name.")
     def name(self) -> str:
         return self.model.name
 
-    @strawberry.field
+    @strawberry.field(
+        description="False once deactivated: every token and JWT of the user fails, and they are no eligible approver."
+    )
     def is_active(self) -> bool:
         return self.model.is_active
 
-    @strawberry.field
+    @strawberry.field(description="Whether the user holds super-admin (R2; the default approvers, R4).")
     def is_super_admin(self, info: Info) -> bool:
         return info.context.actor.authorizer.is_super_admin(self.model.id)
 
@@ -76,89 +105,100 @@ async def _users(info: Info, user_ids: list[int]) -> list[User]:
     return [User(model=u) for u in await info.context.loaders.user.load_many(user_ids)]
 
 
-@strawberry.type
-class RoleBinding:
+@strawberry.type(
+    description="A role granted to a user on a scope (R1 to R5): an application name or *, an environment name or *."
+)
+class RoleBinding(Node):
     model: strawberry.Private[models.RoleBinding]
 
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return strawberry.ID(ids.encode_model(self.model))
-
-    @strawberry.field
+    @strawberry.field(description="Who holds the role.")
     async def user(self, info: Info) -> User:
         return await _user(info, self.model.user_id)
 
-    @strawberry.field
+    @strawberry.field(description="The role granted.")
     def role(self) -> Role:
         return models.Role(self.model.role)
 
-    @strawberry.field
+    @strawberry.field(description='An application name, or "*" for all.')
     def application(self) -> str:
         return self.model.application
 
-    @strawberry.field
+    @strawberry.field(description='An environment name, or "*" for all.')
     def environment(self) -> str:
         return self.model.environment
 
 
-@strawberry.type
-class Environment:
+@strawberry.type(
+    description="Where applications are deployed, such as staging or prod; visible through any role on it (R1)."
+)
+class Environment(Node):
     model: strawberry.Private[models.Environment]
 
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return strawberry.ID(ids.encode_model(self.model))
-
-    @strawberry.field
+    @strawberry.field(description="Lowercase [a-z0-9][a-z0-9-]{0,62}, unique.")
     def name(self) -> str:
         return self.model.name
 
 
-@strawberry.type
-class Application:
+@strawberry.type(
+    description="A deployable application; its images are registered by CI (R3). Visible through any role on it (R1)."
+)
+class Application(Node):
     model: strawberry.Private[models.Application]
 
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return strawberry.ID(ids.encode_model(self.model))
-
-    @strawberry.field
+    @strawberry.field(description="Lowercase [a-z0-9][a-z0-9-]{0,62}, unique.")
     def name(self) -> str:
         return self.model.name
 
-    @strawberry.field
+    @strawberry.field(description="Its pipelines the caller can see (R1), oldest first.")
     async def pipelines(self, info: Info) -> list[Pipeline]:
         found = await info.context.loaders.pipelines(info.context.actor).load(self.model.id)
         return [Pipeline(model=p) for p in found]
 
 
-@strawberry.type
+@strawberry.type(description="GROUP_QUORUMS: how many approvals a policy needs from one group's members.")
 class GroupQuorum:
     group_model: strawberry.Private[models.Group]
-    min_approvals: int
+    min_approvals: int = strawberry.field(
+        description="The least number of approvals from the group's members."
+    )
 
-    @strawberry.field
+    @strawberry.field(description="The group (its name shows to anyone who sees the policy).")
     def group(self) -> Group:
         return Group(model=self.group_model)
 
 
-@strawberry.type
-class ApprovalPolicy:
+@strawberry.type(
+    description="What a pipeline's deploys need: how many approvals, from whom, for how long (R7, R12, R21)."
+)
+class ApprovalPolicy(Node):
     pipeline: strawberry.Private[models.Pipeline]
+
+    @strawberry.field(
+        description='"ApprovalPolicy:<pipeline number>": each pipeline has one policy, so its id '
+        "follows the pipeline's."
+    )
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(ids.encode("ApprovalPolicy", self.pipeline.id))
 
     @strawberry.field(description="0: deploys need no approval; otherwise the least number of approvals.")
     def required_approvals(self) -> int:
         return self.pipeline.required_approvals
 
-    @strawberry.field
+    @strawberry.field(
+        description="Lifetime of a request, pending or approved, in hours (1 to 8760); null: no expiry (R7, R15)."
+    )
     def ttl_hours(self) -> int | None:
         return self.pipeline.ttl_hours
 
-    @strawberry.field
+    @strawberry.field(
+        description="Whether a user who approved a request may deploy on it; otherwise APPROVER_CANNOT_DEPLOY (R21)."
+    )
     def approvers_can_deploy(self) -> bool:
         return self.pipeline.approvers_can_deploy
 
-    @strawberry.field
+    @strawberry.field(
+        description="Whose approvals count: anyone eligible, specific users, or quorums of groups."
+    )
     def kind(self) -> ApprovalPolicyKind:
         return models.ApprovalPolicyKind(self.pipeline.policy_kind)
 
@@ -200,34 +240,38 @@ class ApprovalPolicy:
         return self.pipeline.cancel_stale_requests
 
 
-@strawberry.type
+@strawberry.type(
+    description="A freeze that repeats every week, wall-clock in an IANA time zone (so it follows daylight saving time)."
+)
 class WeeklyWindow:
-    time_zone: str
-    start_day: Weekday
-    start_time: str
-    end_day: Weekday
-    end_time: str
+    time_zone: str = strawberry.field(description="An IANA time zone name, such as Europe/Berlin.")
+    start_day: Weekday = strawberry.field(description="The day the freeze starts.")
+    start_time: str = strawberry.field(
+        description='"HH:MM" on startDay, wall-clock in timeZone: frozen from then.'
+    )
+    end_day: Weekday = strawberry.field(
+        description="The day the freeze ends (may be earlier in the week than startDay: it wraps)."
+    )
+    end_time: str = strawberry.field(description='"HH:MM" on endDay: open again from then.')
 
 
 @strawberry.type(description="A window in which deploys are refused with DEPLOY_FROZEN.")
-class DeployFreeze:
+class DeployFreeze(Node):
     model: strawberry.Private[models.DeployFreeze]
 
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return strawberry.ID(ids.encode_model(self.model))
-
-    @strawberry.field
+    @strawberry.field(description="What the freeze is for, as people call it.")
     def name(self) -> str:
         return self.model.name
 
-    @strawberry.field
+    @strawberry.field(
+        description="The environment frozen (every pipeline on it); null for a pipeline's freeze."
+    )
     async def environment(self, info: Info) -> Environment | None:
         if self.model.environment_id is None:
             return None
         return Environment(model=await info.context.loaders.environment.load(self.model.environment_id))
 
-    @strawberry.field
+    @strawberry.field(description="The pipeline frozen; null for an environment's freeze.")
     async def pipeline(self, info: Info) -> Pipeline | None:
         if self.model.pipeline_id is None:
             return None
@@ -237,7 +281,7 @@ class DeployFreeze:
     def starts_at(self) -> datetime | None:
         return self.model.starts_at
 
-    @strawberry.field
+    @strawberry.field(description="One-off windows: when deploys are allowed again.")
     def ends_at(self) -> datetime | None:
         return self.model.ends_at
 
@@ -255,40 +299,40 @@ class DeployFreeze:
             end_time=m.end_time,
         )
 
-    @strawberry.field
+    @strawberry.field(description="The super-admin who made it.")
     async def created_by(self, info: Info) -> User:
         return await _user(info, self.model.created_by_id)
 
-    @strawberry.field
+    @strawberry.field(description="When it was made.")
     def created_at(self) -> datetime:
         return self.model.created_at
 
 
-@strawberry.type
-class Pipeline:
+@strawberry.type(
+    description="One application deployed to one environment (R1): its strategy, trigger, approval policy, freezes and deployments."
+)
+class Pipeline(Node):
     model: strawberry.Private[models.Pipeline]
 
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return strawberry.ID(ids.encode_model(self.model))
-
-    @strawberry.field
+    @strawberry.field(description="The application it deploys.")
     async def application(self, info: Info) -> Application:
         return Application(model=await info.context.loaders.application.load(self.model.application_id))
 
-    @strawberry.field
+    @strawberry.field(description="The environment it deploys to.")
     async def environment(self, info: Info) -> Environment:
         return Environment(model=await info.context.loaders.environment.load(self.model.environment_id))
 
-    @strawberry.field
+    @strawberry.field(description="How deployments roll out.")
     def strategy(self) -> DeploymentStrategy:
         return models.DeploymentStrategy(self.model.strategy)
 
-    @strawberry.field
+    @strawberry.field(
+        description="AUTOMATIC: an image is deployed the moment its request becomes APPROVED (R24)."
+    )
     def trigger_type(self) -> TriggerType:
         return models.TriggerType(self.model.trigger_type)
 
-    @strawberry.field
+    @strawberry.field(description="What its deploys need (R7, R12, R21).")
     def approval_policy(self) -> ApprovalPolicy:
         return ApprovalPolicy(pipeline=self.model)
 
@@ -307,7 +351,7 @@ class Pipeline:
             return None
         return Image(model=await info.context.loaders.image.load(deployment.image_id))
 
-    @strawberry.field
+    @strawberry.field(description="Its newest deployment that is PROGRESSING or HEALTHY (R23); null if none.")
     async def active_deployment(self, info: Info) -> Deployment | None:
         deployment = await info.context.loaders.active_deployment.load(self.model.id)
         return Deployment(model=deployment) if deployment else None
@@ -343,43 +387,39 @@ class Pipeline:
             await decisions.explain_request_approval(info.context.actor, self.model.id, image)
         )
 
-    @strawberry.field
-    async def deployments(
-        self, info: Info, first: int | None = 20, after: str | None = None
-    ) -> Connection[Deployment]:
+    @strawberry.field(description="Its deployments, newest first (R23).")
+    async def deployments(self, info: Info, first: First = 20, after: After = None) -> Connection[Deployment]:
         found = await info.context.loaders.deployments.load((self.model.id, first, ids.decode_cursor(after)))
         return connection(found, Deployment)
 
 
-@strawberry.type
-class Image:
+@strawberry.type(
+    description="A container image registered by CI for an application (R3); the same digest twice is a CONFLICT."
+)
+class Image(Node):
     model: strawberry.Private[models.Image]
 
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return strawberry.ID(ids.encode_model(self.model))
-
-    @strawberry.field
+    @strawberry.field(description="The application it was built for.")
     async def application(self, info: Info) -> Application:
         return Application(model=await info.context.loaders.application.load(self.model.application_id))
 
-    @strawberry.field
+    @strawberry.field(description="Where it is stored, e.g. registry.example.com/acme/shop.")
     def repository(self) -> str:
         return self.model.repository
 
-    @strawberry.field
+    @strawberry.field(description="Its tag, e.g. 1.4.2.")
     def tag(self) -> str:
         return self.model.tag
 
-    @strawberry.field
+    @strawberry.field(description="sha256: and 64 lowercase hex digits; unique per application.")
     def digest(self) -> str:
         return self.model.digest
 
-    @strawberry.field
+    @strawberry.field(description="The user whose credentials registered it; never an approver of it (R10).")
     async def built_by(self, info: Info) -> User:
         return await _user(info, self.model.built_by_id)
 
-    @strawberry.field
+    @strawberry.field(description="When it was registered.")
     def created_at(self) -> datetime:
         return self.model.created_at
 
@@ -389,28 +429,38 @@ class Image:
         return [Environment(model=e) for e in found]
 
     @strawberry.field(description="The latest request's state on that pipeline; null if never requested.")
-    async def approval_state(self, info: Info, pipeline_id: strawberry.ID) -> ApprovalState | None:
+    async def approval_state(
+        self,
+        info: Info,
+        pipeline_id: Annotated[strawberry.ID, described("A pipeline of the image's application.")],
+    ) -> ApprovalState | None:
         pid = ids.decode("Pipeline", pipeline_id, "pipelineId")
         return await info.context.loaders.approval_state(info.context.actor).load((self.model.id, pid))
 
 
-@strawberry.type
+@strawberry.type(description="One approver's decision on a request, with when and why.")
 class Approval:
     user_id: strawberry.Private[int]
-    decided_at: datetime
-    comment: str | None
+    decided_at: datetime = strawberry.field(description="When the approver decided.")
+    comment: str | None = strawberry.field(
+        description="The approver's comment; for a rejection, the reason (R13)."
+    )
 
-    @strawberry.field
+    @strawberry.field(description="Who decided.")
     async def user(self, info: Info) -> User:
         return await _user(info, self.user_id)
 
 
-@strawberry.type
+@strawberry.type(
+    description="One line of a request's progress (the first is the total): how many approvals it needs and has."
+)
 class ApprovalRequirement:
-    description: str
-    required: int
-    approved: int
-    met: bool
+    description: str = strawberry.field(
+        description="What the line counts, e.g. \"approvals\", a group's name or a user's email."
+    )
+    required: int = strawberry.field(description="How many approvals the line needs.")
+    approved: int = strawberry.field(description="How many it has.")
+    met: bool = strawberry.field(description="Whether approved reaches required.")
     user_id: strawberry.Private[int | None]
     group_id: strawberry.Private[int | None]
 
@@ -425,11 +475,11 @@ class ApprovalRequirement:
             group_id=line.group_id,
         )
 
-    @strawberry.field
+    @strawberry.field(description="SPECIFIC_USERS: the user whose approval the line waits for.")
     async def user(self, info: Info) -> User | None:
         return None if self.user_id is None else await _user(info, self.user_id)
 
-    @strawberry.field
+    @strawberry.field(description="GROUP_QUORUMS: the group whose quorum the line counts.")
     async def group(self, info: Info) -> Group | None:
         if self.group_id is None:
             return None
@@ -437,35 +487,33 @@ class ApprovalRequirement:
         return None if found is None else Group(model=found)
 
 
-@strawberry.type
-class ApprovalRequest:
+@strawberry.type(
+    description="A request to approve one image for one pipeline (R6 to R18); deployable once APPROVED (R12, R20)."
+)
+class ApprovalRequest(Node):
     model: strawberry.Private[models.ApprovalRequest]
 
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return strawberry.ID(ids.encode_model(self.model))
-
-    @strawberry.field
+    @strawberry.field(description="The image to approve.")
     async def image(self, info: Info) -> Image:
         return Image(model=await info.context.loaders.image.load(self.model.image_id))
 
-    @strawberry.field
+    @strawberry.field(description="Where it would be deployed.")
     async def pipeline(self, info: Info) -> Pipeline:
         return Pipeline(model=await info.context.loaders.pipeline.load(self.model.pipeline_id))
 
-    @strawberry.field
+    @strawberry.field(description="Its state now: a passed expiresAt reads EXPIRED at once (R15).")
     def state(self) -> ApprovalState:
         return effective_state(self.model)
 
-    @strawberry.field
+    @strawberry.field(description="Who asked (build-and-deploy, R3); never an approver of it (R10).")
     async def requested_by(self, info: Info) -> User:
         return await _user(info, self.model.requested_by_id)
 
-    @strawberry.field
+    @strawberry.field(description="When it was asked.")
     def requested_at(self) -> datetime:
         return self.model.requested_at
 
-    @strawberry.field
+    @strawberry.field(description="The requester's comment.")
     def comment(self) -> str | None:
         return self.model.comment
 
@@ -473,7 +521,7 @@ class ApprovalRequest:
     def required_approvals(self) -> int:
         return self.model.required_approvals
 
-    @strawberry.field
+    @strawberry.field(description="The approvals so far, each counted once (R11).")
     async def approvals(self, info: Info) -> list[Approval]:
         rows = await info.context.loaders.approvals.load(self.model.id)
         return [Approval(user_id=a.user_id, decided_at=a.decided_at, comment=a.comment) for a in rows]
@@ -490,7 +538,9 @@ class ApprovalRequest:
         rows = await info.context.loaders.named_approvers.load(self.model.id)
         return await _users(info, [row.user_id for row in rows])
 
-    @strawberry.field
+    @strawberry.field(
+        description="When it expires, fixed when made from the policy's ttlHours (R7); null: never."
+    )
     def expires_at(self) -> datetime | None:
         return self.model.expires_at
 
@@ -573,45 +623,43 @@ class RequestActions:
     expire: ActionDecision = strawberry.field(description="expireApproval.")
 
 
-@strawberry.type
-class Deployment:
+@strawberry.type(
+    description="One image rolled out on one pipeline: PROGRESSING, then HEALTHY, DEGRADED, FAILED or SUPERSEDED (R23)."
+)
+class Deployment(Node):
     model: strawberry.Private[models.Deployment]
 
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return strawberry.ID(ids.encode_model(self.model))
-
-    @strawberry.field
+    @strawberry.field(description="Where it rolls out.")
     async def pipeline(self, info: Info) -> Pipeline:
         return Pipeline(model=await info.context.loaders.pipeline.load(self.model.pipeline_id))
 
-    @strawberry.field
+    @strawberry.field(description="What it rolls out.")
     async def image(self, info: Info) -> Image:
         return Image(model=await info.context.loaders.image.load(self.model.image_id))
 
-    @strawberry.field
+    @strawberry.field(description="Where the rollout stands (R23).")
     def status(self) -> DeploymentStatus:
         return models.DeploymentStatus(self.model.status)
 
-    @strawberry.field
+    @strawberry.field(description="The pipeline's strategy when it started.")
     def strategy(self) -> DeploymentStrategy:
         return models.DeploymentStrategy(self.model.strategy)
 
-    @strawberry.field
+    @strawberry.field(description="Who deployed; the requester for an automatic deploy (R24).")
     async def triggered_by(self, info: Info) -> User:
         return await _user(info, self.model.triggered_by_id)
 
-    @strawberry.field
+    @strawberry.field(description="The request it consumed (R20); null when none was needed.")
     async def approval_request(self, info: Info) -> ApprovalRequest | None:
         if self.model.approval_request_id is None:
             return None
         return ApprovalRequest(model=await info.context.loaders.request.load(self.model.approval_request_id))
 
-    @strawberry.field
+    @strawberry.field(description="When it started.")
     def started_at(self) -> datetime:
         return self.model.started_at
 
-    @strawberry.field
+    @strawberry.field(description="When it ended; null while PROGRESSING.")
     def finished_at(self) -> datetime | None:
         return self.model.finished_at
 
@@ -632,24 +680,32 @@ class Deployment:
         return [DeploymentStep(name=step.name, status=step.status) for step in plan.steps(self.model, now())]
 
 
-StepStatus = strawberry.enum(plan.StepStatus, name="StepStatus")
+StepStatus = described_enum(
+    plan.StepStatus,
+    "Where one step of a rollout stands.",
+    {
+        "PENDING": "Not started yet.",
+        "RUNNING": "Under way.",
+        "DONE": "Finished.",
+        "FAILED": "Failed: the deployment ends DEGRADED or FAILED.",
+        "SKIPPED": "Not run: the rollout ended before it.",
+    },
+)
 
 
-@strawberry.type
+@strawberry.type(description="One step of a rollout, as the built-in simulator plays the strategy.")
 class DeploymentStep:
-    name: str
-    status: StepStatus
+    name: str = strawberry.field(description='The step, e.g. "canary 10%".')
+    status: StepStatus = strawberry.field(description="Where the step stands.")
 
 
-@strawberry.type
-class AuditEvent:
+@strawberry.type(
+    description="One entry of the audit log (R25): who did what to which object, when, and the states before and after."
+)
+class AuditEvent(Node):
     model: strawberry.Private[models.AuditEvent]
 
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return strawberry.ID(ids.encode_model(self.model))
-
-    @strawberry.field
+    @strawberry.field(description="When it happened.")
     def at(self) -> datetime:
         return self.model.at
 
@@ -659,27 +715,27 @@ class AuditEvent:
             return None
         return await _user(info, self.model.actor_id)
 
-    @strawberry.field
+    @strawberry.field(description='What was done, e.g. "approve", "deploy", "grant_role".')
     def action(self) -> str:
         return self.model.action
 
-    @strawberry.field
+    @strawberry.field(description="The id of the object acted on.")
     def object_id(self) -> strawberry.ID:
         return strawberry.ID(ids.encode(self.model.object_type, self.model.object_id))
 
-    @strawberry.field
+    @strawberry.field(description="The application concerned, if any.")
     def application(self) -> str | None:
         return self.model.application
 
-    @strawberry.field
+    @strawberry.field(description="The environment concerned, if any.")
     def environment(self) -> str | None:
         return self.model.environment
 
-    @strawberry.field
+    @strawberry.field(description="The object's state before, as JSON; null for a creation.")
     def before(self) -> JSON | None:
         return self.model.before
 
-    @strawberry.field
+    @strawberry.field(description="Its state after, as JSON; null for a deletion.")
     def after(self) -> JSON | None:
         return self.model.after
 
@@ -687,18 +743,22 @@ class AuditEvent:
 T = TypeVar("T")
 
 
-@strawberry.type
+@strawberry.type(description="One item of a page, with the cursor that continues after it.")
 class Edge(Generic[T]):
-    cursor: str
-    node: T
+    cursor: str = strawberry.field(description="Pass it as `after` to continue after this item.")
+    node: T = strawberry.field(description="The item.")
 
 
-@strawberry.type
+@strawberry.type(
+    description="One page of a list, newest first (Relay connection): up to `first` items after the cursor `after`."
+)
 class Connection(Generic[T]):
     """Named ImageConnection, ApprovalRequestConnection, ... by its node type."""
 
-    edges: list[Edge[T]]
-    page_info: PageInfo
+    edges: list[Edge[T]] = strawberry.field(description="The page's items, newest first.")
+    page_info: PageInfo = strawberry.field(
+        description="Where the page stands, and the cursor for the next one."
+    )
     page: strawberry.Private[reads.Page]
 
     @strawberry.field(description="Counted only when asked for.")
@@ -708,135 +768,147 @@ class Connection(Generic[T]):
 
 def connection(page: reads.Page, node: type[T]) -> Connection[T]:
     edges = [Edge(cursor=ids.encode_cursor(m.id), node=node(model=m)) for m in page.items]
-    return Connection(edges=edges, page_info=_page_info(page), page=page)
+    return Connection(edges=edges, page_info=PageInfo(page=page), page=page)
 
 
-@strawberry.type
-class ApiToken:
+@strawberry.type(description="An API token (never its secret): send it as `Authorization: Bearer <token>`.")
+class ApiToken(Node):
     model: strawberry.Private[models.ApiToken]
 
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return strawberry.ID(ids.encode_model(self.model))
-
-    @strawberry.field
+    @strawberry.field(description="What the token is for, e.g. the CI system using it.")
     def name(self) -> str:
         return self.model.name
 
-    @strawberry.field
+    @strawberry.field(description="Whose token it is: it acts as this user.")
     async def user(self, info: Info) -> User:
         return await _user(info, self.model.user_id)
 
-    @strawberry.field
+    @strawberry.field(description="When it stops working; null: never.")
     def expires_at(self) -> datetime | None:
         return self.model.expires_at
 
-    @strawberry.field
+    @strawberry.field(description="When it was issued.")
     def created_at(self) -> datetime:
         return self.model.created_at
 
-    @strawberry.field
+    @strawberry.field(description="When it was revoked; null while usable.")
     def revoked_at(self) -> datetime | None:
         return self.model.revoked_at
 
-    @strawberry.field
+    @strawberry.field(description="When it was last used to authenticate.")
     def last_used_at(self) -> datetime | None:
         return self.model.last_used_at
 
 
 @strawberry.type(description="The secret is shown once, here.")
 class IssuedApiToken:
-    token: str
-    api_token: ApiToken
+    token: str = strawberry.field(description="The secret: shown this once, stored only as a hash.")
+    api_token: ApiToken = strawberry.field(description="The token's record, as apiTokens lists it.")
 
 
 @strawberry.type(description="An email in the outbox (super-admins only).")
-class OutboxEmail:
+class OutboxEmail(Node):
     model: strawberry.Private[models.EmailOutbox]
 
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return strawberry.ID(ids.encode("OutboxEmail", self.model.id))
-
-    @strawberry.field
+    @strawberry.field(description='Why it is sent, e.g. "approval_requested", "request_approved".')
     def kind(self) -> str:
         return self.model.kind
 
-    @strawberry.field
+    @strawberry.field(description="The recipient's address.")
     def to_address(self) -> str:
         return self.model.to_address
 
-    @strawberry.field
+    @strawberry.field(description="The subject line.")
     def subject(self) -> str:
         return self.model.subject
 
-    @strawberry.field
+    @strawberry.field(description="The Message-ID header, the same on every attempt.")
     def message_id(self) -> str:
         return self.model.message_id
 
-    @strawberry.field
+    @strawberry.field(description="How many times sending was tried.")
     def attempts(self) -> int:
         return self.model.attempts
 
-    @strawberry.field
+    @strawberry.field(description="When it was queued, in the transaction of the change that caused it.")
     def created_at(self) -> datetime:
         return self.model.created_at
 
-    @strawberry.field
+    @strawberry.field(description="When the SMTP server accepted it; null until then.")
     def sent_at(self) -> datetime | None:
         return self.model.sent_at
 
-    @strawberry.field
+    @strawberry.field(
+        description="When it was given up (after GREENLIGHT_EMAIL_MAX_ATTEMPTS); retryNotification queues it again."
+    )
     def failed_at(self) -> datetime | None:
         return self.model.failed_at
 
-    @strawberry.field
+    @strawberry.field(description="Why the last attempt failed.")
     def last_error(self) -> str | None:
         return self.model.last_error
 
+    @strawberry.field(
+        description=(
+            "Attempts whose outcome could not be known after the message was handed to the SMTP "
+            "server (the server process was killed, or the connection failed before the "
+            "server's answer). Each was followed by another attempt with the same messageId: "
+            "the recipient may have received this email more than once."
+        )
+    )
+    def outcome_unknown_attempts(self) -> int:
+        return self.model.unknown_outcomes
 
-ActionEnum = strawberry.enum(Action, name="Action")
+
+ActionEnum = described_enum(
+    Action,
+    "What canI and explainAccess ask about: one action of the policy (policies/policy.csv).",
+    {
+        "VIEW": "See a scope's pipelines, images, requests and deployments (R1).",
+        "REGISTER_IMAGE": "Register images for the application (R3).",
+        "REQUEST_APPROVAL": "Ask for an image to be approved (R3).",
+        "DEPLOY": "Deploy an image (R3).",
+        "APPROVE": "Approve or reject requests (R4).",
+        "CLOSE_ANY_REQUEST": "Cancel or expire another user's request (R14, R15).",
+        "REPORT_DEPLOYMENT_STATUS": "Report a rollout's progress (deploy-agent only).",
+        "ADMINISTER": "Manage users, tokens, applications, environments, pipelines, policies and bindings (R2).",
+    },
+)
 
 
-@strawberry.type
-class GroupRoleBinding:
+@strawberry.type(description="A role granted to a group on a scope; its members inherit it (R5).")
+class GroupRoleBinding(Node):
     model: strawberry.Private[models.RoleBinding]
 
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return strawberry.ID(ids.encode("GroupRoleBinding", self.model.id))
-
-    @strawberry.field
+    @strawberry.field(description="The group holding the role.")
     async def group(self, info: Info) -> Group:
         return Group(model=await info.context.loaders.group.load(self.model.group_id))
 
-    @strawberry.field
+    @strawberry.field(description="The role granted.")
     def role(self) -> Role:
         return models.Role(self.model.role)
 
-    @strawberry.field
+    @strawberry.field(description='An application name, or "*" for all.')
     def application(self) -> str:
         return self.model.application
 
-    @strawberry.field
+    @strawberry.field(description='An environment name, or "*" for all.')
     def environment(self) -> str:
         return self.model.environment
 
 
 @strawberry.type(description="A team; its members inherit the roles granted to it.")
-class Group:
+class Group(Node):
     model: strawberry.Private[models.Group]
 
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return strawberry.ID(ids.encode_model(self.model))
-
-    @strawberry.field
+    @strawberry.field(
+        description="Unique; shown wherever the group is used (a policy's quorums and exceptions)."
+    )
     def name(self) -> str:
         return self.model.name
 
     @strawberry.field(description="Super-admins only.")
-    async def members(self, info: Info, first: int | None = 20, after: str | None = None) -> Connection[User]:
+    async def members(self, info: Info, first: First = 20, after: After = None) -> Connection[User]:
         loader = info.context.loaders.members(info.context.actor)
         return connection(await loader.load((self.model.id, first, ids.decode_cursor(after))), User)
 
@@ -848,17 +920,19 @@ class Group:
 
 @strawberry.type(description="A role that allows the action, and where it comes from.")
 class AccessGrant:
-    role: Role
-    application: str
-    environment: str
+    role: Role = strawberry.field(description="The role.")
+    application: str = strawberry.field(description='Its application, or "*".')
+    environment: str = strawberry.field(description='Its environment, or "*".')
     group: str | None = strawberry.field(description="The group it comes through; null if direct.")
 
 
-@strawberry.type
+@strawberry.type(description="The answer to canI / explainAccess: whether the action is allowed, and why.")
 class Decision:
-    allowed: bool
-    reason: str
-    grants: list[AccessGrant]
+    allowed: bool = strawberry.field(description="Whether the action is allowed on that scope.")
+    reason: str = strawberry.field(
+        description="Why, in words: the binding (and group) that grants it, or the roles that would."
+    )
+    grants: list[AccessGrant] = strawberry.field(description="The bindings that allow it; empty when denied.")
     roles_needed: list[Role] = strawberry.field(description="Roles that allow the action.")
 
     @classmethod

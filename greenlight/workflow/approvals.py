@@ -250,6 +250,39 @@ async def expire(actor: Actor, request_id: int) -> ApprovalRequest:
     return request
 
 
+async def withdraw_approval(actor: Actor, request_id: int) -> ApprovalRequest:
+    """Withdrawing one's own approval while the request is PENDING: it no longer counts
+    (R12), audited (R25), serialised with approvals, rejections and deploys by the same
+    locks (R17). Refusals decided by `decisions.withdraw`.
+
+    Returns the request with its pipeline, image and remaining approvals fetched."""
+    async with transaction():
+        request, pipeline = await _lock(actor, request_id)
+        scope = pipeline_scope(pipeline)
+        approvals_before = await _APPROVALS_WITH_USERS.all(request.id)
+        approvals = [(a.user_id, a.group_ids) for a in approvals_before]
+        refuse(decisions.withdraw(actor, _facts(request, pipeline), {user_id for user_id, _ in approvals}))
+        await Approval.filter(request_id=request.id, user_id=actor.id).delete()
+        remaining = [a for a in approvals_before if a.user_id != actor.id]
+        request.approvals._set_result_for_query(remaining)
+        snapshot = policy.Snapshot.of(request)
+        before = policy.requirements(request.required_approvals, snapshot, approvals)
+        after = policy.requirements(
+            request.required_approvals, snapshot, [(a.user_id, a.group_ids) for a in remaining]
+        )
+        state = ApprovalState.PENDING.value
+        await audit.record(
+            "withdraw_approval",
+            request,
+            actor_id=actor.id,
+            before={"state": state, "progress": ", ".join(map(str, before))},
+            after={"state": state, "progress": ", ".join(map(str, after))},
+            application=scope.application,
+            environment=scope.environment,
+        )
+    return request
+
+
 async def sweep_expired() -> int:
     """Write EXPIRED on live requests whose expiry has passed (R15, R25: audit).
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from greenlight import notifications
 from greenlight.models import (
     LIVE_STATES,
@@ -17,7 +19,7 @@ from greenlight.models import (
 from greenlight.policies import Action, Actor
 from greenlight.workflow import audit, policy, validation
 from greenlight.workflow.clock import now
-from greenlight.workflow.errors import Conflict, Forbidden, not_found
+from greenlight.workflow.errors import BadUserInput, Conflict, Forbidden, not_found
 from greenlight.workflow.guards import pipeline_scope, require_admin, sees_application
 from greenlight.workflow.policy import PolicyChange
 from greenlight.workflow.states import effective_state
@@ -99,6 +101,19 @@ async def create_pipeline(
     return pipeline
 
 
+@dataclass(frozen=True)
+class PipelineEdit:
+    """What an edit of a pipeline sets; None keeps the current value (`clear_ttl_hours`
+    sets ttlHours to none: no expiry)."""
+
+    strategy: DeploymentStrategy | None = None
+    trigger_type: TriggerType | None = None
+    required_approvals: int | None = None
+    ttl_hours: int | None = None
+    clear_ttl_hours: bool = False
+    approvers_can_deploy: bool | None = None
+
+
 async def update_approval_policy(
     actor: Actor,
     pipeline_id: int,
@@ -107,32 +122,84 @@ async def update_approval_policy(
     approvers_can_deploy: bool,
     change: PolicyChange | None = None,
 ) -> Pipeline:
-    """R2, R7 (requests keep their snapshot), R18 (0 cancels live requests); issue 6: the
-    policy's kind, its listed users or group quorums, exceptions, stale-request handling."""
-    require_admin(actor, "change approval policies")
-    validation.approval_policy(required_approvals, ttl_hours)
+    """The contract's whole policy: requiredApprovals, ttlHours (None: no expiry) and
+    approversCanDeploy are set as given; `change` as in edit_pipeline."""
+    whole = PipelineEdit(
+        required_approvals=required_approvals,
+        ttl_hours=ttl_hours,
+        clear_ttl_hours=ttl_hours is None,
+        approvers_can_deploy=approvers_can_deploy,
+    )
+    return await edit_pipeline(actor, pipeline_id, whole, change, action="update_approval_policy")
+
+
+async def update_pipeline(
+    actor: Actor, pipeline_id: int, edit: PipelineEdit, change: PolicyChange | None = None
+) -> Pipeline:
+    """updatePipeline: only what the edit names changes."""
+    return await edit_pipeline(actor, pipeline_id, edit, change, action="update_pipeline")
+
+
+async def edit_pipeline(
+    actor: Actor,
+    pipeline_id: int,
+    edit: PipelineEdit,
+    change: PolicyChange | None,
+    *,
+    action: str,
+) -> Pipeline:
+    """R2, R7 (requests keep their snapshot), R18 (0 cancels live requests); the policy's
+    kind, its listed users or group quorums, exceptions, stale-request handling
+    (policy.apply_change). The one path of every change to a pipeline's settings."""
+    require_admin(actor, "change pipelines and their approval policies")
+    if edit.required_approvals is not None:
+        validation.in_range(
+            "requiredApprovals", edit.required_approvals, 0, validation.MAX_REQUIRED_APPROVALS
+        )
+    if edit.ttl_hours is not None:
+        if edit.clear_ttl_hours:
+            raise BadUserInput("ttlHours: give a value or clearTtlHours, not both", field="ttlHours")
+        validation.in_range("ttlHours", edit.ttl_hours, 1, validation.MAX_TTL_HOURS)
     async with transaction():
         pipeline = await Pipeline.select_for_update().get_or_none(id=pipeline_id)
         if pipeline is None:
             raise not_found("pipeline")
         await pipeline.fetch_related("application", "environment")
         scope = pipeline_scope(pipeline)
-        before = await policy.describe(pipeline)
-        pipeline.required_approvals = required_approvals
-        pipeline.ttl_hours = ttl_hours
-        pipeline.approvers_can_deploy = approvers_can_deploy
+        with_settings = action == "update_pipeline"
+        before = await _described(pipeline, with_settings)
+        if edit.strategy is not None:
+            pipeline.strategy = edit.strategy
+        if edit.trigger_type is not None:
+            pipeline.trigger_type = edit.trigger_type
+        if edit.required_approvals is not None:
+            pipeline.required_approvals = edit.required_approvals
+        if edit.clear_ttl_hours:
+            pipeline.ttl_hours = None
+        elif edit.ttl_hours is not None:
+            pipeline.ttl_hours = edit.ttl_hours
+        if edit.approvers_can_deploy is not None:
+            pipeline.approvers_can_deploy = edit.approvers_can_deploy
         await policy.apply_change(actor, pipeline, change or PolicyChange())
-        await pipeline.save(update_fields=["required_approvals", "ttl_hours", "approvers_can_deploy"])
+        await pipeline.save(
+            update_fields=[
+                "strategy",
+                "trigger_type",
+                "required_approvals",
+                "ttl_hours",
+                "approvers_can_deploy",
+            ]
+        )
         await audit.record(
-            "update_approval_policy",
+            action,
             pipeline,
             actor_id=actor.id,
             before=before,
-            after=await policy.describe(pipeline),
+            after=await _described(pipeline, with_settings),
             application=scope.application,
             environment=scope.environment,
         )
-        if required_approvals == 0:
+        if pipeline.required_approvals == 0:
             live = await ApprovalRequest.select_for_update().filter(
                 pipeline_id=pipeline.id, state__in=list(LIVE_STATES)
             )
@@ -145,6 +212,15 @@ async def update_approval_policy(
                 )
                 await close_request(request, new_state, actor_id=actor.id, scope=scope)
     return pipeline
+
+
+async def _described(pipeline: Pipeline, with_settings: bool) -> dict:
+    """The policy for the audit log; with the strategy and trigger for updatePipeline."""
+    described = await policy.describe(pipeline)
+    if with_settings:
+        described["strategy"] = DeploymentStrategy(pipeline.strategy).value
+        described["triggerType"] = TriggerType(pipeline.trigger_type).value
+    return described
 
 
 async def close_request(

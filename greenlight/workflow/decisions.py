@@ -234,6 +234,30 @@ def expire(actor: Actor, facts: RequestFacts) -> Refusal | None:
     return _close(actor, facts, (ApprovalState.APPROVED,), "be let expire", "let it expire")
 
 
+def withdraw(actor: Actor, facts: RequestFacts, approver_ids: Collection[int]) -> Refusal | None:
+    """withdrawApproval: R1; only while the request is PENDING (once APPROVED it has been
+    decided, R12, R16); only one's own approval."""
+    refusal = _sees_request(actor, facts)
+    if refusal is not None:
+        return refusal
+    state = effective_state(facts.request)
+    if state != ApprovalState.PENDING:
+        reason = (
+            "This request is approved already: approvals can be withdrawn only while it is pending"
+            if state == ApprovalState.APPROVED
+            else _no_longer_live(state)
+        )
+        error = InvalidState(
+            f"this request is {state.value}; approvals can be withdrawn only while it is PENDING"
+        )
+        return Refusal(error, reason)
+    if actor.id not in approver_ids:
+        return Refusal(
+            InvalidState("you have not approved this request"), "You have not approved this request"
+        )
+    return None
+
+
 @dataclass(frozen=True)
 class RequestVerdicts:
     approve: Verdict

@@ -136,14 +136,16 @@ async def deploy_on_approval(pipeline: Pipeline, request: ApprovalRequest, autho
     if current is not None and current.id == request.image_id:
         return None  # already running (R22); the approval stays usable
     scope = pipeline_scope(pipeline)
-    requester = await User.get(id=request.requested_by_id)
     skipped = None
-    if not requester.is_active or not authorizer.may(requester.id, Action.DEPLOY, scope):
+    if not await _requester_may_deploy(request, scope, authorizer):
         # The system acts for the requester only with the requester's own rights (R3):
         # the approval stays APPROVED for someone who may deploy.
         skipped = "the requester may no longer deploy here"
     elif (until := await freezes.pipeline_frozen_until(pipeline)) is not None:
-        skipped = f"deploys are frozen until {until.isoformat()}"
+        # Deployed when the freeze ends, by deploy_after_freezes.
+        skipped = f"deploys are frozen until {until.isoformat()}; it deploys when the freeze ends"
+        request.deploy_after_freeze = True
+        await request.save(update_fields=["deploy_after_freeze"])
     if skipped is not None:
         await audit.record(
             "automatic_deploy_skipped",
@@ -157,6 +159,76 @@ async def deploy_on_approval(pipeline: Pipeline, request: ApprovalRequest, autho
     image = await Image.get(id=request.image_id)
     await close_request(request, ApprovalState.CONSUMED, actor_id=None, scope=pipeline_scope(pipeline))
     return await _start(pipeline, image, request, triggered_by_id=request.requested_by_id, actor_id=None)
+
+
+async def _requester_may_deploy(request: ApprovalRequest, scope, authorizer) -> bool:
+    requester = await User.get(id=request.requested_by_id)
+    return requester.is_active and authorizer.may(requester.id, Action.DEPLOY, scope)
+
+
+async def deploy_after_freezes(authorizer) -> int:
+    """R24 after a freeze: a request approved on an AUTOMATIC pipeline while deploys were
+    frozen deploys once the freeze is over, for the requester; when it no longer can (the
+    approval expired, the requester lost the right, the pipeline is no longer automatic,
+    the image is active already) the requester is told, in the audit log and by email.
+    The background jobs of every process call this; the locks on the pipeline and the
+    request (in approve's order) and the request's mark make it happen once (R17).
+    Returns how many it deployed."""
+    waiting = await ApprovalRequest.filter(deploy_after_freeze=True).values_list("id", "pipeline_id")
+    if not waiting:
+        return 0
+    await authorizer.refresh()
+    deployed = 0
+    for request_id, pipeline_id in waiting:
+        async with transaction():
+            pipeline = (
+                await Pipeline.filter(id=pipeline_id)
+                .select_related("application", "environment")
+                .select_for_update(of=(Pipeline._meta.db_table,))
+                .first()
+            )
+            request = await ApprovalRequest.select_for_update().get_or_none(id=request_id)
+            if pipeline is None or request is None or not request.deploy_after_freeze:
+                continue  # another process got there first
+            deployed += await _deploy_after_freeze(pipeline, request, authorizer)
+    return deployed
+
+
+async def _deploy_after_freeze(pipeline: Pipeline, request: ApprovalRequest, authorizer) -> bool:
+    """deploy_after_freezes for one locked request; True when it deployed."""
+    state = effective_state(request)
+    automatic = pipeline.trigger_type == TriggerType.AUTOMATIC
+    if state == ApprovalState.APPROVED and automatic and await freezes.pipeline_frozen_until(pipeline):
+        return False  # still frozen: wait
+    request.deploy_after_freeze = False
+    await request.save(update_fields=["deploy_after_freeze"])
+    if state in (ApprovalState.CANCELLED, ApprovalState.REJECTED, ApprovalState.CONSUMED):
+        return False  # someone decided meanwhile: nothing to do, nothing to tell
+    scope = pipeline_scope(pipeline)
+    reason = None
+    if state != ApprovalState.APPROVED:
+        reason = "the approval expired while deploys were frozen"
+    elif not automatic:
+        reason = "the pipeline no longer deploys automatically; the approval can still be deployed by hand"
+    elif (current := await active_image(pipeline.id)) is not None and current.id == request.image_id:
+        reason = "this image is already active on the pipeline (R22); the approval stays usable"
+    elif not await _requester_may_deploy(request, scope, authorizer):
+        reason = "the requester may no longer deploy here; someone who may can deploy the approval"
+    if reason is not None:
+        await audit.record(
+            "automatic_deploy_abandoned",
+            request,
+            actor_id=None,
+            after={"reason": reason},
+            application=scope.application,
+            environment=scope.environment,
+        )
+        await notifications.automatic_deploy_not_done(request, reason)
+        return False
+    image = await Image.get(id=request.image_id)
+    await close_request(request, ApprovalState.CONSUMED, actor_id=None, scope=scope)
+    await _start(pipeline, image, request, triggered_by_id=request.requested_by_id, actor_id=None)
+    return True
 
 
 async def _start(

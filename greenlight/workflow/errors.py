@@ -62,6 +62,13 @@ class Unavailable(GreenlightError):
     code = "UNAVAILABLE"
 
 
+class OutcomeUnknown(GreenlightError):
+    """The connection to the database failed while the COMMIT was on its way or its answer
+    was: the change may or may not have been made. A client reads back before retrying."""
+
+    code = "OUTCOME_UNKNOWN"
+
+
 class RateLimited(GreenlightError):
     code = "RATE_LIMITED"
 

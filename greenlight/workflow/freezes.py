@@ -22,7 +22,7 @@ from greenlight.policies import Action, Actor
 from greenlight.workflow import audit, validation
 from greenlight.workflow.clock import now
 from greenlight.workflow.errors import BadUserInput, DeployFrozen, Forbidden, not_found
-from greenlight.workflow.guards import pipeline_scope, require_admin, visible_pipeline
+from greenlight.workflow.guards import pipeline_scope, require_admin, sees_environment, visible_pipeline
 from greenlight.workflow.tx import transaction
 
 TIME_RE = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
@@ -257,12 +257,23 @@ async def visible_freezes(
         return await of_pipeline(pipeline)
     if environment_id is not None:
         query = query.filter(environment_id=environment_id)
-    scopes = actor.scopes(Action.VIEW)
-    seen = []
-    for freeze in await query.order_by("id"):
-        if freeze.pipeline is not None:
-            if actor.may(Action.VIEW, pipeline_scope(freeze.pipeline)):
-                seen.append(freeze)
-        elif any(s.environment in ("*", freeze.environment.name) for s in scopes):
-            seen.append(freeze)
-    return seen
+    return [freeze for freeze in await query.order_by("id") if _sees(actor, freeze)]
+
+
+def _sees(actor: Actor, freeze: DeployFreeze) -> bool:
+    """R1: a pipeline's freeze with the pipeline, an environment's with the environment."""
+    if freeze.pipeline is not None:
+        return actor.may(Action.VIEW, pipeline_scope(freeze.pipeline))
+    return sees_environment(actor, freeze.environment.name)
+
+
+async def visible_freeze(actor: Actor, freeze_id: int) -> DeployFreeze:
+    """One of `visible_freezes`, or NOT_FOUND (R1)."""
+    found = (
+        await DeployFreeze.filter(id=freeze_id)
+        .prefetch_related("environment", "pipeline__application", "pipeline__environment")
+        .first()
+    )
+    if found is None or not _sees(actor, found):
+        raise not_found("deploy freeze")
+    return found

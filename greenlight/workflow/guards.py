@@ -16,6 +16,11 @@ def sees_application(actor: Actor, application_name: str) -> bool:
     return any(s.application in ("*", application_name) for s in actor.scopes(Action.VIEW))
 
 
+def sees_environment(actor: Actor, environment_name: str) -> bool:
+    """An environment is visible through any scope on it, whatever the application."""
+    return any(s.environment in ("*", environment_name) for s in actor.scopes(Action.VIEW))
+
+
 def require(actor: Actor, action: Action, scope: Scope, what: str) -> None:
     if not actor.may(action, scope):
         raise Forbidden(f"you may not {what} on {scope.application}/{scope.environment}")

@@ -25,7 +25,7 @@ from greenlight.workflow.errors import (
 )
 from greenlight.workflow.guards import require_admin
 from greenlight.workflow.reads import page
-from greenlight.workflow.tx import transaction
+from greenlight.workflow.tx import access_transaction, transaction
 
 TOKEN_PREFIX = "glt_"
 
@@ -201,6 +201,15 @@ async def revoke_api_token(actor: Actor, token_id: int) -> ApiToken:
     return api_token
 
 
+async def api_token(actor: Actor, token_id: int) -> ApiToken:
+    """A token (never its secret): the caller's own; super-admins anyone's. Another user's
+    token is as invisible as one that does not exist (R1)."""
+    found = await ApiToken.get_or_none(id=token_id)
+    if found is None or (found.user_id != actor.id and not actor.is_super_admin):
+        raise not_found("API token")
+    return found
+
+
 async def api_tokens(actor: Actor, user_id: int | None, first: int | None, after_id: int | None):
     """Tokens (never their secrets): a user's own; super-admins anyone's, or all."""
     query = ApiToken.all()
@@ -215,7 +224,7 @@ async def api_tokens(actor: Actor, user_id: int | None, first: int | None, after
 
 async def _set_active(actor: Actor, user_id: int, active: bool) -> User:
     require_admin(actor, "deactivate or reactivate users")
-    async with transaction():
+    async with access_transaction(actor):
         # their roles leave (or rejoin) every process's rules; also serialises deactivations
         await record_policy_change(user_id=user_id)
         user = await User.select_for_update().get_or_none(id=user_id)
@@ -261,23 +270,29 @@ async def check_scope_exists(application: str, environment: str) -> None:
 
 
 async def grant_role(
-    actor: Actor, user_id: int, role: Role, application: str, environment: str
+    actor: Actor, user_id: int, role: Role, application: str | None, environment: str | None
 ) -> RoleBinding:
     """R2, R5: super-admins grant; super-admin is only ever granted on every scope."""
     return await create_binding(actor, "user", user_id, role, application, environment)
 
 
 async def create_binding(
-    actor: Actor, holder: str, holder_id: int, role: Role, application: str, environment: str
+    actor: Actor,
+    holder: str,
+    holder_id: int,
+    role: Role,
+    application: str | None,
+    environment: str | None,
 ) -> RoleBinding:
-    """A role for a user or a group ("user" or "group" `holder`) on a scope (R2, R5)."""
+    """A role for a user or a group ("user" or "group" `holder`) on a scope (R2, R5); "*"
+    only where written (validation.scope_part)."""
     require_admin(actor, "grant roles")
-    validation.scope_part("application", application)
-    validation.scope_part("environment", environment)
+    application = validation.scope_part("application", application)
+    environment = validation.scope_part("environment", environment)
     if role == Role.SUPER_ADMIN and (application, environment) != ("*", "*"):
         raise BadUserInput("super-admin is global: grant it with application and environment '*'")
     model = User if holder == "user" else Group
-    async with transaction():
+    async with access_transaction(actor):
         await lock_policy()  # first, as every change to who may do what takes it: no deadlock
         if not await model.exists(id=holder_id):
             raise not_found(holder)
@@ -312,7 +327,7 @@ async def revoke_role(actor: Actor, binding_id: int) -> RoleBinding:
 async def delete_binding(actor: Actor, holder: str, binding_id: int) -> RoleBinding:
     """Revoke a user's or a group's ("user" or "group" `holder`) role binding (R2, R5)."""
     require_admin(actor, "revoke roles")
-    async with transaction():
+    async with access_transaction(actor):
         await lock_policy()  # serialises concurrent revocations
         binding = await RoleBinding.get_or_none(id=binding_id, **{f"{holder}_id__isnull": False})
         if binding is None:

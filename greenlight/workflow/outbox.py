@@ -20,6 +20,14 @@ async def list_emails(actor: Actor, failed_only: bool, first: int | None, after_
     return await page(query, first, after_id)
 
 
+async def email(actor: Actor, email_id: int) -> EmailOutbox:
+    require_admin(actor, "read the email outbox")
+    found = await EmailOutbox.get_or_none(id=email_id)
+    if found is None:
+        raise not_found("email")
+    return found
+
+
 async def retry_email(actor: Actor, email_id: int) -> EmailOutbox:
     """A failed email goes back to the queue, with its attempts counted afresh."""
     require_admin(actor, "retry emails")

@@ -31,6 +31,7 @@ from greenlight.workflow import validation
 from greenlight.workflow.errors import BadUserInput, not_found
 from greenlight.workflow.guards import (
     require_admin,
+    sees_environment,
     visible_application,
     visible_pipeline,
 )
@@ -49,11 +50,20 @@ class Page(Generic[T]):
     has_next: bool
     total: int | None = None
     counted: QuerySet | None = None
+    earlier: QuerySet | None = None  # the items before the cursor, when read after one
+    previous: bool | None = None  # whether there are any, when already known
 
     async def count(self) -> int:
         if self.total is None:
             self.total = await self.counted.count() if self.counted is not None else len(self.items)
         return self.total
+
+    async def has_previous(self) -> bool:
+        """Whether items come before this page: those at or above the cursor (newer ones;
+        the cursor's own item was on the previous page)."""
+        if self.previous is None:
+            self.previous = self.earlier is not None and await self.earlier.exists()
+        return self.previous
 
 
 DEFAULT_PAGE = 20
@@ -70,11 +80,11 @@ def _first(first: int | None) -> int:
 async def page(query: QuerySet, first: int | None, after_id: int | None) -> Page:
     """Keyset pagination, newest (highest id) first; `after_id` is the last id seen."""
     first = _first(first)
-    counted = query
+    counted, earlier = query, None
     if after_id is not None:
-        query = query.filter(id__lt=after_id)
+        query, earlier = query.filter(id__lt=after_id), query.filter(id__gte=after_id)
     rows = await query.order_by("-id").limit(first + 1)
-    return Page(items=rows[:first], has_next=len(rows) > first, counted=counted)
+    return Page(items=rows[:first], has_next=len(rows) > first, counted=counted, earlier=earlier)
 
 
 async def pages_of(
@@ -89,7 +99,7 @@ async def pages_of(
     members), in two statements: a window function numbers each parent's rows newest
     first. Every value put into the SQL is an int."""
     first = _first(first)
-    result = {key: Page(items=[], has_next=False, total=0) for key in keys}
+    result = {key: Page(items=[], has_next=False, total=0, previous=False) for key in keys}
     if not keys:
         return result
     table = model._meta.db_table
@@ -104,15 +114,23 @@ async def pages_of(
     rows: dict[int, list[Model]] = {}
     for row in await model.raw(sql):
         rows.setdefault(getattr(row, key_field), []).append(row)
+    counts = {"total": Count("id")}
+    if after_id is not None:  # in the same statement: the rows before the cursor (hasPreviousPage)
+        counts["earlier"] = Count("id", _filter=Q(**{f"{item_field}__gte": after_id}))
     totals = (
         await model.filter(**{f"{key_field}__in": keys})
-        .annotate(total=Count("id"))
+        .annotate(**counts)
         .group_by(key_field)
-        .values_list(key_field, "total")
+        .values(key_field, *counts)
     )
-    for key, total in totals:
-        found = rows.get(key, [])
-        result[key] = Page(items=found[:first], has_next=len(found) > first, total=total)
+    for row in totals:
+        found = rows.get(row[key_field], [])
+        result[row[key_field]] = Page(
+            items=found[:first],
+            has_next=len(found) > first,
+            total=row["total"],
+            previous=row.get("earlier", 0) > 0,
+        )
     return result
 
 
@@ -141,6 +159,14 @@ async def environments(actor: Actor) -> list[Environment]:
     if any(s.environment == "*" for s in scopes):
         return await Environment.all().order_by("name")
     return await Environment.filter(name__in={s.environment for s in scopes}).order_by("name")
+
+
+async def environment(actor: Actor, environment_id: int) -> Environment:
+    """R1: one of `environments`, or NOT_FOUND."""
+    found = await Environment.get_or_none(id=environment_id)
+    if found is None or not sees_environment(actor, found.name):
+        raise not_found("environment")
+    return found
 
 
 async def pipelines_of(actor: Actor, application_ids: list[int]) -> dict[int, list[Pipeline]]:
@@ -286,6 +312,33 @@ async def audit_events(
     if until is not None:
         query = query.filter(at__lt=until)
     return await page(query, first, after_id)
+
+
+async def audit_event(actor: Actor, event_id: int) -> AuditEvent:
+    """One event of the audit log (R25), for super-admins."""
+    require_admin(actor, "read the audit log")
+    found = await AuditEvent.get_or_none(id=event_id)
+    if found is None:
+        raise not_found("audit event")
+    return found
+
+
+async def user(actor: Actor, user_id: int) -> User:
+    """A user by id: the caller themself, or anyone for super-admins; others are as
+    invisible as users that do not exist (R1)."""
+    found = await User.get_or_none(id=user_id) if actor.is_super_admin or user_id == actor.id else None
+    if found is None:
+        raise not_found("user")
+    return found
+
+
+async def role_binding(actor: Actor, binding_id: int) -> RoleBinding:
+    """A user's role binding, visible (as in User.roleBindings) to that user and to
+    super-admins; a group's binding is a GroupRoleBinding, not this."""
+    found = await RoleBinding.get_or_none(id=binding_id, user_id__isnull=False)
+    if found is None or not (actor.is_super_admin or found.user_id == actor.id):
+        raise not_found("role binding")
+    return found
 
 
 async def users(actor: Actor) -> list[User]:

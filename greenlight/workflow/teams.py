@@ -11,7 +11,7 @@ from greenlight.workflow.errors import Conflict, InvalidState, not_found
 from greenlight.workflow.guards import require_admin
 from greenlight.workflow.identity import create_binding, delete_binding
 from greenlight.workflow.reads import Page, page
-from greenlight.workflow.tx import transaction
+from greenlight.workflow.tx import access_transaction, transaction
 
 
 async def create_group(actor: Actor, name: str) -> Group:
@@ -38,7 +38,7 @@ async def _group_and_user(group_id: int, user_id: int) -> tuple[Group, User]:
 
 async def add_member(actor: Actor, group_id: int, user_id: int) -> Group:
     require_admin(actor, "change group members")
-    async with transaction():
+    async with access_transaction(actor):
         await record_policy_change(user_id=user_id)
         group, user = await _group_and_user(group_id, user_id)
         if await GroupMember.exists(group_id=group.id, user_id=user.id):
@@ -51,7 +51,7 @@ async def add_member(actor: Actor, group_id: int, user_id: int) -> Group:
 async def remove_member(actor: Actor, group_id: int, user_id: int) -> Group:
     """Takes effect on the member's next request, on every process (R5)."""
     require_admin(actor, "change group members")
-    async with transaction():
+    async with access_transaction(actor):
         await record_policy_change(user_id=user_id)
         group, user = await _group_and_user(group_id, user_id)
         removed = await GroupMember.filter(group_id=group.id, user_id=user.id).delete()
@@ -62,7 +62,7 @@ async def remove_member(actor: Actor, group_id: int, user_id: int) -> Group:
 
 
 async def grant_group_role(
-    actor: Actor, group_id: int, role: Role, application: str, environment: str
+    actor: Actor, group_id: int, role: Role, application: str | None, environment: str | None
 ) -> RoleBinding:
     """Members inherit it through Casbin (R5)."""
     return await create_binding(actor, "group", group_id, role, application, environment)
@@ -82,6 +82,15 @@ async def group(actor: Actor, group_id: int) -> Group:
     found = await Group.get_or_none(id=group_id)
     if found is None:
         raise not_found("group")
+    return found
+
+
+async def group_role_binding(actor: Actor, binding_id: int) -> RoleBinding:
+    """A group's role binding, as Group.roleBindings shows it: to super-admins (R2)."""
+    require_admin(actor, "see a group's role bindings")
+    found = await RoleBinding.get_or_none(id=binding_id, group_id__isnull=False)
+    if found is None:
+        raise not_found("group role binding")
     return found
 
 

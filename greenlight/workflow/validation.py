@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from greenlight.models.visibility import WILDCARD
 from greenlight.workflow.errors import BadUserInput
 
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
@@ -33,8 +34,17 @@ def name(field: str, value: str) -> str:
     return value
 
 
-def scope_part(field: str, value: str) -> str:
-    return value if value == "*" else name(field, value)
+def scope_part(field: str, value: str | None) -> str:
+    """One part of a scope: a name, or "*" (every one) only when "*" is written. Empty,
+    blank or null is BAD_USER_INPUT, never read as "*", so a slip cannot widen a grant."""
+    if value == WILDCARD:
+        return value
+    if value is None or not value.strip():
+        shown = "null" if value is None else repr(value)
+        raise BadUserInput(
+            f"{field}: {shown} names nothing; give a name, or '*' for every {field}", field=field
+        )
+    return name(field, value)
 
 
 def digest(value: str) -> str:
@@ -66,11 +76,15 @@ def email(value: str) -> str:
 
 
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Half of a UTF-16 pair on its own is not text: no database can store it.
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def no_control_characters(field: str, value: str) -> str:
     if CONTROL.search(value):
         raise BadUserInput(f"{field}: must not contain control characters", field=field)
+    if LONE_SURROGATE.search(value):
+        raise BadUserInput(f"{field}: must not contain lone surrogates (such as \\ud800)", field=field)
     return value
 
 

@@ -100,6 +100,7 @@ APPLICATION_ACTIONS = {"list images": "view", "register image": "register"}
 # every other caller gets FORBIDDEN, whatever the target.
 ADMIN_OPERATIONS = (
     "update approval policy",
+    "update pipeline",
     "create application",
     "create environment",
     "create user",
@@ -489,6 +490,11 @@ async def update_policy(m: Matrix, s: Subject, o: dict) -> str:
     return await call(s, q, {"p": o["pipeline"]}, returns("updateApprovalPolicy", id=o["pipeline"]))
 
 
+async def update_pipeline(m: Matrix, s: Subject, o: dict) -> str:
+    q = """mutation($p: ID!) { updatePipeline(id: $p, input: {requiredApprovals: 1, clearTtlHours: true}) { id } }"""
+    return await call(s, q, {"p": o["pipeline"]}, returns("updatePipeline", id=o["pipeline"]))
+
+
 async def make_none(m: Matrix, target: str) -> dict:
     return {}
 
@@ -634,6 +640,7 @@ DECISIONS = [
 ADMINISTRATION = [
     Operation("report deployment status", make_deployment, report_status, unreported),
     Operation("update approval policy", make_pipeline, update_policy),
+    Operation("update pipeline", make_pipeline, update_pipeline),
     Operation("create application", make_none, create_named("createApplication"), targets=(ANY,)),
     Operation("create environment", make_none, create_named("createEnvironment"), targets=(ANY,)),
     Operation("create group", make_none, create_named("createGroup"), targets=(ANY,)),

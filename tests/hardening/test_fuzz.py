@@ -58,6 +58,7 @@ CODES = {
     "QUERY_TOO_COMPLEX",
     "UNAVAILABLE",
     "RATE_LIMITED",
+    "OUTCOME_UNKNOWN",
 }
 # Codes only the workflow gives (after the arguments were understood).
 WORKFLOW_CODES = CODES - {"UNAUTHENTICATED", "BAD_USER_INPUT", "QUERY_TOO_COMPLEX"}

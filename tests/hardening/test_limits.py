@@ -102,6 +102,7 @@ def bearer(client) -> dict[str, str]:
 # --- depth, tokens, aliases -------------------------------------------------------------------------
 
 
+@limits(max_query_cost=10**9)  # lists nested ten deep could be huge: the cost limit would refuse it
 async def test_query_depth_at_the_limit_is_answered(world):
     data = await world["dev"].ok(nested(10))
     assert [a["pipelines"] is not None for a in data["applications"]] == [True]
@@ -113,6 +114,7 @@ async def test_query_depth_over_the_limit_is_query_too_complex(world):
     assert [e["extensions"]["code"] for e in body["errors"]] == ["QUERY_TOO_COMPLEX"]
 
 
+@limits(max_query_cost=10**9)  # as above: this is about depth, not about the answer's size
 async def test_query_depth_is_counted_through_fragments(world):
     """Fragments do not hide depth: depth 11 spread over fragments is still too deep."""
     query = """

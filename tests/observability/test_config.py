@@ -266,3 +266,31 @@ def test_readme_defaults_match_the_code(clean_env):
         assert documented == _as_readme(getattr(defaults, field)), variable
         checked += 1
     assert checked >= 20
+
+
+def test_standard_otel_variables_work_and_greenlight_ones_are_aliases(clean_env):
+    """OTEL_EXPORTER_OTLP_ENDPOINT and OTEL_SERVICE_NAME configure traces; the GREENLIGHT_
+    names mean the same when the standard ones are unset; OTEL_SDK_DISABLED=true turns
+    tracing off; a traces endpoint is used as given."""
+    from greenlight.observability import tracing
+
+    standard = Settings.from_env(
+        {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318", "OTEL_SERVICE_NAME": "gate"}
+    )
+    assert (standard.otel_endpoint, standard.otel_service_name) == ("http://collector:4318", "gate")
+    assert tracing.traces_endpoint(standard) == "http://collector:4318/v1/traces"
+    alias = Settings.from_env(
+        {"GREENLIGHT_OTEL_ENDPOINT": "http://old:4318/", "GREENLIGHT_OTEL_SERVICE_NAME": "gate-old"}
+    )
+    assert (alias.otel_endpoint, alias.otel_service_name) == ("http://old:4318/", "gate-old")
+    assert tracing.traces_endpoint(alias) == "http://old:4318/v1/traces"
+    both = Settings.from_env(
+        {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://new:4318", "GREENLIGHT_OTEL_ENDPOINT": "http://old:4318"}
+    )
+    assert both.otel_endpoint == "http://new:4318"
+    given = Settings.from_env({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://c:4318/custom/path"})
+    assert tracing.traces_endpoint(given) == "http://c:4318/custom/path"
+    off = Settings.from_env({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_SDK_DISABLED": "true"})
+    assert off.otel_endpoint is None and off.otel_traces_endpoint is None
+    with pytest.raises(ConfigError, match="OTEL_EXPORTER_OTLP_ENDPOINT"):
+        Settings.from_env({"OTEL_EXPORTER_OTLP_ENDPOINT": "collector:4318"})

@@ -95,7 +95,9 @@ def test_kubernetes_deployment_has_probes():
     assert "serve" in command
     assert ports.get("http") == int(command[command.index("--port") + 1])
     env = {e["name"] for e in container["env"]}
-    assert "GREENLIGHT_DATABASE_URL" in env
+    # The database URL holds a password: it comes from a mounted secret file (its _FILE twin).
+    assert "GREENLIGHT_DATABASE_URL_FILE" in env and "GREENLIGHT_DATABASE_URL" not in env
+    assert "--no-migrate" in command
     # Not root, here either.
     security = {**pod["spec"].get("securityContext", {}), **container.get("securityContext", {})}
     assert security.get("runAsNonRoot") is True
@@ -122,13 +124,14 @@ def test_kubernetes_job_runs_greenlight_migrate():
     (container,) = pod["containers"]
     command = container.get("command", []) + container.get("args", [])
     assert command[-2:] == ["greenlight", "migrate"] or command == ["greenlight", "migrate"]
-    assert "GREENLIGHT_DATABASE_URL" in {e["name"] for e in container["env"]}
+    assert "GREENLIGHT_DATABASE_URL_FILE" in {e["name"] for e in container["env"]}
     # The Job and the server use the same database and image.
     (deployment,) = _of_kind("Deployment")
     (server,) = deployment["spec"]["template"]["spec"]["containers"]
     assert container["image"] == server["image"]
     by_name = {e["name"]: e for e in server["env"]}
     assert container["env"][0] == by_name[container["env"][0]["name"]]
+    assert container["volumeMounts"] == server["volumeMounts"]
 
 
 def _migrate(database: Path, cwd: Path) -> subprocess.CompletedProcess:

@@ -276,3 +276,38 @@ def test_setup_installs_exactly_one_root_handler(restore_logging):
     logging.getLogger("greenlight.test").warning("once")
     logging.getLogger("greenlight.test").info("dropped")
     assert [line["message"] for line in stream.lines()] == ["once"]
+
+
+SPAN_HEX = re.compile(r"[0-9a-f]{16}")
+
+
+async def test_every_json_line_of_a_request_carries_trace_and_span_ids(world, json_logs):
+    """Beside request_id, each line of a request has trace_id and span_id, with tracing
+    off too; with an incoming traceparent the trace id is the caller's."""
+    caller_trace = uuid.uuid4().hex
+    for headers in ({}, {"traceparent": f"00-{caller_trace}-b7ad6b7169203331-01"}):
+        response = await post(world, WHO_AM_I, world["dev"].token, **headers)
+        lines = json_logs.of(response.headers["x-request-id"])
+        assert {line["logger"] for line in lines} >= {"greenlight.access", "greenlight.graphql"}, lines
+        for line in lines:
+            assert HEX_ID.fullmatch(line["trace_id"]), line
+            assert SPAN_HEX.fullmatch(line["span_id"]), line
+        assert len({line["trace_id"] for line in lines}) == 1
+        if headers:
+            assert lines[0]["trace_id"] == caller_trace
+            assert all(line["span_id"] != "b7ad6b7169203331" for line in lines)
+    # Two requests without a traceparent are two traces.
+    first = await post(world, WHO_AM_I, world["dev"].token)
+    second = await post(world, WHO_AM_I, world["dev"].token)
+    traces = {json_logs.of(r.headers["x-request-id"])[0]["trace_id"] for r in (first, second)}
+    assert len(traces) == 2
+
+
+def test_text_lines_outside_a_request_print_no_none(restore_logging):
+    """Outside a request there is no request id: the text line has no `[None]`, no brackets."""
+    stream = FakeTerminal()
+    logs.setup("text", "INFO", stream=stream)
+    logging.getLogger("greenlight.test").info("started")
+    line = stream.getvalue().strip()
+    assert "None" not in line
+    assert line.endswith("INFO greenlight.test started"), line

@@ -16,6 +16,7 @@ from datetime import timedelta
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from greenlight.config import Settings
 from greenlight.models import (
     ApprovalRequest,
     ApprovalState,
@@ -33,6 +34,19 @@ LATENCY_COUNT = "greenlight_graphql_request_duration_seconds_count"
 HTTP = "greenlight_http_requests_total"
 
 Samples = dict[tuple[str, frozenset], float]
+
+
+@pytest.fixture
+def settings(database_url) -> Settings:
+    """As conftest's, with the database gauges read on every scrape, so they can be checked
+    right after each change (GREENLIGHT_METRICS_CACHE_SECONDS=0)."""
+    return Settings(
+        database_url=database_url,
+        background_jobs=False,
+        rollout_seconds=90,
+        mutations_per_minute=0,
+        metrics_cache_seconds=0,
+    )
 
 
 async def scrape(http) -> Samples:

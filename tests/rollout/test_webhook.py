@@ -5,6 +5,7 @@ back through reportDeploymentStatus as a deploy-agent; and the auditEvents query
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import hmac
 import json
@@ -13,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from standardwebhooks import Webhook, WebhookVerificationError
 
 from greenlight.config import Settings
 from greenlight.models import AuditEvent, Deployment, DeploymentStatus, WebhookDelivery
@@ -153,6 +155,12 @@ def verifies(request: Received, secret: str = SECRET) -> bool:
     return hmac.compare_digest(given, expected_signature(request.body, secret))
 
 
+def standard_verify(request: Received, secret: str | bytes = SECRET.encode()) -> dict:
+    """What a receiver does with the standardwebhooks library: the event, or
+    WebhookVerificationError."""
+    return Webhook(secret).verify(request.body, request.headers)
+
+
 def pk(global_id: str) -> int:
     return int(global_id.split(":")[1])
 
@@ -258,6 +266,109 @@ async def test_webhook_started_event_carries_the_deployment_and_a_valid_signatur
     assert (await read(world, deployment["id"]))["status"] == "PROGRESSING"
 
 
+async def test_webhook_is_signed_the_standard_way_and_verifies_with_standardwebhooks(
+    world, settings, receiver
+):
+    deployment = await deploy(world)
+    before = int(datetime.now(UTC).timestamp())
+    assert await deliver(settings) == 1
+    (sent,) = receiver.requests
+    row = await WebhookDelivery.get(deployment_id=pk(deployment["id"]))
+    assert sent.headers["webhook-id"] == str(row.id)
+    assert before <= int(sent.headers["webhook-timestamp"]) <= int(datetime.now(UTC).timestamp())
+    assert sent.headers["webhook-signature"].startswith("v1,")
+    event = standard_verify(sent)
+    assert event["event"] == "deployment.started" and event["deploymentId"] == deployment["id"]
+    with pytest.raises(WebhookVerificationError):
+        standard_verify(sent, b"another-secret")
+    # The deprecated header is still sent, and still valid, for one release.
+    assert verifies(sent)
+
+
+async def test_webhook_captured_event_cannot_be_replayed(world, settings, receiver, monkeypatch):
+    """A captured "deployment started" sent again later: with its own timestamp it is too old;
+    with a fresh timestamp, or another id, or another body, the signature no longer matches."""
+    deployment = await deploy(world)
+    captured_at = datetime.now(UTC) - timedelta(minutes=10)
+    monkeypatch.setattr(webhook, "now", lambda: captured_at)
+    assert await deliver(settings) == 1
+    monkeypatch.undo()
+    (captured,) = receiver.requests
+    with pytest.raises(WebhookVerificationError, match="too old"):
+        standard_verify(captured)
+
+    fresh = str(int(datetime.now(UTC).timestamp()))
+    replays = [
+        {**captured.headers, "webhook-timestamp": fresh},
+        {**captured.headers, "webhook-timestamp": fresh, "webhook-id": "another"},
+    ]
+    for headers in replays:
+        with pytest.raises(WebhookVerificationError, match="signature"):
+            standard_verify(Received(captured.method, captured.path, headers, captured.body))
+    # The signature covers the body too.
+    tampered = captured.body.replace(deployment["id"].encode(), b"Deployment:999999")
+    signed_now = await _sign_now(deployment, settings)
+    with pytest.raises(WebhookVerificationError, match="signature"):
+        standard_verify(Received(captured.method, captured.path, signed_now.headers, tampered))
+    assert standard_verify(signed_now)["deploymentId"] == deployment["id"]
+
+
+async def _sign_now(deployment: dict, settings: Settings) -> Received:
+    """The headers and body of the same delivery signed now (as a retry would be)."""
+    row = await WebhookDelivery.get(deployment_id=pk(deployment["id"]))
+    body = webhook.body_of(row.payload)
+    headers = webhook.standard_headers(settings.deploy_webhook_secret, str(row.id), body)
+    return Received("POST", "/", {k.lower(): v for k, v in headers.items()}, body)
+
+
+async def test_webhook_id_is_the_delivery_id_on_every_retry(world, settings, receiver):
+    deployment = await deploy(world)
+    receiver.fail_next = 2
+    for _ in range(3):
+        await deliver(settings)
+        await make_due(deployment["id"])
+    assert len(receiver.requests) == 3
+    row = await WebhookDelivery.get(deployment_id=pk(deployment["id"]))
+    assert row.delivered_at is not None
+    assert {r.headers["webhook-id"] for r in receiver.requests} == {str(row.id)}
+    assert {r.headers["x-greenlight-delivery"] for r in receiver.requests} == {str(row.id)}
+    for sent in receiver.requests:  # each attempt is signed when it is made
+        assert standard_verify(sent)["deploymentId"] == deployment["id"]
+
+
+async def test_webhook_whsec_secret_is_the_standard_webhooks_key(world, settings, receiver):
+    key = b"\x01\x02 a binary key of the receiver's \xff"
+    secret = "whsec_" + base64.b64encode(key).decode()
+    await deploy(world)
+    assert await deliver(replace(settings, deploy_webhook_secret=secret)) == 1
+    (sent,) = receiver.requests
+    assert standard_verify(sent, secret)["event"] == "deployment.started"
+    assert standard_verify(sent, key)["event"] == "deployment.started"
+
+
+async def test_webhook_retries_are_jittered(world, settings, receiver):
+    """Deliveries failing together are not all retried at the same moment: each waits
+    between half and all of its backoff."""
+    deployment = await deploy(world)
+    for n in range(7):
+        await WebhookDelivery.create(
+            deployment_id=pk(deployment["id"]),
+            payload={"event": "deployment.test", "n": n},
+            next_attempt_at=datetime.now(UTC) - timedelta(seconds=1),
+        )
+    receiver.fail_next = 100
+    backoff = 200.0
+    before = datetime.now(UTC)
+    assert await deliver(replace(settings, webhook_backoff_seconds=backoff)) == 0
+    after = datetime.now(UTC)
+    rows = await WebhookDelivery.filter(deployment_id=pk(deployment["id"]))
+    assert len(rows) == 8 and all(r.attempts == 1 for r in rows)
+    retries = [r.next_attempt_at for r in rows]
+    for at in retries:
+        assert before + timedelta(seconds=backoff / 2) <= at <= after + timedelta(seconds=backoff)
+    assert max(retries) - min(retries) > timedelta(seconds=10) + (after - before)
+
+
 async def test_webhook_failed_delivery_is_retried_with_backoff(world, settings, receiver):
     deployment = await deploy(world)
     receiver.fail_next = 1
@@ -334,9 +445,11 @@ async def test_webhook_exhausted_deliveries_fail_the_deployment(world, settings,
             assert (await read(world, deployment["id"]))["status"] == "PROGRESSING"
             delays.append((row.next_attempt_at - before).total_seconds())
             await make_due(deployment["id"])
-    # Backoff grows from one failed attempt to the next.
-    assert delays[0] >= BACKOFF_SECONDS / 2
-    assert delays[1] > delays[0] * 1.5
+    # Backoff doubles from one failed attempt to the next, each delay jittered between half
+    # and all of its step.
+    for step, delay in enumerate(delays):
+        full = BACKOFF_SECONDS * 2**step
+        assert full * (1 - webhook.BACKOFF_JITTER) <= delay <= full + 5, (step, delays)
     assert row.failed_at is not None and row.delivered_at is None
 
     failed = await read(world, deployment["id"])
@@ -394,6 +507,46 @@ async def test_r23_superseded_deployment_is_never_started_after_it_was_supersede
     assert sent[0] == ("deployment.started", old["id"])
     assert (await read(world, old["id"]))["status"] == "SUPERSEDED"
     assert (await read(world, new["id"]))["status"] == "PROGRESSING"
+
+
+async def test_r23_superseded_event_is_not_sent_for_a_deployment_whose_start_was_never_sent(
+    world, settings, receiver
+):
+    """R23 through the webhook driver: both events or neither. A deployment superseded before
+    its deployment.started went out gets neither: the receiver never hears of it."""
+    old = await deploy(world)
+    new = await deploy(world)
+    assert (await read(world, old["id"]))["status"] == "SUPERSEDED"
+    await deliver(settings)
+    assert await deliver(settings) == 0
+    sent = [(r.json["event"], r.json["deploymentId"]) for r in receiver.requests]
+    assert sent == [("deployment.started", new["id"])]
+    kept = await WebhookDelivery.filter(deployment_id=pk(old["id"])).order_by("id")
+    assert [(d.payload["event"], d.attempts, d.failed_at is not None) for d in kept] == [
+        ("deployment.started", 0, True),
+        ("deployment.superseded", 0, True),
+    ]
+    assert "never" in kept[1].last_error or "before" in kept[1].last_error
+
+
+async def test_r23_superseded_event_waits_for_a_start_still_in_flight(world, settings, receiver):
+    """R23 through the webhook driver: while the deployment.started is in the hands of
+    another process (leased, its outcome not known yet), the superseded event is held back;
+    once the start went out, the superseded one follows it."""
+    old = await deploy(world)
+    start = await WebhookDelivery.get(deployment_id=pk(old["id"]))
+    later = datetime.now(UTC) + timedelta(seconds=60)
+    await WebhookDelivery.filter(id=start.id).update(next_attempt_at=later)  # leased elsewhere
+    new = await deploy(world)
+    await deliver(settings)
+    sent = [(r.json["event"], r.json["deploymentId"]) for r in receiver.requests]
+    assert sent == [("deployment.started", new["id"])], "nothing about `old` while its start is in flight"
+    # The other process sent the start (the receiver accepted it) and recorded it.
+    await WebhookDelivery.filter(id=start.id).update(delivered_at=datetime.now(UTC), attempts=1)
+    await make_due(old["id"])
+    assert await deliver(settings) == 1
+    sent = [(r.json["event"], r.json["deploymentId"]) for r in receiver.requests]
+    assert sent[-1] == ("deployment.superseded", old["id"])
 
 
 # --- the CD system reports back ---------------------------------------------------------

@@ -16,10 +16,10 @@ TIME_FIELD = {"images": "createdAt", "approvalRequests": "requestedAt", "deploym
 MODEL = {"images": Image, "approvalRequests": ApprovalRequest, "deployments": Deployment}
 
 
-def query(kind: str, *, with_first: bool = True) -> str:
+def query(kind: str, *, with_first: bool = True, page_info: str = "hasNextPage endCursor") -> str:
     args = "first: $first, after: $after" if with_first else "after: $after"
     params = "$first: Int, $after: String" if with_first else "$after: String"
-    fields = f"""totalCount pageInfo {{ hasNextPage endCursor }}
+    fields = f"""totalCount pageInfo {{ {page_info} }}
                  edges {{ cursor node {{ id {TIME_FIELD[kind]} }} }}"""
     if kind == "images":
         return f"""query($a: ID!, {params}) {{
@@ -32,6 +32,8 @@ def query(kind: str, *, with_first: bool = True) -> str:
 
 class Pager:
     """Fetches pages of one connection as one user."""
+
+    page_info = "hasNextPage endCursor"
 
     def __init__(self, world, kind: str, who: str = "dev", pipeline: str = "shop/staging") -> None:
         self.world, self.kind, self.who = world, kind, who
@@ -54,7 +56,7 @@ class Pager:
         return data["pipeline"]["c"] if "pipeline" in data else data["c"]
 
     async def page(self, first=..., after: str | None = None, *, literal_default: bool = False) -> dict:
-        q = query(self.kind, with_first=not literal_default)
+        q = query(self.kind, with_first=not literal_default, page_info=self.page_info)
         return self._connection(await self.world[self.who].ok(q, self._vars(first, after)))
 
     async def code(self, first=..., after: str | None = None) -> str:
@@ -218,3 +220,71 @@ async def test_connection_arguments_are_checked(world, kind, unchanged):
     page = await pager.page(100)
     assert ids_of(page) == list(reversed(created))
     assert page["totalCount"] == 3
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_page_info_has_previous_page_and_start_cursor(world, kind):
+    """Relay's PageInfo: startCursor is the first edge's cursor (null on an empty page);
+    hasPreviousPage is false on the first page and true on every page read after a cursor
+    with newer items before it, including the empty page after the oldest item."""
+    created = await populate(world, kind)
+    pager = Pager(world, kind)
+    pager.page_info = "hasNextPage hasPreviousPage startCursor endCursor"
+    pages = await pager.walk(10)
+    check_pages(pages, list(reversed(created)), 10)
+    for n, page in enumerate(pages):
+        info = page["pageInfo"]
+        assert info["startCursor"] == page["edges"][0]["cursor"]
+        assert info["hasPreviousPage"] is (n > 0), n
+    after_oldest = await pager.page(10, pages[-1]["pageInfo"]["endCursor"])
+    assert after_oldest["pageInfo"] == {
+        "hasNextPage": False,
+        "hasPreviousPage": True,
+        "startCursor": None,
+        "endCursor": None,
+    }
+    # a cursor newer than every item: nothing comes before the page
+    newest = await pager.page(5, "Cursor:2147483647")
+    assert ids_of(newest) == list(reversed(created))[:5]
+    assert newest["pageInfo"]["hasPreviousPage"] is False
+    # R1: the billing requests, newer than all of dev's, are not "before" dev's first page
+    if kind == "approvalRequests":
+        above_devs = f"Cursor:{int(created[-1].split(':')[1]) + 1}"
+        page = await pager.page(5, above_devs)
+        assert ids_of(page) == list(reversed(created))[:5]
+        assert page["pageInfo"]["hasPreviousPage"] is False
+        admin = Pager(world, kind, "admin")
+        admin.page_info = pager.page_info
+        assert (await admin.page(5, above_devs))["pageInfo"]["hasPreviousPage"] is True
+
+
+async def test_page_info_of_group_members(world):
+    """Relay's PageInfo on Group.members (read per group in one statement): startCursor and
+    hasPreviousPage as on every connection."""
+    admin = world["admin"]
+    group = (await admin.ok('mutation { createGroup(name: "sre") { id } }'))["createGroup"]["id"]
+    members = ["dev", "dev2", "approver1", "viewer"]
+    for who in members:
+        await admin.ok(
+            "mutation($g: ID!, $u: ID!) { addGroupMember(groupId: $g, userId: $u) { id } }",
+            {"g": group, "u": world[who].user_id},
+        )
+    q = """query($g: ID!, $after: String) { group(id: $g) { members(first: 3, after: $after) {
+             edges { cursor node { id } }
+             pageInfo { hasNextPage hasPreviousPage startCursor endCursor } } } }"""
+    first = (await admin.ok(q, {"g": group}))["group"]["members"]
+    assert first["pageInfo"]["hasPreviousPage"] is False
+    assert first["pageInfo"]["startCursor"] == first["edges"][0]["cursor"]
+    assert first["pageInfo"]["hasNextPage"] is True
+    second = (await admin.ok(q, {"g": group, "after": first["pageInfo"]["endCursor"]}))["group"]["members"]
+    assert len(second["edges"]) == 1
+    assert second["pageInfo"] == {
+        "hasNextPage": False,
+        "hasPreviousPage": True,
+        "startCursor": second["edges"][0]["cursor"],
+        "endCursor": second["edges"][0]["cursor"],
+    }
+    listed = [e["node"]["id"] for e in first["edges"] + second["edges"]]
+    assert sorted(listed) == sorted(world[w].user_id for w in members)
+    top = (await admin.ok(q, {"g": group, "after": "Cursor:2147483647"}))["group"]["members"]
+    assert top["pageInfo"]["hasPreviousPage"] is False
