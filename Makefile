@@ -76,3 +76,18 @@ schema: install
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .ruff_cache
+
+# --- console (console/: the web console's source; its bundle ships in greenlight/console/static/) ---
+# `make console` rebuilds the bundle and GraphiQL's files from console/package-lock.json;
+# `make console-check` (CI) fails if the shipped bundle differs from the rebuilt one;
+# `make console-budget` reports the bundle's compressed size and the first screen's time.
+.PHONY: console console-check console-budget
+console:
+	cd console && npm ci --no-audit --no-fund && npm run build
+
+console-check: console
+	git diff --exit-code --stat -- greenlight/console/static console/src/graphql-env.d.ts
+	test -z "$$(git status --porcelain -- greenlight/console/static)"
+
+console-budget: install
+	$(BIN)/python -m greenlight.console.budget

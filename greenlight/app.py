@@ -15,7 +15,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocketState
 from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
@@ -25,7 +25,7 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET
 
-from greenlight import db, notifications, sso
+from greenlight import console, db, notifications, sso
 from greenlight.config import Settings
 from greenlight.events import listen_postgres
 from greenlight.limits import payload
@@ -80,6 +80,10 @@ class GreenlightGraphQL(GraphQL):
         self.authorizer = authorizer
         self.settings = settings
         self.subscriptions = ConcurrencyCap(settings.max_subscriptions_per_token)
+
+    async def render_graphql_ide(self, request):
+        # GraphiQL with every asset from Greenlight: it works on a network without a CDN.
+        return HTMLResponse(console.graphiql_page())
 
     async def get_context(self, request, response) -> Context:
         request_id = request.scope.get("state", {}).get("request_id") or uuid.uuid4().hex
@@ -269,6 +273,7 @@ def create_app(settings: Settings, *, manage_database: bool = True, migrate: boo
             Route("/readyz", readyz),
             # With a metrics port of its own, /metrics is not on the API's port.
             *([] if settings.metrics_port else [Route("/metrics", metrics.metrics_endpoint)]),
+            *console.routes(),
         ],
         middleware=[
             tracing.asgi_middleware(),

@@ -3,21 +3,15 @@ Chromium (headless, driven by Playwright) opens GET /graphql, the token goes int
 headers editor, `{ me { email } }` runs, the result pane shows the admin's email, and a
 screenshot is saved to tests/artifacts/graphiql.png.
 
-Strawberry's GraphiQL page loads React and GraphiQL from unpkg.com. These machines reach
-no host but the package registries, so the test serves those files to the browser itself,
-byte for byte from the same packages fetched with `npm pack` (cached in .pytest_cache); the
-page's subresource-integrity hashes prove they are the very files the CDN serves. Skips,
-saying why, when Chromium is missing, cannot start, or npm cannot fetch the packages."""
+Offline: every request not to the server is blocked, and GraphiQL still works, since its
+assets ship inside the Python package (greenlight.console). Skips, saying why, when
+Chromium is missing or cannot start."""
 
 from __future__ import annotations
 
-import mimetypes
 import os
 import re
-import shutil
 import subprocess
-import tarfile
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,7 +21,7 @@ from urllib.parse import quote, urlencode, urlsplit
 import httpx
 import pytest
 
-from tests.support import bootstrap_token, extract_tarball, free_port, start_serve
+from tests.support import bootstrap_token, free_port, start_serve
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -40,7 +34,6 @@ ARGS = [
 ]
 ADMIN = "admin@example.com"
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
-CDN = re.compile(r"https://unpkg\.com/((?:@[^/@\"']+/)?[^/@\"']+)@([^/\"']+)/([^\"'\s]+)")
 TIMEOUT_MS = 15_000
 
 pytestmark = pytest.mark.skipif(
@@ -94,60 +87,7 @@ def server(tmp_path_factory) -> Iterator[Server]:
             process.wait(timeout=10)
 
 
-@pytest.fixture(scope="module")
-def cdn_mirror(server, request) -> dict[str, Path]:
-    """package@version -> the unpacked package, for each unpkg.com package the page loads."""
-    page = httpx.get(f"{server.url}/graphql", headers={"Accept": "text/html"}, timeout=10)
-    assert page.status_code == 200
-    assert "graphiql" in page.text.lower()
-    packages = sorted({f"{name}@{version}" for name, version, _ in CDN.findall(page.text)})
-    assert packages, "the GraphiQL page loads nothing from unpkg.com any more: drop the mirror"
-    npm = shutil.which("npm")
-    if npm is None:
-        pytest.skip("npm is missing: cannot fetch GraphiQL's scripts, which the page loads from unpkg.com")
-    cache = Path(request.config.cache.mkdir("graphiql-cdn"))
-    mirror = {}
-    for package in packages:
-        folder = cache / package.replace("/", "__")
-        if not (folder / "package.json").exists():
-            with tempfile.TemporaryDirectory() as download:
-                result = subprocess.run(
-                    [npm, "pack", package, "--silent", "--pack-destination", download],
-                    capture_output=True,
-                    text=True,
-                    timeout=120,
-                )
-                if result.returncode != 0:
-                    pytest.skip(f"npm could not fetch {package}: {result.stderr.strip()[-500:]}")
-                (tarball,) = Path(download).glob("*.tgz")
-                unpacked = Path(download) / "unpacked"
-                with tarfile.open(tarball) as archive:
-                    extract_tarball(archive, unpacked)
-                shutil.rmtree(folder, ignore_errors=True)
-                shutil.move(str(unpacked / "package"), folder)
-        mirror[package] = folder
-    return mirror
-
-
-def _serve_from(mirror: dict[str, Path]):
-    async def handle(route) -> None:
-        match = CDN.match(route.request.url.split("?")[0])
-        folder = mirror.get(f"{match[1]}@{match[2]}") if match else None
-        path = (folder / match[3]).resolve() if folder else None
-        if path is None or not path.is_file() or folder.resolve() not in path.parents:
-            await route.fulfill(status=404, body="not in the mirror")
-            return
-        content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        await route.fulfill(
-            status=200,
-            body=path.read_bytes(),
-            headers={"Content-Type": content_type, "Access-Control-Allow-Origin": "*"},
-        )
-
-    return handle
-
-
-async def test_graphiql_runs_me_with_a_token_from_the_headers_editor(server, cdn_mirror):
+async def test_graphiql_runs_me_with_a_token_from_the_headers_editor_offline(server):
     from playwright.async_api import Error, async_playwright
 
     ARTIFACTS.mkdir(exist_ok=True)
@@ -167,12 +107,14 @@ async def test_graphiql_runs_me_with_a_token_from_the_headers_editor(server, cdn
                 "requestfailed",
                 lambda req: failures.append(f"request failed: {req.url} {req.failure}"),
             )
-            await page.route("https://unpkg.com/**", _serve_from(cdn_mirror))
-            # Nothing else leaves the machine.
-            await page.route(
-                re.compile(r"^https?://(?!127\.0\.0\.1[:/]|unpkg\.com/).*"),
-                lambda route: route.abort(),
-            )
+            # Offline: nothing but the server answers; every asset comes from Greenlight.
+            outside: list[str] = []
+
+            async def block(route) -> None:
+                outside.append(route.request.url)
+                await route.abort()
+
+            await page.route(re.compile(r"^(?!https?://127\.0\.0\.1[:/]).*"), block)
             graphql_posts: list[dict] = []
             page.on(
                 "request",
@@ -213,6 +155,8 @@ async def test_graphiql_runs_me_with_a_token_from_the_headers_editor(server, cdn
             assert "UNAUTHENTICATED" not in text
             # GraphiQL sent the header from its editor with the query.
             assert any(h.get("authorization") == f"Bearer {server.token}" for h in graphql_posts)
+            assert outside == [], f"GraphiQL asked for something outside Greenlight: {outside}"
+            assert failures == [], failures
         finally:
             await browser.close()
     assert screenshot.stat().st_size > 10_000
