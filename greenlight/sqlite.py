@@ -1,4 +1,4 @@
-"""Tortoise's SQLite client, with statements run on the event loop's own thread (issue 8).
+"""Tortoise's SQLite client, with statements run on the event loop's own thread.
 
 aiosqlite hands every call to a thread of its own and wakes the event loop with the
 result: two thread switches per statement, which cost more than the indexed statements

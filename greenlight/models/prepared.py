@@ -1,6 +1,6 @@
 """Querysets whose SQL Tortoise builds once, for the statements on the path of every
 request (authentication) and of `approveRequest` (its locked reads), where building the
-SQL and its joins costs more than running it (issue 8).
+SQL and its joins costs more than running it.
 
 `Prepared(Model, lambda value: Model.filter(...=value)...)` builds the queryset once per
 database dialect with a marker in the value's place, keeps the SQL Tortoise made and

@@ -96,7 +96,7 @@ async def confirm_page(request: Request) -> HTMLResponse:
     ]
     table = "".join(f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in rows)
     stale = ""
-    if approval_request.stale:  # issue 6: approving an older image needs saying so
+    if approval_request.stale:  # a stale image: approving it needs saying so
         stale = (
             f"<p><strong>This image is older than the one running on "
             f"{escape(pipeline.environment.name)} now.</strong> Approving it means accepting a "

@@ -94,7 +94,7 @@ class Loaders:
     def prime_request(self, request: models.ApprovalRequest, *users: models.User) -> None:
         """Rows a workflow function already read deciding on `request` (its image, pipeline,
         application, environment, approvals and their users, as far as it fetched them) and
-        `users`, so the mutation's answer does not read them again (issue 8). A loader that
+        `users`, so the mutation's answer does not read them again. A loader that
         has a key already keeps what it has."""
         self.request.prime(request.id, request)
         image = request.image

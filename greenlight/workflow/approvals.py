@@ -59,7 +59,7 @@ async def _lock(actor: Actor, request_id: int) -> tuple[ApprovalRequest, Pipelin
     return request, pipeline
 
 
-# _lock's two statements, their SQL built once (issue 8).
+# _lock's two statements, their SQL built once.
 _LOCKED_PIPELINE = Prepared(
     Pipeline,
     lambda request_id: (
@@ -151,18 +151,18 @@ def _facts(request: ApprovalRequest, pipeline: Pipeline) -> decisions.RequestFac
 async def approve(
     actor: Actor, request_id: int, comment: str | None, acknowledge_stale: bool = False
 ) -> ApprovalRequest:
-    """R4, R10, R11, R12, R16, R17; R24 on AUTOMATIC pipelines; issue 6: the request's
+    """R4, R10, R11, R12, R16, R17; R24 on AUTOMATIC pipelines; the request's
     policy snapshot decides when it is APPROVED, and a stale one needs acknowledging.
     Refusals decided by `decisions.approve`.
 
-    Returns the request with what it was decided on fetched (issue 8): its pipeline (with
+    Returns the request with what it was decided on fetched: its pipeline (with
     application and environment), its image, and its approvals, the new one included.
     """
     comment = validation.text("comment", comment)
     async with transaction():
         request, pipeline = await _lock(actor, request_id)
         scope = pipeline_scope(pipeline)
-        # with their users, who the answer names (issue 8)
+        # with their users, who the answer names
         request.approvals._set_result_for_query(await _APPROVALS_WITH_USERS.all(request.id))
         approvals = [(a.user_id, a.group_ids) for a in request.approvals]
         approver_ids = {user_id for user_id, _ in approvals}

@@ -94,7 +94,7 @@ async def deploy(
     acknowledge_stale: bool = False,
     freeze_override_reason: str | None = None,
 ) -> Deployment:
-    """R3, R20, R21, R22, R23, R17; issue 6: freezes, stale images, approval exceptions.
+    """R3, R20, R21, R22, R23, R17; freezes, stale images, approval exceptions.
 
     Refusals decided by `decisions.deploy`, in this order: NOT_FOUND / FORBIDDEN, CONFLICT,
     DEPLOY_FROZEN, STALE_IMAGE, NOT_APPROVED / APPROVER_CANNOT_DEPLOY.
@@ -247,7 +247,7 @@ async def _start(
     freeze_override_reason: str | None = None,
 ) -> Deployment:
     """R23: supersede a still-progressing deployment, start the new one, audit both;
-    issue 6: requests for older images become stale (or are cancelled)."""
+    requests for older images become stale (or are cancelled)."""
     scope = pipeline_scope(pipeline)
     superseded = await Deployment.select_for_update().filter(
         pipeline_id=pipeline.id, status=DeploymentStatus.PROGRESSING
@@ -296,7 +296,7 @@ async def _start(
 
 
 async def _outdate_requests(pipeline: Pipeline, image: Image) -> None:
-    """Issue 6: once `image` is deployed, the pipeline's live requests for older images are
+    """Stale requests: once `image` is deployed, the pipeline's live requests for older images are
     stale; with the policy's cancelStaleRequests they are cancelled and the requester told."""
     scope = pipeline_scope(pipeline)
     live = (

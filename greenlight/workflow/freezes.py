@@ -1,4 +1,4 @@
-"""Deploy freezes (issue 6): windows in which deploys to an environment, or to one
+"""Deploy freezes: windows in which deploys to an environment, or to one
 pipeline, are refused with DEPLOY_FROZEN unless a super-admin overrides with a reason.
 
 A window is one-off (`startsAt` to `endsAt`) or weekly, from a day and time to a day and

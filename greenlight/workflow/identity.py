@@ -73,7 +73,7 @@ async def authenticate(authorization: str | None) -> User:
 
 LAST_USED_PRECISION = timedelta(minutes=1)
 
-# The statement of every request with an API token, its SQL built once (issue 8).
+# The statement of every request with an API token, its SQL built once.
 _TOKEN_WITH_USER = Prepared(
     ApiToken, lambda token_hash: ApiToken.filter(token_hash=token_hash).select_related("user").limit(1)
 )

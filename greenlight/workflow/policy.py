@@ -1,4 +1,4 @@
-"""Approval policies beyond a count (issue 6): ANY, SPECIFIC_USERS, GROUP_QUORUMS, and
+"""Approval policies beyond a count: ANY, SPECIFIC_USERS, GROUP_QUORUMS, and
 the users and groups who may deploy without approval.
 
 A pipeline's policy is stored on the pipeline and in three small tables; a request keeps

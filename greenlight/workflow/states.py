@@ -82,5 +82,5 @@ async def active_image(pipeline_id: int) -> Image | None:
 
 
 def older(image: Image, than: Image) -> bool:
-    """Issue 6 (stale images): by `createdAt`, then by registration order."""
+    """Stale images: by `createdAt`, then by registration order."""
     return (image.created_at, image.id) < (than.created_at, than.id)
