@@ -60,7 +60,9 @@ CREATE_APPLICATION = 'mutation { createApplication(name: "shop") { id } }'
 # --- SQLite -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("command", [[*SERVE, "--port", "0"], ["migrate"], ["bootstrap", "a@example.com"]])
+@pytest.mark.parametrize(
+    "command", [[*SERVE, "--port", str(free_port())], ["migrate"], ["bootstrap", "a@example.com"]]
+)
 def test_sqlite_folder_that_does_not_exist_fails_at_once_naming_the_path(command, tmp_path):
     path = tmp_path / "missing" / "g.sqlite3"
     line = one_line(run(command, environment(f"sqlite://{path}"), tmp_path))
@@ -85,7 +87,7 @@ def read_only(tmp_path) -> Iterator[Path]:
             subprocess.run(["chattr", "-i", str(path)], check=True)
 
 
-@pytest.mark.parametrize("command", [[*SERVE, "--port", "0"], ["migrate"]])
+@pytest.mark.parametrize("command", [[*SERVE, "--port", str(free_port())], ["migrate"]])
 def test_sqlite_read_only_file_fails_at_once_naming_the_path(command, read_only, tmp_path):
     before = read_only.read_bytes()
     line = one_line(run(command, environment(f"sqlite://{read_only}"), tmp_path))
@@ -95,7 +97,11 @@ def test_sqlite_read_only_file_fails_at_once_naming_the_path(command, read_only,
 
 def test_sqlite_several_workers_are_refused_clearly(tmp_path):
     line = one_line(
-        run([*SERVE, "--port", "0", "--workers", "2"], environment(f"sqlite://{tmp_path / 'g'}"), tmp_path)
+        run(
+            [*SERVE, "--port", str(free_port()), "--workers", "2"],
+            environment(f"sqlite://{tmp_path / 'g'}"),
+            tmp_path,
+        )
     )
     assert "PostgreSQL" in line
 
@@ -162,14 +168,16 @@ needs_postgres = pytest.mark.skipif(not POSTGRES_URL, reason="GREENLIGHT_TEST_PO
 
 
 @needs_postgres
-@pytest.mark.parametrize("command", [[*SERVE, "--port", "0"], ["migrate"], ["bootstrap", "a@example.com"]])
+@pytest.mark.parametrize(
+    "command", [[*SERVE, "--port", str(free_port())], ["migrate"], ["bootstrap", "a@example.com"]]
+)
 def test_postgres_database_that_does_not_exist_says_create_it(command, tmp_path):
     name = "greenlight_no_such_database"
     line = one_line(run(command, environment(_pg_server_url(name)), tmp_path))
     assert f'"{name}" does not exist' in line and "createdb" in line and "CREATE DATABASE" in line
 
 
-@pytest.mark.parametrize("command", [[*SERVE, "--port", "0"], ["migrate"]])
+@pytest.mark.parametrize("command", [[*SERVE, "--port", str(free_port())], ["migrate"]])
 def test_postgres_nothing_listening_asks_whether_it_runs(command, tmp_path):
     port = free_port()  # bound and released: nothing listens there
     line = one_line(run(command, environment(f"postgres://postgres@127.0.0.1:{port}/x"), tmp_path))
