@@ -81,7 +81,9 @@ async def approve_request(
     request_id = ids.decode("ApprovalRequest", id, "id")
     actor = info.context.actor
     request = await approvals.approve(actor, request_id, comment, bool(acknowledge_stale))
-    info.context.loaders.prime_request(request, actor.user)  # what approve read: the answer reads none of it again
+    info.context.loaders.prime_request(
+        request, actor.user
+    )  # what approve read: the answer reads none of it again
     return ApprovalRequest(model=request)
 
 
