@@ -305,6 +305,19 @@ async def ok(http: httpx.AsyncClient, token: str, query: str, variables: dict | 
     return body["data"]
 
 
+async def requested_image(
+    http: httpx.AsyncClient, world, approver_ids: tuple[str, ...] = ()
+) -> tuple[dict, dict]:
+    """dev registers a new image and asks for its approval on the world's pipeline, naming
+    `approver_ids`: the image and the request, as the API answered them."""
+    image = (await ok(http, world.tokens["dev"], REGISTER, register_variables(new_digest())))["registerImage"]
+    variables = {
+        "i": {"pipelineId": world.pipeline, "imageId": image["id"], "approverIds": list(approver_ids)}
+    }
+    request = (await ok(http, world.tokens["dev"], REQUEST, variables))["requestApproval"]
+    return image, request
+
+
 async def build_world(url: str, admin: str) -> World:
     """shop/prod needs one approval (no expiry); dev builds, requests and deploys; approver approves."""
     world = World(url, admin)
@@ -979,17 +992,7 @@ async def test_sigkill_during_a_stream_of_mutations_loses_nothing_and_half_write
 
     # The restarted server takes mutations again on the same database.
     async with httpx.AsyncClient(base_url=restarted.url, timeout=30) as http:
-        image = (await ok(http, world.tokens["dev"], REGISTER, register_variables(new_digest())))[
-            "registerImage"
-        ]
-        made = (
-            await ok(
-                http,
-                world.tokens["dev"],
-                REQUEST,
-                {"i": {"pipelineId": world.pipeline, "imageId": image["id"], "approverIds": []}},
-            )
-        )["requestApproval"]
+        image, made = await requested_image(http, world)
         assert (await ok(http, world.tokens["approver"], APPROVE, {"id": made["id"]}))["approveRequest"][
             "state"
         ] == "APPROVED"

@@ -21,15 +21,12 @@ from tests.hardening import test_faults as faults
 from tests.hardening.test_faults import (
     DEPLOY,
     READ_PIPELINE,
-    REGISTER,
-    REQUEST,
     bootstrap,
     build_world,
     environment,
-    new_digest,
     ok,
     post,
-    register_variables,
+    requested_image,
     wait_ready,
 )
 from tests.support import free_port
@@ -90,23 +87,7 @@ async def test_jobs_a_hung_smtp_server_does_not_hold_up_a_rollout(servers, tmp_p
         await wait_ready(server)
         world = await build_world(server.url, admin)
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
-            image = (await ok(http, world.tokens["dev"], REGISTER, register_variables(new_digest())))[
-                "registerImage"
-            ]
-            request = (
-                await ok(
-                    http,
-                    world.tokens["dev"],
-                    REQUEST,
-                    {
-                        "i": {
-                            "pipelineId": world.pipeline,
-                            "imageId": image["id"],
-                            "approverIds": [world.user_ids["approver"]],
-                        }
-                    },
-                )
-            )["requestApproval"]
+            image, request = await requested_image(http, world, (world.user_ids["approver"],))
             deadline = time.monotonic() + 30
             while smtp.accepted == 0 and time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
@@ -303,17 +284,7 @@ async def test_outcome_unknown_when_the_connection_is_cut_during_commit(servers,
         await wait_ready(server)
         world = await build_world(server.url, admin)
         async with httpx.AsyncClient(base_url=server.url, timeout=40) as http:
-            image = (await ok(http, world.tokens["dev"], REGISTER, register_variables(new_digest())))[
-                "registerImage"
-            ]
-            request = (
-                await ok(
-                    http,
-                    world.tokens["dev"],
-                    REQUEST,
-                    {"i": {"pipelineId": world.pipeline, "imageId": image["id"], "approverIds": []}},
-                )
-            )["requestApproval"]
+            image, request = await requested_image(http, world)
             await ok(http, world.tokens["approver"], APPROVE, {"id": request["id"]})
             deploy = {"i": {"pipelineId": world.pipeline, "imageId": image["id"]}}
             partition.cut_commit_after(b'INSERT INTO "deployments"')
