@@ -17,12 +17,10 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import httpx
 import pytest
 from aiosmtpd.controller import Controller
 
@@ -32,10 +30,10 @@ from tests.e2e.test_story import (
     Server,
     Story,
     _environment,
-    _wait_until_ready,
     database_url,  # noqa: F401 (the fixture: SQLite, then PostgreSQL)
+    serving,
 )
-from tests.support import bootstrap_token, free_port, start_serve
+from tests.support import bootstrap_token, free_port
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -83,21 +81,10 @@ def server(database_url, tmp_path_factory) -> Iterator[Server]:  # noqa: F811
         GREENLIGHT_ENV_FILE=str(cwd / "none.env"),
     )
     token = bootstrap_token(cwd, env, "admin@example.com")
-    port = free_port()
-    log = cwd / "serve.log"
-    process = start_serve(cwd, env, port, log)
     try:
-        url = f"http://127.0.0.1:{port}"
-        with httpx.Client(base_url=url, timeout=30.0) as http:
-            _wait_until_ready(http, process, log)
-            yield Server(url, token, log, http)
+        with serving(cwd, env, token) as server:
+            yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
         smtp.stop()
 
 

@@ -11,6 +11,7 @@ GREENLIGHT_TEST_POSTGRES_URL is set (in a database of its own, dropped afterward
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import time
@@ -94,12 +95,9 @@ def _wait_until_ready(http: httpx.Client, process: subprocess.Popen, log: Path) 
     pytest.fail(f"greenlight serve did not become ready in {STARTUP_TIMEOUT} s:\n{log.read_text()}")
 
 
-@pytest.fixture(scope="module")
-def server(database_url, tmp_path_factory) -> Iterator[Server]:
-    cwd = tmp_path_factory.mktemp("serve")
-    env = _environment(database_url)
-    token = bootstrap_token(cwd, env, "admin@example.com")
-
+@contextlib.contextmanager
+def serving(cwd: Path, env: dict[str, str], token: str) -> Iterator[Server]:
+    """`greenlight serve` in `cwd` with `env`, ready (healthz and readyz), until the block ends."""
     port = free_port()
     log = cwd / "serve.log"
     process = start_serve(cwd, env, port, log)
@@ -115,6 +113,15 @@ def server(database_url, tmp_path_factory) -> Iterator[Server]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server(database_url, tmp_path_factory) -> Iterator[Server]:
+    cwd = tmp_path_factory.mktemp("serve")
+    env = _environment(database_url)
+    token = bootstrap_token(cwd, env, "admin@example.com")
+    with serving(cwd, env, token) as server:
+        yield server
 
 
 # --- speaking GraphQL over HTTP -----------------------------------------------------------------
