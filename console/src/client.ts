@@ -2,7 +2,7 @@
 // over graphql-transport-ws with the same header in connection_init, and a normalised
 // cache keyed by __typename:id, so an entity updated by a subscription or a mutation is
 // updated on every screen that shows it.
-import { Client, fetchExchange, subscriptionExchange } from "@urql/preact";
+import { Client, fetchExchange, makeOperation, mapExchange, subscriptionExchange, type Operation } from "@urql/preact";
 import { cacheExchange, type Cache } from "@urql/exchange-graphcache";
 import { createClient as createWsClient, type Client as WsClient } from "graphql-ws";
 
@@ -127,9 +127,31 @@ export function openSession(token: string, onSocketClosed: (reason: string) => v
     },
   });
 
+  // After a change (a mutation's answer, a subscription's event) every query on screen is
+  // read again from the server. Invalidating the cache is not enough: a read already in
+  // flight when the change committed would still be written into the cache afterwards, and
+  // stay the screen's answer without the change.
+  const onScreen = new Map<number, Operation>();
+  const rereadAfterChanges = mapExchange({
+    onOperation(operation) {
+      if (operation.kind === "query") onScreen.set(operation.key, operation);
+      else if (operation.kind === "teardown") onScreen.delete(operation.key);
+    },
+    onResult(result) {
+      const { kind } = result.operation;
+      if ((kind !== "mutation" && kind !== "subscription") || result.error) return;
+      for (const operation of onScreen.values()) {
+        client.reexecuteOperation(
+          makeOperation(operation.kind, operation, { ...operation.context, requestPolicy: "network-only" }),
+        );
+      }
+    },
+  });
+
   const client = new Client({
     url: "/graphql",
     exchanges: [
+      rereadAfterChanges,
       cache,
       fetchExchange,
       subscriptionExchange({
