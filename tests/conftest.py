@@ -26,6 +26,8 @@ from greenlight.policies import Action, Authorizer, Scope
 POSTGRES_URL = os.environ.get("GREENLIGHT_TEST_POSTGRES_URL")
 TABLES = (
     "audit_events",
+    "image_checks",
+    "image_labels",
     "deploy_freezes",
     "policy_approvers",
     "group_quorums",

@@ -15,6 +15,7 @@ from greenlight.models.enums import (
     LIVE_STATES,
     ApprovalPolicyKind,
     ApprovalState,
+    CheckStatus,
     DeploymentStatus,
     DeploymentStrategy,
     Role,
@@ -22,6 +23,7 @@ from greenlight.models.enums import (
     Weekday,
 )
 from greenlight.models.identity import ApiToken, Group, GroupMember, PolicyVersion, RoleBinding, User
+from greenlight.models.images import ImageCheck, ImageLabel
 from greenlight.models.workflow import (
     Approval,
     ApprovalRequest,
@@ -44,6 +46,7 @@ __all__ = [
     "ApprovalRequest",
     "ApprovalState",
     "AuditEvent",
+    "CheckStatus",
     "DeployFreeze",
     "Deployment",
     "DeploymentStatus",
@@ -54,6 +57,8 @@ __all__ = [
     "GroupMember",
     "GroupQuorum",
     "Image",
+    "ImageCheck",
+    "ImageLabel",
     "NamedApprover",
     "Pipeline",
     "PolicyApprover",

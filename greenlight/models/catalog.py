@@ -38,6 +38,12 @@ class Pipeline(Model):
     policy_kind = fields.CharEnumField(ApprovalPolicyKind, max_length=16, default=ApprovalPolicyKind.ANY)
     count_once_per_person = fields.BooleanField(default=True)
     cancel_stale_requests = fields.BooleanField(default=False)
+    # Names of the image checks that must have PASSED before approving and deploying; null
+    # (pipelines made before checks existed) is none.
+    required_checks = fields.JSONField(null=True)
+    # Promotion: an image must have been HEALTHY on this environment (a pipeline of the same
+    # application) before it may be requested here.
+    requires_healthy_on = fields.ForeignKeyField("models.Environment", related_name="promotes_to", null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:
@@ -116,6 +122,10 @@ class Image(Model):
     digest = fields.CharField(max_length=71)
     built_by = fields.ForeignKeyField("models.User", related_name="built_images")
     created_at = fields.DatetimeField(auto_now_add=True)
+    # What CI says it built from (all optional; see greenlight.workflow.images).
+    commit = fields.CharField(max_length=40, null=True, db_index=True)
+    branch = fields.CharField(max_length=255, null=True, db_index=True)
+    build_url = fields.CharField(max_length=2048, null=True)
 
     class Meta:
         table = "images"

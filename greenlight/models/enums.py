@@ -65,3 +65,11 @@ class Weekday(StrEnum):
     def number(self) -> int:
         """Monday is 0, as in datetime.weekday()."""
         return list(Weekday).index(self)
+
+
+class CheckStatus(StrEnum):
+    """Where a CI check on an image stands (reportImageCheck)."""
+
+    PASSED = "PASSED"
+    FAILED = "FAILED"
+    PENDING = "PENDING"

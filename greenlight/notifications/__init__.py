@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from greenlight.models import ApprovalRequest, EmailOutbox, Image, Pipeline, User
+from greenlight.models import ApprovalRequest, EmailOutbox, Image, ImageLabel, Pipeline, User
 from greenlight.notifications import links, messages
 from greenlight.workflow.clock import now
 
@@ -67,6 +67,10 @@ async def _facts(request: ApprovalRequest) -> messages.RequestFacts:
         comment=request.comment,
         expires_at=request.expires_at.strftime("%Y-%m-%d %H:%M UTC") if request.expires_at else None,
         request_url=request_url(request.id),
+        commit=image.commit,
+        branch=image.branch,
+        build_url=image.build_url,
+        labels=tuple(await ImageLabel.filter(image_id=image.id).order_by("key").values_list("key", "value")),
     )
 
 

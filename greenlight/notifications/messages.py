@@ -24,6 +24,19 @@ class RequestFacts:
     comment: str | None
     expires_at: str | None
     request_url: str
+    # what CI said it built from (greenlight.workflow.images); shown when given
+    commit: str | None = None
+    branch: str | None = None
+    build_url: str | None = None
+    labels: tuple[tuple[str, str], ...] = ()
+
+
+def _build_rows(f: RequestFacts) -> list[tuple[str, str]]:
+    rows = [("Commit", f.commit), ("Branch", f.branch), ("Build", f.build_url)]
+    found = [(k, v) for k, v in rows if v is not None]
+    if f.labels:
+        found.append(("Labels", ", ".join(f"{k}={v}" for k, v in f.labels)))
+    return found
 
 
 def _facts_text(f: RequestFacts) -> str:
@@ -35,7 +48,7 @@ def _facts_text(f: RequestFacts) -> str:
         f"Requested by {f.requester}\n"
         f"Comment:     {f.comment or '(none)'}\n"
         f"Expires:     {f.expires_at or 'never'}\n"
-    )
+    ) + "".join(f"{k + ':':<12} {v}\n" for k, v in _build_rows(f))
 
 
 def _facts_html(f: RequestFacts) -> str:
@@ -47,6 +60,7 @@ def _facts_html(f: RequestFacts) -> str:
         ("Requested by", f.requester),
         ("Comment", f.comment or "(none)"),
         ("Expires", f.expires_at or "never"),
+        *_build_rows(f),
     ]
     cells = "".join(f"<tr><th align=left>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in rows)
     return f"<table>{cells}</table>"

@@ -12,6 +12,7 @@ from greenlight.schema import ids
 from greenlight.schema.arguments import described
 from greenlight.schema.context import Info
 from greenlight.schema.enums import DeploymentStatus
+from greenlight.schema.images import ImageCheck, ReportImageCheckInput
 from greenlight.schema.inputs import (
     ApprovalPolicyInput,
     CreatePipelineInput,
@@ -41,7 +42,7 @@ from greenlight.schema.types import (
     RoleBinding,
     User,
 )
-from greenlight.workflow import approvals, catalog, deployments, freezes, identity, outbox, teams
+from greenlight.workflow import approvals, catalog, checks, deployments, freezes, identity, outbox, teams
 from greenlight.workflow.policy import PolicyChange, Quorum
 
 
@@ -49,9 +50,31 @@ async def register_image(
     info: Info, input: Annotated[RegisterImageInput, described("The image CI built.")]
 ) -> Image:
     image = await catalog.register_image(
-        info.context.actor, input.application, input.repository, input.tag, input.digest
+        info.context.actor,
+        input.application,
+        input.repository,
+        input.tag,
+        input.digest,
+        commit=input.commit,
+        branch=input.branch,
+        build_url=input.build_url,
+        labels=None if input.labels is None else [(label.key, label.value) for label in input.labels],
     )
     return Image(model=image)
+
+
+async def report_image_check(
+    info: Info, input: Annotated[ReportImageCheckInput, described("Which image, which check, its result.")]
+) -> ImageCheck:
+    check = await checks.report_image_check(
+        info.context.actor,
+        ids.decode("Image", input.image_id, "imageId"),
+        input.name,
+        models.CheckStatus(input.status),
+        input.url,
+        input.summary,
+    )
+    return ImageCheck(model=check)
 
 
 async def request_approval(
@@ -256,6 +279,11 @@ def _policy_change(input: ApprovalPolicyInput | PipelineUpdateInput) -> PolicyCh
         exception_user_ids=_decode_all("User", input.exception_user_ids, "exceptionUserIds"),
         exception_group_ids=_decode_all("Group", input.exception_group_ids, "exceptionGroupIds"),
         cancel_stale_requests=input.cancel_stale_requests,
+        required_checks=input.required_checks,
+        requires_healthy_on_id=None
+        if input.requires_healthy_on is None
+        else ids.decode("Environment", input.requires_healthy_on, "requiresHealthyOn"),
+        clear_requires_healthy_on=bool(input.clear_requires_healthy_on),
     )
 
 

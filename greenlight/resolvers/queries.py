@@ -13,6 +13,7 @@ from greenlight.policies import Action, Actor
 from greenlight.schema import ids
 from greenlight.schema.arguments import After, First, described
 from greenlight.schema.context import Info
+from greenlight.schema.images import ImageCheck, ImageFilter, image_filter
 from greenlight.schema.inputs import ApprovalRequestFilter, AuditEventFilter
 from greenlight.schema.types import (
     ActionEnum,
@@ -36,7 +37,7 @@ from greenlight.schema.types import (
     User,
     connection,
 )
-from greenlight.workflow import access, approvals, freezes, guards, identity, outbox, reads, teams
+from greenlight.workflow import access, approvals, checks, freezes, guards, identity, outbox, reads, teams
 from greenlight.workflow.errors import BadUserInput
 from greenlight.workflow.guards import visible_deployment, visible_request
 
@@ -54,6 +55,7 @@ NODES: dict[str, tuple[Callable[[Actor, int], Awaitable[Any]], Callable[[Any], N
     "Group": (teams.group, lambda m: Group(model=m)),
     "GroupRoleBinding": (teams.group_role_binding, lambda m: GroupRoleBinding(model=m)),
     "Image": (guards.visible_image, lambda m: Image(model=m)),
+    "ImageCheck": (checks.visible_check, lambda m: ImageCheck(model=m)),
     "OutboxEmail": (outbox.email, lambda m: OutboxEmail(model=m)),
     "Pipeline": (reads.pipeline, lambda m: Pipeline(model=m)),
     "RoleBinding": (reads.role_binding, lambda m: RoleBinding(model=m)),
@@ -123,9 +125,15 @@ async def images(
     ],
     first: First = 20,
     after: After = None,
+    filter: Annotated[
+        ImageFilter | None, described("Only the images matching it (branch, commit, label); omitted: all.")
+    ] = None,
 ) -> Connection[Image]:
     app_id = ids.decode("Application", application_id, "applicationId")
-    found = await reads.images(info.context.actor, app_id, first, ids.decode_cursor(after))
+    wanted = image_filter(filter)
+    found = await reads.images(
+        info.context.actor, app_id, first, ids.decode_cursor(after), None if wanted is None else wanted.q()
+    )
     return connection(found, Image)
 
 

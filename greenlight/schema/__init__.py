@@ -147,6 +147,10 @@ class Mutation:
         resolver=mutations.deploy_image,
         description="Deploy an image on a pipeline (R3, R19 to R22); consumes its APPROVED request in the same transaction (R20).",
     )
+    report_image_check = strawberry.mutation(
+        resolver=mutations.report_image_check,
+        description="CI reports a check's result on an image (whoever may register the application's images, or a super-admin); reporting a name again updates it, audited.",
+    )
     report_deployment_status = strawberry.mutation(
         resolver=mutations.report_deployment_status,
         description="An external CD system (deploy-agent role) reports a rollout's progress or end.",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
@@ -14,6 +15,9 @@ from greenlight.schema.enums import (
     TriggerType,
     Weekday,
 )
+
+if TYPE_CHECKING:
+    from greenlight.schema.images import LabelInput
 
 
 @strawberry.input(description="Which approval requests to list; every field given must match.")
@@ -39,6 +43,19 @@ class RegisterImageInput:
     tag: str = strawberry.field(description="Its tag, e.g. 1.4.2.")
     digest: str = strawberry.field(
         description="sha256: and 64 lowercase hex digits; registered twice for one application: CONFLICT."
+    )
+    commit: str | None = strawberry.field(
+        default=None, description="The commit it was built from: 7 to 40 hex digits."
+    )
+    branch: str | None = strawberry.field(
+        default=None, description="The branch it was built from: 1 to 255 characters, no spaces."
+    )
+    build_url: str | None = strawberry.field(
+        default=None,
+        description="The CI build that made it: an http:// or https:// URL, at most 2048 characters.",
+    )
+    labels: list[Annotated[LabelInput, strawberry.lazy("greenlight.schema.images")]] | None = (
+        strawberry.field(default=None, description="Free key/value labels, at most 20, each key once.")
     )
 
 
@@ -157,6 +174,17 @@ class ApprovalPolicyInput:
         default=None,
         description="Cancel live requests for older images when a newer one is deployed (default false).",
     )
+    required_checks: list[str] | None = strawberry.field(
+        default=None,
+        description="Image checks that must have PASSED before approving and deploying (replaces the list; [] requires none; omitted: unchanged).",
+    )
+    requires_healthy_on: strawberry.ID | None = strawberry.field(
+        default=None,
+        description="Promotion: an environment with a pipeline of the same application where an image must have been HEALTHY before it is requested here; omitted: unchanged.",
+    )
+    clear_requires_healthy_on: bool | None = strawberry.field(
+        default=None, description="true: requests need no promotion any more (not with requiresHealthyOn)."
+    )
 
 
 @strawberry.input(
@@ -203,6 +231,17 @@ class PipelineUpdateInput:
     )
     cancel_stale_requests: bool | None = strawberry.field(
         default=None, description="Cancel live requests for older images when a newer one is deployed."
+    )
+    required_checks: list[str] | None = strawberry.field(
+        default=None,
+        description="Image checks that must have PASSED before approving and deploying (replaces the list; [] requires none; omitted: unchanged).",
+    )
+    requires_healthy_on: strawberry.ID | None = strawberry.field(
+        default=None,
+        description="Promotion: an environment with a pipeline of the same application where an image must have been HEALTHY before it is requested here; omitted: unchanged.",
+    )
+    clear_requires_healthy_on: bool | None = strawberry.field(
+        default=None, description="true: requests need no promotion any more (not with requiresHealthyOn)."
     )
 
 

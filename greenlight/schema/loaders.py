@@ -88,6 +88,9 @@ class Loaders:
         self.approval_exceptions = _many(models.ApprovalException, "pipeline_id")
         self.freezes = _batch(freezes.of_pipelines, missing=[])
         self.deployable_images = _batch(self._deployable_images, missing=[])
+        self.deployable_images_filtered = _batch(self._deployable_images_filtered, missing=[])
+        self.image_labels = _many(models.ImageLabel, "image_id", order="key")
+        self.image_checks = _many(models.ImageCheck, "image_id", order="name")
         self.deployments = _pages(reads.deployments_of)
         self._for_actor: dict[str, DataLoader] = {}
 
@@ -122,6 +125,19 @@ class Loaders:
     async def _deployable_images(self, pipeline_ids: list[int]) -> dict[int, list[models.Image]]:
         pipelines = [p for p in await self.pipeline.load_many(pipeline_ids) if p is not None]
         return await deployments.deployable_images_of(pipelines)
+
+    async def _deployable_images_filtered(self, keys: list[tuple]) -> dict[tuple, list[models.Image]]:
+        """(pipeline id, ImageFilter) -> Select Image with the filter applied in SQL; one
+        fetch per distinct filter."""
+        by_filter: dict[Any, list[int]] = defaultdict(list)
+        for pipeline_id, found in keys:
+            by_filter[found].append(pipeline_id)
+        result: dict[tuple, list[models.Image]] = {}
+        for found, pipeline_ids in by_filter.items():
+            pipelines = [p for p in await self.pipeline.load_many(pipeline_ids) if p is not None]
+            lists = await deployments.deployable_images_of(pipelines, found.q())
+            result.update({(p.id, found): lists[p.id] for p in pipelines})
+        return result
 
     def _actor_loader(self, name: str, actor: Actor, fetch) -> DataLoader:
         """Loaders whose answers depend on who asks (R1); a request has one actor."""

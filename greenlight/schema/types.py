@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Generic, TypeVar
+from typing import TYPE_CHECKING, Annotated, Generic, TypeVar
 
 import strawberry
 from strawberry.scalars import JSON
@@ -24,9 +24,12 @@ from greenlight.schema.enums import (
     Weekday,
     described_enum,
 )
-from greenlight.workflow import decisions, freezes, policy, reads
+from greenlight.workflow import checks, decisions, freezes, policy, reads
 from greenlight.workflow.clock import now
 from greenlight.workflow.states import effective_state
+
+if TYPE_CHECKING:
+    from greenlight.schema.images import ImageCheck, ImageFilter, Label
 
 
 @strawberry.interface(
@@ -239,6 +242,22 @@ class ApprovalPolicy(Node):
     def cancel_stale_requests(self) -> bool:
         return self.pipeline.cancel_stale_requests
 
+    @strawberry.field(
+        description="Image checks that must have PASSED before a request is approved and before a deploy (CHECKS_NOT_PASSED)."
+    )
+    def required_checks(self) -> list[str]:
+        return list(self.pipeline.required_checks or ())
+
+    @strawberry.field(
+        description="Promotion: the environment an image must have been HEALTHY on before it may be requested here (PROMOTION_REQUIRED); null: none."
+    )
+    async def requires_healthy_on(self, info: Info) -> Environment | None:
+        if self.pipeline.requires_healthy_on_id is None:
+            return None
+        return Environment(
+            model=await info.context.loaders.environment.load(self.pipeline.requires_healthy_on_id)
+        )
+
 
 @strawberry.type(
     description="A freeze that repeats every week, wall-clock in an IANA time zone (so it follows daylight saving time)."
@@ -356,9 +375,25 @@ class Pipeline(Node):
         deployment = await info.context.loaders.active_deployment.load(self.model.id)
         return Deployment(model=deployment) if deployment else None
 
-    @strawberry.field(description='What "Select Image" lists, newest first (R19).')
-    async def deployable_images(self, info: Info) -> list[Image]:
-        return [Image(model=i) for i in await info.context.loaders.deployable_images.load(self.model.id)]
+    @strawberry.field(
+        description='What "Select Image" lists, newest first (R19); images whose required checks have not all PASSED are left out.'
+    )
+    async def deployable_images(
+        self,
+        info: Info,
+        filter: Annotated[
+            Annotated[ImageFilter, strawberry.lazy("greenlight.schema.images")] | None,
+            strawberry.argument(description="Only the images matching it (branch, commit, label)."),
+        ] = None,
+    ) -> list[Image]:
+        from greenlight.schema.images import image_filter
+
+        found = image_filter(filter)
+        if found is None:
+            rows = await info.context.loaders.deployable_images.load(self.model.id)
+        else:
+            rows = await info.context.loaders.deployable_images_filtered.load((self.model.id, found))
+        return [Image(model=i) for i in rows]
 
     # --- "Why can't I?" (decided by greenlight.workflow.decisions, as the mutations are) ---
     @strawberry.field(
@@ -422,6 +457,35 @@ class Image(Node):
     @strawberry.field(description="When it was registered.")
     def created_at(self) -> datetime:
         return self.model.created_at
+
+    @strawberry.field(
+        description="The commit it was built from (7 to 40 lowercase hex digits); null if not given."
+    )
+    def commit(self) -> str | None:
+        return self.model.commit
+
+    @strawberry.field(description="The branch it was built from; null if not given.")
+    def branch(self) -> str | None:
+        return self.model.branch
+
+    @strawberry.field(description="The CI build that made it (http or https); null if not given.")
+    def build_url(self) -> str | None:
+        return self.model.build_url
+
+    @strawberry.field(description="The labels CI gave it, by key.")
+    async def labels(self, info: Info) -> list[Annotated[Label, strawberry.lazy("greenlight.schema.images")]]:
+        from greenlight.schema.images import Label
+
+        rows = await info.context.loaders.image_labels.load(self.model.id)
+        return [Label(key=r.key, value=r.value) for r in rows]
+
+    @strawberry.field(description="The latest result of each check CI reported on it, by name.")
+    async def checks(
+        self, info: Info
+    ) -> list[Annotated[ImageCheck, strawberry.lazy("greenlight.schema.images")]]:
+        from greenlight.schema.images import ImageCheck
+
+        return [ImageCheck(model=c) for c in await info.context.loaders.image_checks.load(self.model.id)]
 
     @strawberry.field(description="Environments where this image is active.")
     async def active_on(self, info: Info) -> list[Environment]:
@@ -597,7 +661,12 @@ class ApprovalRequest(Node):
         application = await loaders.application.load(pipeline.application_id)
         environment = await loaders.environment.load(pipeline.environment_id)
         scope = Scope(application.name, environment.name)
-        return decisions.RequestFacts(request, scope, image.built_by_id), {a.user_id for a in approvals}
+        unmet = checks.Unmet()
+        if checks.required(pipeline):
+            rows = await loaders.image_checks.load(request.image_id)
+            unmet = checks.unmet(checks.required(pipeline), rows)
+        facts = decisions.RequestFacts(request, scope, image.built_by_id, unmet)
+        return facts, {a.user_id for a in approvals}
 
 
 @strawberry.type(description="Whether the signed-in user may take one action on one object now, and why not.")
@@ -870,6 +939,7 @@ ActionEnum = described_enum(
         "DEPLOY": "Deploy an image (R3).",
         "APPROVE": "Approve or reject requests (R4).",
         "CLOSE_ANY_REQUEST": "Cancel or expire another user's request (R14, R15).",
+        "REPORT_IMAGE_CHECK": "Report a CI check's result on an application's images (as registering them, R3).",
         "REPORT_DEPLOYMENT_STATUS": "Report a rollout's progress (deploy-agent only).",
         "ADMINISTER": "Manage users, tokens, applications, environments, pipelines, policies and bindings (R2).",
     },

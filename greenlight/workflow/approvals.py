@@ -19,7 +19,7 @@ from greenlight.models import (
 )
 from greenlight.models.prepared import Prepared
 from greenlight.policies import Action, Actor
-from greenlight.workflow import audit, decisions, policy, validation
+from greenlight.workflow import audit, checks, decisions, policy, validation
 from greenlight.workflow.catalog import close_request
 from greenlight.workflow.clock import now
 from greenlight.workflow.decisions import refuse
@@ -144,8 +144,12 @@ async def request_approval(
     return request
 
 
-def _facts(request: ApprovalRequest, pipeline: Pipeline) -> decisions.RequestFacts:
-    return decisions.RequestFacts(request, pipeline_scope(pipeline), request.image.built_by_id)
+def _facts(
+    request: ApprovalRequest, pipeline: Pipeline, unmet_checks: checks.Unmet | None = None
+) -> decisions.RequestFacts:
+    return decisions.RequestFacts(
+        request, pipeline_scope(pipeline), request.image.built_by_id, unmet_checks or checks.Unmet()
+    )
 
 
 async def approve(
@@ -166,9 +170,11 @@ async def approve(
         request.approvals._set_result_for_query(await _APPROVALS_WITH_USERS.all(request.id))
         approvals = [(a.user_id, a.group_ids) for a in request.approvals]
         approver_ids = {user_id for user_id, _ in approvals}
+        # the required check rows, locked after the pipeline and the request
+        unmet = await checks.unmet_for(pipeline, request.image_id, lock=True)
         refuse(
             decisions.approve(
-                actor, _facts(request, pipeline), approver_ids, acknowledge_stale=acknowledge_stale
+                actor, _facts(request, pipeline, unmet), approver_ids, acknowledge_stale=acknowledge_stale
             )
         )
         state = effective_state(request)

@@ -17,7 +17,7 @@ from greenlight.models import (
     TriggerType,
 )
 from greenlight.policies import Action, Actor
-from greenlight.workflow import audit, policy, validation
+from greenlight.workflow import audit, checks, images, policy, validation
 from greenlight.workflow.clock import now
 from greenlight.workflow.errors import BadUserInput, Conflict, Forbidden, not_found
 from greenlight.workflow.guards import pipeline_scope, require_admin, sees_application
@@ -180,7 +180,11 @@ async def edit_pipeline(
             pipeline.ttl_hours = edit.ttl_hours
         if edit.approvers_can_deploy is not None:
             pipeline.approvers_can_deploy = edit.approvers_can_deploy
-        await policy.apply_change(actor, pipeline, change or PolicyChange())
+        change = change or PolicyChange()
+        await checks.apply_settings(
+            pipeline, change.required_checks, change.requires_healthy_on_id, change.clear_requires_healthy_on
+        )
+        await policy.apply_change(actor, pipeline, change)
         await pipeline.save(
             update_fields=[
                 "strategy",
@@ -188,6 +192,8 @@ async def edit_pipeline(
                 "required_approvals",
                 "ttl_hours",
                 "approvers_can_deploy",
+                "required_checks",
+                "requires_healthy_on_id",
             ]
         )
         await audit.record(
@@ -252,13 +258,25 @@ async def close_request(
 
 
 async def register_image(
-    actor: Actor, application_name: str, repository: str, tag: str, digest: str
+    actor: Actor,
+    application_name: str,
+    repository: str,
+    tag: str,
+    digest: str,
+    *,
+    commit: str | None = None,
+    branch: str | None = None,
+    build_url: str | None = None,
+    labels: list[tuple[str, str]] | None = None,
 ) -> Image:
-    """R3: build-and-deploy on any environment of the application registers its images."""
+    """R3: build-and-deploy on any environment of the application registers its images;
+    with what CI says it built from (greenlight.workflow.images: commit, branch, build URL,
+    labels)."""
     validation.name("application", application_name)
     validation.repository(repository)
     validation.tag(tag)
     validation.digest(digest)
+    metadata = images.metadata(commit, branch, build_url, labels)
     application = await Application.get_or_none(name=application_name)
     if application is None or not sees_application(actor, application_name):
         raise not_found("application")
@@ -277,12 +295,16 @@ async def register_image(
             tag=tag,
             digest=digest,
             built_by_id=actor.id,
+            commit=metadata.commit,
+            branch=metadata.branch,
+            build_url=metadata.build_url,
         )
+        await images.write_labels(image, metadata)
         await audit.record(
             "register_image",
             image,
             actor_id=actor.id,
-            after={"repository": repository, "tag": tag, "digest": digest},
+            after={"repository": repository, "tag": tag, "digest": digest, **metadata.described()},
             application=application_name,
         )
     return image

@@ -29,16 +29,18 @@ from greenlight.models import (
     Role,
 )
 from greenlight.policies import Action, Actor, Scope
-from greenlight.workflow import freezes, policy
+from greenlight.workflow import checks, freezes, policy
 from greenlight.workflow.errors import (
     ApproverCannotDeploy,
     BadUserInput,
+    ChecksNotPassed,
     Conflict,
     DeployFrozen,
     Forbidden,
     GreenlightError,
     InvalidState,
     NotApproved,
+    PromotionRequired,
     SelfApproval,
     StaleImage,
     not_found,
@@ -121,6 +123,7 @@ class RequestFacts:
     request: ApprovalRequest
     scope: Scope
     built_by_id: int
+    unmet_checks: checks.Unmet = checks.Unmet()  # the pipeline's required checks not PASSED
 
 
 def _sees_request(actor: Actor, facts: RequestFacts) -> Refusal | None:
@@ -144,6 +147,17 @@ def _self_approval(actor: Actor, facts: RequestFacts, verb: str) -> Refusal | No
     return None
 
 
+def _checks_not_passed(unmet: checks.Unmet, verb: str) -> Refusal | None:
+    """Required checks: each must have PASSED on the image before it is approved or deployed."""
+    if not unmet:
+        return None
+    error = ChecksNotPassed(
+        f"required checks have not passed ({unmet.words()}): the image may not be {verb} yet",
+        **unmet.extensions(),
+    )
+    return Refusal(error, f"Required checks have not passed: {unmet.words()}")
+
+
 def _no_longer_live(state: ApprovalState) -> str:
     return f"This request is no longer live ({state.value})"
 
@@ -151,8 +165,9 @@ def _no_longer_live(state: ApprovalState) -> str:
 def approve(
     actor: Actor, facts: RequestFacts, approver_ids: Collection[int], *, acknowledge_stale: bool = False
 ) -> Refusal | None:
-    """approveRequest: R1, R4, R10, R16 (and R15: an expired request is EXPIRED), R11, then
-    a stale image needs acknowledging. `approver_ids`: who approved the request already."""
+    """approveRequest: R1, R4, R10, R16 (and R15: an expired request is EXPIRED), R11, the
+    pipeline's required checks (CHECKS_NOT_PASSED, `facts.unmet_checks`), then a stale image
+    needs acknowledging. `approver_ids`: who approved the request already."""
     request = facts.request
     refusal = (
         _sees_request(actor, facts)
@@ -173,6 +188,9 @@ def approve(
         return Refusal(
             InvalidState("you have approved this request already"), "You already approved this request"
         )
+    refusal = _checks_not_passed(facts.unmet_checks, "approved")
+    if refusal is not None:
+        return refusal
     if request.stale and not acknowledge_stale:
         return Refusal(
             StaleImage(
@@ -399,7 +417,8 @@ async def deploy(
     acknowledge_stale: bool = False,
     override_reason: str | None = None,
 ) -> DeployPlan:
-    """deployImage: R1, R3, R6; R22 (CONFLICT); deploy freezes (DEPLOY_FROZEN); a stale
+    """deployImage: R1, R3, R6; R22 (CONFLICT); deploy freezes (DEPLOY_FROZEN); required
+    checks (CHECKS_NOT_PASSED, whatever the approval or exception); a stale
     approval needs acknowledging (STALE_IMAGE); R20 (NOT_APPROVED) unless the actor is an
     approval exception; R21 (APPROVER_CANNOT_DEPLOY). `lock`: the pipeline and the approved
     request are locked (the caller's transaction)."""
@@ -416,8 +435,13 @@ async def deploy(
     if refusal is not None:
         return DeployPlan(refusal)
     if pipeline.required_approvals == 0:
-        return DeployPlan(None, pipeline, image, overridden=overridden)
+        refusal = _checks_not_passed(await checks.unmet_for(pipeline, image.id, lock=lock), "deployed")
+        return DeployPlan(refusal) if refusal else DeployPlan(None, pipeline, image, overridden=overridden)
     request = await _approved_request(pipeline, image, lock=lock)
+    # the check rows are locked after the request, in approve's order
+    refusal = _checks_not_passed(await checks.unmet_for(pipeline, image.id, lock=lock), "deployed")
+    if refusal is not None:
+        return DeployPlan(refusal)
     if request is not None and request.stale and not acknowledge_stale:
         return DeployPlan(
             Refusal(
@@ -476,7 +500,7 @@ async def request_approval(
     actor: Actor, pipeline_id: int, image_id: int, approver_ids: Sequence[int] = (), *, lock: bool = False
 ) -> RequestApprovalPlan:
     """requestApproval: R1, R3, R6 (needs approval at all, not the active image, one live
-    request), R8 and R9 (named approvers eligible), and a policy its eligible approvers can
+    request), promotion (PROMOTION_REQUIRED), R8 and R9 (named approvers eligible), and a policy its eligible approvers can
     meet. `lock`: the pipeline and a live request are locked (the caller's transaction)."""
     pipeline, image, refusal = await _pipeline_and_image(
         actor, pipeline_id, image_id, Action.REQUEST_APPROVAL, "request approval", lock=lock
@@ -502,6 +526,9 @@ async def request_approval(
             reason = f"This image has a live request on {_where(scope)} already ({state.value})"
             return RequestApprovalPlan(Refusal(error, reason))
         expired = existing
+    refusal = await _promotion(pipeline, image)
+    if refusal is not None:
+        return RequestApprovalPlan(refusal)
     eligible = {u.id for u in await policy.eligible_approvers(actor, pipeline, image, actor.id)}
     wanted = list(dict.fromkeys(approver_ids))
     ineligible = [i for i in wanted if i not in eligible]
@@ -518,6 +545,20 @@ async def request_approval(
     if error is not None:
         return RequestApprovalPlan(Refusal(error, error.message[0].upper() + error.message[1:]))
     return RequestApprovalPlan(None, pipeline, image, active, expired, wanted, snapshot)
+
+
+async def _promotion(pipeline: Pipeline, image: Image) -> Refusal | None:
+    """Promotion: the image must have been HEALTHY on the environment the pipeline names."""
+    environment = await checks.promotion_missing(pipeline, image)
+    if environment is None:
+        return None
+    application = pipeline.application.name
+    error = PromotionRequired(
+        f"this image has not been HEALTHY on {application}/{environment.name} yet: deploy it there first",
+        environment=environment.name,
+    )
+    reason = f"Deploy this image to {environment.name} first: it has not been healthy there yet"
+    return Refusal(error, reason)
 
 
 async def explain_request_approval(actor: Actor, pipeline_id: int, image_id: int) -> Verdict:

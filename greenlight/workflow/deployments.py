@@ -18,7 +18,7 @@ from greenlight.models import (
 )
 from greenlight.policies import Action, Actor
 from greenlight.rollout import drivers
-from greenlight.workflow import audit, decisions, freezes, validation
+from greenlight.workflow import audit, checks, decisions, freezes, validation
 from greenlight.workflow.catalog import close_request
 from greenlight.workflow.clock import now
 from greenlight.workflow.decisions import refuse
@@ -54,8 +54,13 @@ async def deployable_images(pipeline: Pipeline) -> list[Image]:
     return (await deployable_images_of([pipeline]))[pipeline.id]
 
 
-async def deployable_images_of(pipelines: list[Pipeline]) -> dict[int, list[Image]]:
-    """R19 for several pipelines at once, in three statements whatever their number."""
+async def deployable_images_of(
+    pipelines: list[Pipeline], image_filter: Q | None = None
+) -> dict[int, list[Image]]:
+    """R19 for several pipelines at once, in three statements whatever their number (a
+    fourth when one requires checks: images whose required checks have not all PASSED are
+    left out, as deployImage would refuse them). `image_filter`: a WHERE on the images
+    (greenlight.workflow.images.ImageFilter)."""
     active = await active_deployments([p.id for p in pipelines])
     gated = [p.id for p in pipelines if p.required_approvals > 0]
     approved: dict[int, set[int]] = {p.id: set() for p in pipelines}
@@ -72,7 +77,11 @@ async def deployable_images_of(pipelines: list[Pipeline]) -> dict[int, list[Imag
         parts.append(Q(application_id__in=list(open_applications)))
     images: list[Image] = []
     if parts:
-        images = await Image.filter(Q(*parts, join_type="OR")).order_by("-created_at", "-id")
+        query = Image.filter(Q(*parts, join_type="OR"))
+        if image_filter is not None:
+            query = query.filter(image_filter)
+        images = await query.order_by("-created_at", "-id")
+    passed = await checks.passed_of(images, [p for p in pipelines if checks.required(p)])
     result: dict[int, list[Image]] = {}
     for p in pipelines:
         running = active[p.id].image_id if p.id in active else None
@@ -82,6 +91,7 @@ async def deployable_images_of(pipelines: list[Pipeline]) -> dict[int, list[Imag
             if i.application_id == p.application_id
             and i.id != running
             and (p.required_approvals == 0 or i.id in approved[p.id])
+            and all((i.id, name) in passed for name in checks.required(p))
         ]
     return result
 
@@ -97,7 +107,7 @@ async def deploy(
     """R3, R20, R21, R22, R23, R17; freezes, stale images, approval exceptions.
 
     Refusals decided by `decisions.deploy`, in this order: NOT_FOUND / FORBIDDEN, CONFLICT,
-    DEPLOY_FROZEN, STALE_IMAGE, NOT_APPROVED / APPROVER_CANNOT_DEPLOY.
+    DEPLOY_FROZEN, CHECKS_NOT_PASSED, STALE_IMAGE, NOT_APPROVED / APPROVER_CANNOT_DEPLOY.
     """
     freeze_override_reason = freezes.override_reason(freeze_override_reason)
     async with transaction():
@@ -219,6 +229,10 @@ async def _deploy_after_freeze(pipeline: Pipeline, request: ApprovalRequest, aut
         )
     elif not await _requester_may_deploy(request, scope, authorizer):
         reason = "the requester may no longer deploy here; someone who may can deploy the approval"
+    elif unmet := await checks.unmet_for(pipeline, request.image_id, lock=True):
+        reason = (
+            f"required checks have not passed ({unmet.words()}); the approval stays usable once they have"
+        )
     if reason is not None:
         await audit.record(
             "automatic_deploy_abandoned",

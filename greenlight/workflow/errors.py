@@ -50,6 +50,18 @@ class StaleImage(GreenlightError):
     code = "STALE_IMAGE"
 
 
+class ChecksNotPassed(GreenlightError):
+    """A required image check has not PASSED (missing, FAILED or PENDING)."""
+
+    code = "CHECKS_NOT_PASSED"
+
+
+class PromotionRequired(GreenlightError):
+    """The image has not been HEALTHY on the environment the pipeline promotes from."""
+
+    code = "PROMOTION_REQUIRED"
+
+
 class InvalidState(GreenlightError):
     code = "INVALID_STATE"
 

@@ -50,6 +50,10 @@ class PolicyChange:
     exception_user_ids: list[int] | None = None
     exception_group_ids: list[int] | None = None
     cancel_stale_requests: bool | None = None
+    # greenlight.workflow.checks: required checks, and the environment promoted from
+    required_checks: list[str] | None = None
+    requires_healthy_on_id: int | None = None
+    clear_requires_healthy_on: bool = False
 
 
 @dataclass(frozen=True)
@@ -394,4 +398,6 @@ async def describe(pipeline: Pipeline) -> dict[str, Any]:
         "exceptionUsers": sorted(u for u, _ in exceptions if u is not None),
         "exceptionGroups": sorted(g for _, g in exceptions if g is not None),
         "cancelStaleRequests": pipeline.cancel_stale_requests,
+        "requiredChecks": list(pipeline.required_checks or ()),
+        "requiresHealthyOn": pipeline.requires_healthy_on_id,
     }

@@ -192,9 +192,15 @@ async def pipeline_for(actor: Actor, application: str, environment: str) -> Pipe
     return await visible_pipeline(actor, found.id)
 
 
-async def images(actor: Actor, application_id: int, first: int | None, after_id: int | None) -> Page:
+async def images(
+    actor: Actor, application_id: int, first: int | None, after_id: int | None, image_filter: Q | None = None
+) -> Page:
+    """`image_filter`: a WHERE on the images (greenlight.workflow.images.ImageFilter)."""
     application = await visible_application(actor, application_id)
-    return await page(Image.filter(application_id=application.id), first, after_id)
+    query = Image.filter(application_id=application.id)
+    if image_filter is not None:
+        query = query.filter(image_filter)
+    return await page(query, first, after_id)
 
 
 async def approval_requests(
