@@ -38,6 +38,14 @@ UPDATE_POLICY = (
 CREATE_FREEZE = "mutation($i: DeployFreezeInput!) { createDeployFreeze(input: $i) { id } }"
 CREATE_GROUP = "mutation($n: String!) { createGroup(name: $n) { id } }"
 ADD_MEMBER = "mutation($g: ID!, $u: ID!) { addGroupMember(groupId: $g, userId: $u) { id } }"
+UPDATE_PIPELINE = "mutation($p: ID!, $i: PipelineUpdateInput!) { updatePipeline(id: $p, input: $i) { id } }"
+REPORT_CHECK = "mutation($i: ReportImageCheckInput!) { reportImageCheck(input: $i) { id } }"
+CREATE_PIPELINE = "mutation($i: CreatePipelineInput!) { createPipeline(input: $i) { id } }"
+
+
+async def report_check(world, image: str, status: str, who: str = "admin") -> None:
+    await world[who].ok(REPORT_CHECK, {"i": {"imageId": image, "name": "tests", "status": status}})
+
 
 # Refusers first, so that most of them meet the object before someone changes it.
 USERS = (
@@ -130,11 +138,18 @@ async def request_scenarios(world) -> dict[str, str]:
     await world["dev2"].ok(MUTATIONS["cancel"], {"id": scenarios["cancelled"]})
     _, scenarios["rejected"] = await new_request(world)
     await world["approver3"].ok(MUTATIONS["reject"], {"id": scenarios["rejected"]})
+    # billing/prod requires the check "tests", which failed on this image
+    await world["admin"].ok(
+        UPDATE_PIPELINE, {"p": world.ids["billing/prod"], "i": {"requiredChecks": ["tests"]}}
+    )
+    failed = await world.register_image("billing_dev", "billing")
+    await report_check(world, failed, "FAILED")
+    scenarios["checks not passed"] = await world.request_approval(failed, "billing/prod", who="billing_dev")
     return scenarios
 
 
 async def test_why_request_explanations_agree_with_every_mutation(world):
-    """R1, R4, R10, R11, R14, R15, R16, stale images: for each action on a request in each
+    """R1, R4, R10, R11, R14, R15, R16, stale images, required checks: for each action on a request in each
     state, for each user, viewerCan is asked and the mutation run at once: allowed exactly
     when it succeeds, else the same code. Every action is seen allowed and refused."""
     seen: dict[str, set] = {action: set() for action in MUTATIONS}
@@ -154,7 +169,7 @@ async def test_why_request_explanations_agree_with_every_mutation(world):
                 reasons.add(decisions[action]["reason"])
     for action in MUTATIONS:
         assert {None, "NOT_FOUND", "FORBIDDEN", "INVALID_STATE"} <= seen[action], (action, seen[action])
-    assert {"SELF_APPROVAL", "STALE_IMAGE"} <= seen["approve"]
+    assert {"SELF_APPROVAL", "STALE_IMAGE", "CHECKS_NOT_PASSED"} <= seen["approve"]
     assert "SELF_APPROVAL" in seen["reject"]
     assert {"You already approved this request", "This request is no longer live (EXPIRED)"} <= reasons
 
@@ -175,17 +190,32 @@ async def freeze(world, pipeline: str) -> None:
 
 
 async def test_why_deploy_and_request_explanations_agree_with_their_mutations(world):
-    """R1, R3, R6, R20, R21, R22, freezes, stale images, approval exceptions: for each
+    """R1, R3, R6, R20, R21, R22, freezes, stale images, approval exceptions, required checks
+    and promotion (billing/prod requires the check "tests" and promotion from a new
+    billing/staging): for each
     (pipeline, image) and user, viewerCanDeploy / viewerCanRequestApproval are asked and
     deployImage / requestApproval run at once, and they agree."""
     await world["admin"].ok(
         UPDATE_POLICY,
         {
             "p": world.ids["billing/prod"],
-            "i": {"requiredApprovals": 1, "exceptionUserIds": [world["admin"].user_id]},
+            "i": {
+                "requiredApprovals": 1,
+                "exceptionUserIds": [world["admin"].user_id],
+                "requiredChecks": ["tests"],
+            },
         },
     )
+    await world["admin"].ok(
+        CREATE_PIPELINE, {"i": {"applicationId": world.ids["billing"], "environmentId": world.ids["staging"]}}
+    )
+    await world["admin"].ok(
+        UPDATE_PIPELINE, {"p": world.ids["billing/prod"], "i": {"requiresHealthyOn": world.ids["staging"]}}
+    )
     billing_exception = await world.register_image("admin", "billing")
+    await report_check(world, billing_exception, "PASSED")
+    billing_failed = await world.register_image("admin", "billing")
+    await report_check(world, billing_failed, "FAILED")
     stale_image = await world.register_image("dev")  # older than what runs next
     stale = await world.request_approval(stale_image, who="dev2")
     for who in ("approver1", "approver2"):
@@ -215,6 +245,7 @@ async def test_why_deploy_and_request_explanations_agree_with_their_mutations(wo
         "frozen": ("shop/staging", frozen),
         "of another application": ("shop/staging", billing_image),
         "an exception's": ("billing/prod", billing_exception),
+        "an exception's, its check failed": ("billing/prod", billing_failed),
         "requested, expired by the clock": ("shop/prod", expired_image),
     }
     seen = {"deploy": set(), "request": set()}
@@ -230,7 +261,9 @@ async def test_why_deploy_and_request_explanations_agree_with_their_mutations(wo
             outcome = _code(await world[who].execute(DEPLOY, variables))
             agrees(decision, outcome, f"deploy the {what}")
             seen["deploy"].add(outcome)
-    assert {None, "NOT_FOUND", "FORBIDDEN", "BAD_USER_INPUT", "CONFLICT"} <= seen["request"], seen
+    assert {None, "NOT_FOUND", "FORBIDDEN", "BAD_USER_INPUT", "CONFLICT", "PROMOTION_REQUIRED"} <= seen[
+        "request"
+    ], seen
     assert {
         None,
         "NOT_FOUND",
@@ -241,6 +274,7 @@ async def test_why_deploy_and_request_explanations_agree_with_their_mutations(wo
         "STALE_IMAGE",
         "NOT_APPROVED",
         "APPROVER_CANNOT_DEPLOY",
+        "CHECKS_NOT_PASSED",
     } <= seen["deploy"], seen
 
 
