@@ -157,6 +157,10 @@ async def one_of_each(world) -> dict[str, str]:
         'mutation($u: ID!) { issueApiToken(input: {userId: $u, name: "ci"}) { apiToken { id } } }',
         {"u": world["dev"].user_id},
     )
+    check = await world["dev"].ok(
+        """mutation($i: ID!) { reportImageCheck(input: {imageId: $i, name: "tests", status: PASSED}) { id } }""",
+        {"i": image},
+    )
     audit = await admin.ok("{ auditEvents(first: 1) { edges { node { id } } } }")
     dev = await User.get(email="dev@example.com")
     email = await EmailOutbox.create(
@@ -181,6 +185,7 @@ async def one_of_each(world) -> dict[str, str]:
         "Group": group,
         "GroupRoleBinding": group_binding["grantGroupRole"]["id"],
         "Image": image,
+        "ImageCheck": check["reportImageCheck"]["id"],
         "OutboxEmail": f"OutboxEmail:{email.id}",
         "Pipeline": world.ids["shop/prod"],
         "RoleBinding": me["me"]["roleBindings"][0]["id"],
