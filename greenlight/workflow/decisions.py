@@ -500,8 +500,9 @@ async def request_approval(
     actor: Actor, pipeline_id: int, image_id: int, approver_ids: Sequence[int] = (), *, lock: bool = False
 ) -> RequestApprovalPlan:
     """requestApproval: R1, R3, R6 (needs approval at all, not the active image, one live
-    request), promotion (PROMOTION_REQUIRED), R8 and R9 (named approvers eligible), and a policy its eligible approvers can
-    meet. `lock`: the pipeline and a live request are locked (the caller's transaction)."""
+    request), promotion (PROMOTION_REQUIRED), R8 and R9 (named approvers eligible), and a
+    policy its eligible approvers can meet. `lock`: the pipeline and a live request are
+    locked (the caller's transaction)."""
     pipeline, image, refusal = await _pipeline_and_image(
         actor, pipeline_id, image_id, Action.REQUEST_APPROVAL, "request approval", lock=lock
     )

@@ -61,7 +61,7 @@ def commit(field: str, value: str) -> str:
 
 
 def branch(field: str, value: str) -> str:
-    if not BRANCH_RE.fullmatch(value):
+    if not BRANCH_RE.fullmatch(value) or validation.LONE_SURROGATE.search(value):
         raise BadUserInput(
             f"{field}: a branch is 1 to 255 characters without spaces or control characters",
             field=field,
@@ -71,8 +71,13 @@ def branch(field: str, value: str) -> str:
 
 def http_url(field: str, value: str) -> str:
     """An absolute http or https URL: nothing a browser would run (javascript:, data:)."""
-    parts = urlsplit(value) if len(value) <= MAX_URL and not validation.CONTROL.search(value) else None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or " " in value:
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname
+    except ValueError:  # e.g. "http://[" (an unclosed IPv6 address)
+        parts = host = None
+    bad = len(value) > MAX_URL or validation.CONTROL.search(value) or validation.LONE_SURROGATE.search(value)
+    if bad or parts is None or parts.scheme not in ("http", "https") or not host or " " in value:
         raise BadUserInput(
             f"{field}: must be an http:// or https:// URL of at most {MAX_URL} characters", field=field
         )
