@@ -27,6 +27,7 @@ from strawberry.types.unset import UNSET
 
 from greenlight import console, db, notifications, sso
 from greenlight.config import Settings
+from greenlight.errors import Unauthenticated
 from greenlight.events import listen_postgres
 from greenlight.limits import payload
 from greenlight.limits.body import BodySizeLimitMiddleware
@@ -39,7 +40,6 @@ from greenlight.rollout import drivers, jobs
 from greenlight.schema import build_schema
 from greenlight.schema.context import Context
 from greenlight.schema.errors import to_contract
-from greenlight.workflow.errors import Unauthenticated
 from greenlight.workflow.identity import authorize
 
 log = logging.getLogger("greenlight")

@@ -124,10 +124,6 @@ async def close() -> None:
     await Tortoise.close_connections()
 
 
-def is_postgres() -> bool:
-    return connections.get("default").capabilities.dialect == "postgres"
-
-
 async def ping() -> bool:
     """Whether the database answers a trivial query right now, within
     GREENLIGHT_READY_TIMEOUT_SECONDS: behind a partition a query gets no answer at all, and

@@ -14,12 +14,12 @@ from urllib.parse import parse_qs
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
+from greenlight.clock import now
+from greenlight.errors import BadUserInput, GreenlightError, Unauthenticated, not_found
 from greenlight.models import Image, Pipeline, User
 from greenlight.notifications import current, links
 from greenlight.policies import Actor
 from greenlight.workflow import approvals
-from greenlight.workflow.clock import now
-from greenlight.workflow.errors import BadUserInput, GreenlightError, Unauthenticated, not_found
 from greenlight.workflow.guards import visible_request
 
 

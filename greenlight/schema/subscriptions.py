@@ -16,6 +16,7 @@ from typing import Annotated
 
 import strawberry
 
+from greenlight.errors import NotFound, RateLimited
 from greenlight.events import Event, bus
 from greenlight.schema import ids
 from greenlight.schema.arguments import described
@@ -23,7 +24,6 @@ from greenlight.schema.context import CredentialsWithdrawn, Info
 from greenlight.schema.loaders import Loaders
 from greenlight.schema.types import ApprovalRequest, Deployment
 from greenlight.workflow.deployments import TERMINAL
-from greenlight.workflow.errors import NotFound, RateLimited
 from greenlight.workflow.guards import visible_deployment, visible_request
 
 DEFAULT_RECHECK_SECONDS = 30.0

@@ -7,6 +7,10 @@ from datetime import timedelta
 from tortoise.expressions import Subquery
 
 from greenlight import notifications
+from greenlight.clock import now
+from greenlight.errors import (
+    not_found,
+)
 from greenlight.models import (
     LIVE_STATES,
     Approval,
@@ -21,12 +25,8 @@ from greenlight.models.prepared import Prepared
 from greenlight.policies import Action, Actor
 from greenlight.workflow import audit, decisions, policy, validation
 from greenlight.workflow.catalog import close_request
-from greenlight.workflow.clock import now
 from greenlight.workflow.decisions import refuse
 from greenlight.workflow.deployments import deploy_on_approval
-from greenlight.workflow.errors import (
-    not_found,
-)
 from greenlight.workflow.guards import (
     image_of_pipeline,
     pipeline_scope,

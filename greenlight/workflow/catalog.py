@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from greenlight import notifications
+from greenlight.clock import now
+from greenlight.errors import BadUserInput, Conflict, Forbidden, not_found
 from greenlight.models import (
     LIVE_STATES,
     Application,
@@ -18,8 +20,6 @@ from greenlight.models import (
 )
 from greenlight.policies import Action, Actor
 from greenlight.workflow import audit, policy, validation
-from greenlight.workflow.clock import now
-from greenlight.workflow.errors import BadUserInput, Conflict, Forbidden, not_found
 from greenlight.workflow.guards import pipeline_scope, require_admin, sees_application
 from greenlight.workflow.policy import PolicyChange
 from greenlight.workflow.states import effective_state

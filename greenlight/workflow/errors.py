@@ -1,78 +1,37 @@
-"""The refusals of the workflow, each carrying its contract code (api.graphql)."""
+"""Temporary: `greenlight.errors` under its old name, for branches that still import it here."""
 
-from __future__ import annotations
+from greenlight.errors import (  # noqa: F401
+    ApproverCannotDeploy,
+    BadUserInput,
+    Conflict,
+    DeployFrozen,
+    Forbidden,
+    GreenlightError,
+    InvalidState,
+    NotApproved,
+    NotFound,
+    OutcomeUnknown,
+    RateLimited,
+    SelfApproval,
+    StaleImage,
+    Unauthenticated,
+    not_found,
+)
 
-from typing import Any
-
-
-class GreenlightError(Exception):
-    code = "INTERNAL"
-
-    def __init__(self, message: str, **extensions: Any) -> None:
-        super().__init__(message)
-        self.message = message
-        self.extensions = extensions
-
-
-class Unauthenticated(GreenlightError):
-    code = "UNAUTHENTICATED"
-
-
-class Forbidden(GreenlightError):
-    code = "FORBIDDEN"
-
-
-class NotFound(GreenlightError):
-    code = "NOT_FOUND"
-
-
-class BadUserInput(GreenlightError):
-    code = "BAD_USER_INPUT"
-
-
-class SelfApproval(GreenlightError):
-    code = "SELF_APPROVAL"
-
-
-class ApproverCannotDeploy(GreenlightError):
-    code = "APPROVER_CANNOT_DEPLOY"
-
-
-class NotApproved(GreenlightError):
-    code = "NOT_APPROVED"
-
-
-class DeployFrozen(GreenlightError):
-    code = "DEPLOY_FROZEN"
-
-
-class StaleImage(GreenlightError):
-    code = "STALE_IMAGE"
-
-
-class InvalidState(GreenlightError):
-    code = "INVALID_STATE"
-
-
-class Conflict(GreenlightError):
-    code = "CONFLICT"
-
-
-class Unavailable(GreenlightError):
-    code = "UNAVAILABLE"
-
-
-class OutcomeUnknown(GreenlightError):
-    """The connection to the database failed while the COMMIT was on its way or its answer
-    was: the change may or may not have been made. A client reads back before retrying."""
-
-    code = "OUTCOME_UNKNOWN"
-
-
-class RateLimited(GreenlightError):
-    code = "RATE_LIMITED"
-
-
-def not_found(kind: str) -> NotFound:
-    """The same words whether the object does not exist or the caller cannot see it (R1)."""
-    return NotFound(f"{kind} not found")
+__all__ = [
+    "GreenlightError",
+    "Unauthenticated",
+    "Forbidden",
+    "NotFound",
+    "BadUserInput",
+    "SelfApproval",
+    "ApproverCannotDeploy",
+    "NotApproved",
+    "DeployFrozen",
+    "StaleImage",
+    "InvalidState",
+    "Conflict",
+    "OutcomeUnknown",
+    "RateLimited",
+    "not_found",
+]

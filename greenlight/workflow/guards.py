@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from greenlight.errors import BadUserInput, Forbidden, not_found
 from greenlight.models import Application, ApprovalRequest, Deployment, Image, Pipeline
 from greenlight.policies import Action, Actor, Scope
-from greenlight.workflow.errors import BadUserInput, Forbidden, not_found
 
 
 def pipeline_scope(pipeline: Pipeline) -> Scope:

@@ -9,13 +9,8 @@ from datetime import timedelta
 from tortoise.exceptions import IntegrityError
 
 from greenlight import sso
-from greenlight.models import ApiToken, Application, Environment, Group, GroupMember, Role, RoleBinding, User
-from greenlight.models.prepared import Prepared
-from greenlight.policies import Actor, Authorizer
-from greenlight.policies.authorizer import lock_policy, record_policy_change
-from greenlight.workflow import audit, validation
-from greenlight.workflow.clock import now
-from greenlight.workflow.errors import (
+from greenlight.clock import now
+from greenlight.errors import (
     BadUserInput,
     Conflict,
     GreenlightError,
@@ -23,6 +18,11 @@ from greenlight.workflow.errors import (
     Unauthenticated,
     not_found,
 )
+from greenlight.models import ApiToken, Application, Environment, Group, GroupMember, Role, RoleBinding, User
+from greenlight.models.prepared import Prepared
+from greenlight.policies import Actor, Authorizer
+from greenlight.policies.authorizer import lock_policy, record_policy_change
+from greenlight.workflow import audit, validation
 from greenlight.workflow.guards import require_admin
 from greenlight.workflow.reads import page
 from greenlight.workflow.tx import access_transaction, transaction

@@ -11,6 +11,7 @@ from tortoise.functions import Count, Max
 from tortoise.models import Model
 from tortoise.queryset import QuerySet
 
+from greenlight.errors import BadUserInput, not_found
 from greenlight.models import (
     Application,
     Approval,
@@ -28,7 +29,6 @@ from greenlight.models import (
 from greenlight.models.visibility import scope_q
 from greenlight.policies import Action, Actor, Scope
 from greenlight.workflow import validation
-from greenlight.workflow.errors import BadUserInput, not_found
 from greenlight.workflow.guards import (
     require_admin,
     sees_environment,

@@ -3,11 +3,11 @@ a team on a scope exactly as to a user; members inherit them through Casbin (R2,
 
 from __future__ import annotations
 
+from greenlight.errors import Conflict, InvalidState, not_found
 from greenlight.models import Group, GroupMember, Role, RoleBinding, User
 from greenlight.policies import Actor
 from greenlight.policies.authorizer import record_policy_change
 from greenlight.workflow import audit, validation
-from greenlight.workflow.errors import Conflict, InvalidState, not_found
 from greenlight.workflow.guards import require_admin
 from greenlight.workflow.identity import create_binding, delete_binding
 from greenlight.workflow.reads import Page, page
