@@ -74,7 +74,7 @@ class GreenlightGraphQL(GraphQL):
         super().__init__(
             build_schema(settings),
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
-            # the cap is per token, across connections (greenlight.schema.subscriptions)
+            # the cap is per token, across connections (greenlight.resolvers.subscriptions)
             max_subscriptions_per_connection=None,
         )
         self.authorizer = authorizer

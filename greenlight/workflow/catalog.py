@@ -262,7 +262,7 @@ async def register_image(
     application = await Application.get_or_none(name=application_name)
     if application is None or not sees_application(actor, application_name):
         raise not_found("application")
-    if not any(s.application in ("*", application_name) for s in actor.scopes(Action.REGISTER_IMAGE)):
+    if not any(s.covers_application(application_name) for s in actor.scopes(Action.REGISTER_IMAGE)):
         raise Forbidden(f"you may not register images for {application_name}")
     async with transaction():
         existing = await Image.get_or_none(application_id=application.id, digest=digest)

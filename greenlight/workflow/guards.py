@@ -13,12 +13,12 @@ def pipeline_scope(pipeline: Pipeline) -> Scope:
 
 def sees_application(actor: Actor, application_name: str) -> bool:
     """An application is visible through any scope on it, whatever the environment."""
-    return any(s.application in ("*", application_name) for s in actor.scopes(Action.VIEW))
+    return any(s.covers_application(application_name) for s in actor.scopes(Action.VIEW))
 
 
 def sees_environment(actor: Actor, environment_name: str) -> bool:
     """An environment is visible through any scope on it, whatever the application."""
-    return any(s.environment in ("*", environment_name) for s in actor.scopes(Action.VIEW))
+    return any(s.covers_environment(environment_name) for s in actor.scopes(Action.VIEW))
 
 
 def require(actor: Actor, action: Action, scope: Scope, what: str) -> None:

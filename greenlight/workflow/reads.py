@@ -156,7 +156,7 @@ async def environments(actor: Actor) -> list[Environment]:
     scopes = actor.scopes(Action.VIEW)
     if not scopes:
         return []
-    if any(s.environment == "*" for s in scopes):
+    if any(s.every_environment for s in scopes):
         return await Environment.all().order_by("name")
     return await Environment.filter(name__in={s.environment for s in scopes}).order_by("name")
 

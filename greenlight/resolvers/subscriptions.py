@@ -1,4 +1,5 @@
-"""Live updates (R25): deployments and approval requests, as their callers may see them.
+"""Subscription resolvers, like the query and mutation ones: live updates (R25) of deployments
+and approval requests, as their callers may see them.
 
 A subscription is authorised when it starts, as every operation on a socket is
 (greenlight.schema.context), and again whenever it wakes (an event, or every
