@@ -80,9 +80,7 @@ def imports() -> set[tuple[str, str]]:
                 names = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 names = [
-                    f"{node.module}.{alias.name}"
-                    if f"{node.module}.{alias.name}" in modules
-                    else node.module
+                    f"{node.module}.{alias.name}" if f"{node.module}.{alias.name}" in modules else node.module
                     for alias in node.names
                 ]
             found.update((module, name) for name in names if name.startswith("greenlight"))
@@ -102,7 +100,9 @@ def upward(importer: str, imported: str) -> bool:
 
 
 def known(importer: str, imported: str) -> bool:
-    return any(importer == src and (imported == dst or imported.startswith(dst + ".")) for src, dst in KNOWN_UPWARD)
+    return any(
+        importer == src and (imported == dst or imported.startswith(dst + ".")) for src, dst in KNOWN_UPWARD
+    )
 
 
 def test_imports_go_one_way():
