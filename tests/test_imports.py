@@ -26,7 +26,19 @@ LAYERS: list[set[str]] = [
     {"notifications", "rollout", "sso"},  # adapters: called by the workflow, never calling it
     {"policies", "observability", "outbox"},  # who may do what; logs, metrics, traces; outboxes
     {"models", "migrations"},  # Tortoise models and migrations
-    {"clock", "errors", "scopes", "config", "db", "sqlite", "events", "limits", "build", "contract"},
+    {
+        "clock",
+        "errors",
+        "scopes",
+        "config",
+        "db",
+        "sqlite",
+        "internals",
+        "events",
+        "limits",
+        "build",
+        "contract",
+    },
 ]
 
 # Temporary re-export modules, for branches written before clock and errors moved out of

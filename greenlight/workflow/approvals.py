@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from tortoise.expressions import Subquery
 
-from greenlight import notifications
+from greenlight import internals, notifications
 from greenlight.clock import now
 from greenlight.errors import (
     not_found,
@@ -163,7 +163,9 @@ async def approve(
         request, pipeline = await _lock(actor, request_id)
         scope = pipeline_scope(pipeline)
         # with their users, who the answer names
-        request.approvals._set_result_for_query(await _APPROVALS_WITH_USERS.all(request.id))
+        await internals.keep_fetched(
+            request, "approvals", await _APPROVALS_WITH_USERS.all(request.id), "approvals__user"
+        )
         approvals = [(a.user_id, a.group_ids) for a in request.approvals]
         approver_ids = {user_id for user_id, _ in approvals}
         refuse(
@@ -264,7 +266,7 @@ async def withdraw_approval(actor: Actor, request_id: int) -> ApprovalRequest:
         refuse(decisions.withdraw(actor, _facts(request, pipeline), {user_id for user_id, _ in approvals}))
         await Approval.filter(request_id=request.id, user_id=actor.id).delete()
         remaining = [a for a in approvals_before if a.user_id != actor.id]
-        request.approvals._set_result_for_query(remaining)
+        await internals.keep_fetched(request, "approvals", remaining, "approvals__user")
         snapshot = policy.Snapshot.of(request)
         before = policy.requirements(request.required_approvals, snapshot, approvals)
         after = policy.requirements(
