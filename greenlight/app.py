@@ -32,10 +32,10 @@ from greenlight.events import listen_postgres
 from greenlight.limits import payload
 from greenlight.limits.body import BodySizeLimitMiddleware
 from greenlight.limits.rates import ConcurrencyCap
-from greenlight.notifications import pages
 from greenlight.observability import logs, media, metrics, tracing
 from greenlight.observability.requests import RequestContextMiddleware
 from greenlight.policies import Authorizer, validate
+from greenlight.resolvers import pages
 from greenlight.rollout import drivers, jobs
 from greenlight.schema import build_schema
 from greenlight.schema.context import Context

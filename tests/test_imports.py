@@ -52,9 +52,6 @@ KNOWN_UPWARD = {
     ("greenlight.resolvers.mutations", "greenlight.schema"),
     ("greenlight.resolvers.queries", "greenlight.schema"),
     ("greenlight.resolvers.subscriptions", "greenlight.schema"),
-    # The one-click email pages are HTTP entry points (a form in, one workflow call, a page
-    # out) kept beside the emails that link to them.
-    ("greenlight.notifications.pages", "greenlight.workflow"),
     # The periodic jobs are entry points too (they call the workflow as resolvers do);
     # the simulator's and the webhook driver's jobs end a rollout through the workflow.
     ("greenlight.rollout.jobs", "greenlight.workflow"),

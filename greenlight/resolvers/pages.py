@@ -3,7 +3,8 @@
 GET shows what would be approved and a confirmation button; only the POST from that
 page approves (mail scanners follow GET links). The approval goes through the same
 workflow function as the API, so R9 to R16 apply at that moment, and refusals are shown
-as a readable page.
+as a readable page. Resolvers of HTML forms, as the others are of GraphQL: a form in, one
+workflow call, a page out.
 """
 
 from __future__ import annotations
