@@ -27,19 +27,19 @@ from strawberry.types.unset import UNSET
 
 from greenlight import console, db, notifications, sso
 from greenlight.config import Settings
+from greenlight.errors import Unauthenticated
 from greenlight.events import listen_postgres
 from greenlight.limits import payload
 from greenlight.limits.body import BodySizeLimitMiddleware
 from greenlight.limits.rates import ConcurrencyCap
-from greenlight.notifications import pages
 from greenlight.observability import logs, media, metrics, tracing
 from greenlight.observability.requests import RequestContextMiddleware
 from greenlight.policies import Authorizer, validate
+from greenlight.resolvers import pages
 from greenlight.rollout import drivers, jobs
 from greenlight.schema import build_schema
 from greenlight.schema.context import Context
 from greenlight.schema.errors import to_contract
-from greenlight.workflow.errors import Unauthenticated
 from greenlight.workflow.identity import authorize
 
 log = logging.getLogger("greenlight")
@@ -74,7 +74,7 @@ class GreenlightGraphQL(GraphQL):
         super().__init__(
             build_schema(settings),
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
-            # the cap is per token, across connections (greenlight.schema.subscriptions)
+            # the cap is per token, across connections (greenlight.resolvers.subscriptions)
             max_subscriptions_per_connection=None,
         )
         self.authorizer = authorizer

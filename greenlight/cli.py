@@ -162,7 +162,7 @@ async def _bootstrap(settings: Settings, email: str) -> str:
 
 
 def bootstrap_command(args: argparse.Namespace) -> int:
-    from greenlight.workflow.errors import GreenlightError
+    from greenlight.errors import GreenlightError
 
     settings = _settings()
     _sqlite_usable("bootstrap", settings)
@@ -218,8 +218,8 @@ async def _policy_check(settings: Settings, email: str, action: str, app: str, e
 
 
 def policy_check(args: argparse.Namespace) -> int:
+    from greenlight.errors import GreenlightError
     from greenlight.policies import Action
-    from greenlight.workflow.errors import GreenlightError
 
     actions = {a.value: a for a in Action} | {a.name: a for a in Action}
     if args.action not in actions:

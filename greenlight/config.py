@@ -150,10 +150,6 @@ class Settings:
     migrate_on_start: bool = True
 
     @property
-    def jwt_enabled(self) -> bool:
-        return bool(self.jwt_jwks_url or self.jwt_secret or self.oidc_issuer)
-
-    @property
     def email_enabled(self) -> bool:
         return bool(self.smtp_host and self.smtp_from)
 

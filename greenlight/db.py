@@ -14,6 +14,8 @@ from tortoise.backends.base.executor import EXECUTOR_CACHE
 from tortoise.migrations.api import migrate as tortoise_migrate
 from tortoise.migrations.executor import MigrationExecutor
 
+from greenlight import internals, sqlite
+
 
 async def _release(connection) -> None:
     """What a PostgreSQL connection needs before going back to the pool, beyond what asyncpg
@@ -70,7 +72,7 @@ def tortoise_config(database_url: str) -> dict[str, Any]:
         connection["credentials"].setdefault("command_timeout", _timeouts.statement)
     elif database_url.startswith("sqlite://"):
         connection = expand_db_url(database_url)
-        connection["engine"] = "greenlight.sqlite"  # statements on the event loop's thread
+        connection["engine"] = sqlite.engine()  # statements on the event loop's thread
         # SQLite keeps 2 MiB of pages by default; the one connection a process has may keep
         # SQLITE_CACHE_KIB of them (a `?cache_size=` in the URL wins).
         connection["credentials"].setdefault("cache_size", -SQLITE_CACHE_KIB)
@@ -117,15 +119,12 @@ async def connect(database_url: str) -> None:
     # Tortoise caches SQL per connection name, not per dialect: a process that moves
     # between SQLite and PostgreSQL (the test suite does) must start from a clean cache.
     EXECUTOR_CACHE.clear()
+    internals.check()  # the ORM's private parts greenlight uses, looked for once
     await Tortoise.init(config=tortoise_config(database_url), _enable_global_fallback=True)
 
 
 async def close() -> None:
     await Tortoise.close_connections()
-
-
-def is_postgres() -> bool:
-    return connections.get("default").capabilities.dialect == "postgres"
 
 
 async def ping() -> bool:

@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from tortoise.models import Model
 
-from greenlight.workflow.clock import now
+from greenlight.clock import now
 from greenlight.workflow.tx import transaction
 
 

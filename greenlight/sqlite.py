@@ -12,6 +12,11 @@ wait behind it on that thread.
 The connection is still used by one statement at a time: Tortoise's lock serialises them,
 and a transaction holds it from BEGIN to COMMIT. Used through the engine
 `greenlight.sqlite` (greenlight.db.tortoise_config).
+
+This module is the one place that uses private parts of aiosqlite and of Tortoise's
+SQLite client (pinned: aiosqlite 0.22.1, tortoise-orm 1.1.9). `check()` looks for them
+once, at start-up: when one is missing, greenlight.db uses Tortoise's own SQLite client
+instead (statements on aiosqlite's thread: slower, the same answers) and logs it once.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import logging
 import os
 import sqlite3
 from functools import partial
@@ -123,6 +129,63 @@ class SqliteClient(tortoise_sqlite.SqliteClient):
 
 
 client_class = SqliteClient
+
+ENGINE = "greenlight.sqlite"
+FALLBACK_ENGINE = "tortoise.backends.sqlite"
+
+log = logging.getLogger("greenlight.sqlite")
+
+# What the classes above use of the libraries' private parts, by the class that has them
+# (an attribute set in __init__ is looked for in its code).
+EXPECTED: dict[type, tuple[str, ...]] = {
+    aiosqlite.Connection: ("_execute", "_connection", "_running", "_tx", "_conn"),
+    ConnectionWrapper: ("_lock", "ensure_connection", "connection"),
+    tortoise_sqlite.SqliteTransactionContext: (
+        "_trxlock",
+        "ensure_connection",
+        "connection_name",
+        "connection",
+    ),
+    tortoise_sqlite.SqliteClient: (
+        "_connection",
+        "_lock",
+        "_post_connect",
+        "_in_transaction",
+        "pragmas",
+        "filename",
+    ),
+}
+
+_engine: str | None = None
+
+
+def _missing() -> list[str]:
+    missing = []
+    for cls, names in EXPECTED.items():
+        code = getattr(cls.__init__, "__code__", None)
+        init_names = set(code.co_names) if code is not None else set()
+        missing.extend(
+            f"{cls.__qualname__}.{name}"
+            for name in names
+            if not hasattr(cls, name) and name not in init_names
+        )
+    return missing
+
+
+def engine() -> str:
+    """The Tortoise engine for SQLite: this module's, or Tortoise's own when a private part
+    this module uses is missing (checked once, logged once)."""
+    global _engine
+    if _engine is None:
+        missing = _missing()
+        _engine = ENGINE if not missing else FALLBACK_ENGINE
+        if missing:
+            log.warning(
+                "aiosqlite or Tortoise lacks %s: SQLite runs through Tortoise's own client "
+                "(statements on aiosqlite's thread: slower, the same answers)",
+                ", ".join(missing),
+            )
+    return _engine
 
 
 class AlreadyServed(RuntimeError):

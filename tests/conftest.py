@@ -445,8 +445,8 @@ class Clock:
 
 @pytest.fixture
 def clock(world, monkeypatch) -> Clock:
-    """Sets the "now" of greenlight.workflow.clock in every greenlight module that reads it."""
-    from greenlight.workflow import clock as clock_module
+    """Sets the "now" of greenlight.clock in every greenlight module that reads it."""
+    from greenlight import clock as clock_module
 
     real = clock_module.now
     fake = Clock(real)

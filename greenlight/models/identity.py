@@ -78,14 +78,15 @@ class PolicyVersion(Model):
     """One version of who may do what: a row for each change to roles, groups or users.
 
     The row is appended in the transaction that makes the change (a role binding granted
-    or revoked, a group membership added or removed, a user deactivated or reactivated)
-    and names the user whose rules changed, or the group whose bindings did.
+    or revoked, a group membership added or removed, a user deactivated or reactivated, a
+    group renamed) by the database's triggers (migration 0010_house), whoever writes it,
+    and names the user whose rules changed, or the group whose bindings or name did.
 
     Every server process compares the latest id with the version it has applied and
     re-derives the rules of only the users and groups named since, so a grant or a
     revocation made through any process is enforced by all of them on their next request
-    (R5). Writers hold greenlight.policies.authorizer.lock_policy until they commit, so ids
-    are taken in commit order.
+    (R5). Writers hold greenlight.policies.changes.lock_policy until they commit (the
+    triggers take it), so ids are taken in commit order.
     """
 
     id = fields.IntField(primary_key=True)

@@ -8,7 +8,8 @@ where the marker went among its parameters, and from then on runs that same SQL 
 value in the marker's place, through Tortoise's own executor: rows become models, and
 their `select_related` objects, as Tortoise makes them. A queryset whose SQL does not
 carry the marker once as a parameter (Tortoise inlined it, or the builder ignored it) is
-never prepared: it is built again on every call.
+never prepared: it is built again on every call. What this reads of Tortoise's private
+parts is in greenlight.internals; without them, every call builds its queryset.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from typing import Any, Generic, TypeVar
 
 from tortoise.models import Model
 from tortoise.queryset import QuerySet
+
+from greenlight import internals
 
 MODEL = TypeVar("MODEL", bound=Model)
 
@@ -45,9 +48,11 @@ class Prepared(Generic[MODEL]):
 
     def _prepare(self) -> _Statement | None:
         queryset = self._build(MARKER)
-        if queryset.model is not self.model or queryset._annotations or queryset._prefetch_map:
+        if queryset.model is not self.model:
             return None
-        queryset._make_query()
+        preparable, select_related_idx, for_update = internals.queryset_parts(queryset)
+        if not preparable:
+            return None
         sql, values = queryset.query.get_parameterized_sql()
         places = [n for n, value in enumerate(values) if value in (MARKER, str(MARKER))]
         if len(places) != 1 or str(MARKER) in sql:
@@ -56,13 +61,15 @@ class Prepared(Generic[MODEL]):
             sql,
             tuple(values),
             places[0],
-            list(queryset._select_related_idx),
-            bool(queryset._select_for_update),
+            select_related_idx,
+            for_update,
         )
 
     async def all(self, value: Any) -> list[MODEL]:
         """What `await build(value)` gives, as a list."""
-        db = self.model._choose_db()
+        if not internals.private_ok():
+            return list(await self._build(value))
+        db = internals.database_of(self.model)
         key = (db.connection_name, db.capabilities.dialect)
         if key not in self._statements:
             self._statements[key] = self._prepare()
@@ -70,11 +77,10 @@ class Prepared(Generic[MODEL]):
         if statement is None:
             return list(await self._build(value))
         if statement.for_update:
-            db = self.model._choose_db(True)
+            db = internals.database_of(self.model, for_write=True)
         values = list(statement.values)
         values[statement.at] = value
-        executor = db.executor_class(model=self.model, db=db, select_related_idx=statement.select_related_idx)
-        return await executor.execute_select(statement.sql, values)
+        return await internals.run_select(self.model, db, statement.sql, values, statement.select_related_idx)
 
     async def first(self, value: Any) -> MODEL | None:
         found = await self.all(value)

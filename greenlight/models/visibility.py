@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Protocol
 
 from tortoise.expressions import Q
 
-WILDCARD = "*"
+from greenlight.scopes import Scope
 
 
-class ScopeLike(Protocol):
-    application: str
-    environment: str
-
-
-def scope_q(scopes: Iterable[ScopeLike], app_field: str, env_field: str | None = None) -> Q:
+def scope_q(scopes: Iterable[Scope], app_field: str, env_field: str | None = None) -> Q:
     """Rows whose application (and environment, where given) fall in one of the scopes.
 
     `app_field`/`env_field` are the lookups to the names, e.g. "pipeline__application__name".
@@ -24,9 +18,9 @@ def scope_q(scopes: Iterable[ScopeLike], app_field: str, env_field: str | None =
     parts: list[Q] = []
     for scope in scopes:
         conditions = {}
-        if scope.application != WILDCARD:
+        if not scope.every_application:
             conditions[app_field] = scope.application
-        if env_field is not None and scope.environment != WILDCARD:
+        if env_field is not None and not scope.every_environment:
             conditions[env_field] = scope.environment
         if not conditions:
             return Q()  # one scope covers everything

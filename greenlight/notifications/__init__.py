@@ -11,9 +11,9 @@ import uuid
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from greenlight.clock import now
 from greenlight.models import ApprovalRequest, EmailOutbox, Image, ImageLabel, Pipeline, User
 from greenlight.notifications import links, messages
-from greenlight.workflow.clock import now
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ import aiosmtplib
 from prometheus_client import Counter
 
 from greenlight import outbox
+from greenlight.clock import now
 from greenlight.models import EmailOutbox, User
-from greenlight.workflow.clock import now
 
 log = logging.getLogger("greenlight.email")
 

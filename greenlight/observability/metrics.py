@@ -41,10 +41,16 @@ from tortoise import connections
 from tortoise.functions import Count, Min
 
 from greenlight import build
+from greenlight.clock import now
+from greenlight.models import (
+    LIVE_STATES,
+    ApprovalState,
+    Deployment,
+    DeploymentStatus,
+    EmailOutbox,
+    WebhookDelivery,
+)
 from greenlight.models import ApprovalRequest as Request_
-from greenlight.models import ApprovalState, Deployment, DeploymentStatus, EmailOutbox, WebhookDelivery
-from greenlight.workflow.clock import now
-from greenlight.workflow.states import LIVE_STATES
 
 log = logging.getLogger("greenlight.metrics")
 

@@ -9,8 +9,11 @@ plus, for R9, `Authorizer.users_with(action, scope)`: who may do it on a scope.
 
 Casbin decides; each process caches its decisions and, on every request
 (`Authorizer.refresh`), applies the changes to role bindings, memberships and users'
-active state recorded since (`record_policy_change`), forgetting only the decisions they
-can change (see `greenlight.policies.authorizer`).
+active state recorded since (by the database's triggers, see
+`greenlight.policies.changes`), forgetting only the decisions they can change.
+
+Modules: `matcher` (Casbin, made to scale), `rules` (who holds what, in memory),
+`changes` (the change reader and the change log), `authorizer` (the decision API).
 """
 
 from greenlight.policies.actions import Action

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import strawberry
 
 from greenlight import notifications
+from greenlight.errors import BadUserInput
 from greenlight.models import ApprovalState
 from greenlight.policies import Action, Actor
 from greenlight.schema import ids
@@ -38,7 +39,6 @@ from greenlight.schema.types import (
     connection,
 )
 from greenlight.workflow import access, approvals, checks, freezes, guards, identity, outbox, reads, teams
-from greenlight.workflow.errors import BadUserInput
 from greenlight.workflow.guards import visible_deployment, visible_request
 
 # node(id) reads each type with the workflow function of its own query or list, so it sees

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from greenlight.clock import now
 from greenlight.models import Deployment, Image, Pipeline, WebhookDelivery
-from greenlight.workflow.clock import now
 
 
 @dataclass(frozen=True)

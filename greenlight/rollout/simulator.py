@@ -12,11 +12,11 @@ from __future__ import annotations
 import random
 from datetime import timedelta
 
+from greenlight.clock import now
+from greenlight.errors import InvalidState
 from greenlight.models import Deployment, DeploymentStatus, DeploymentStrategy
 from greenlight.rollout import drivers, plan
 from greenlight.workflow import deployments
-from greenlight.workflow.clock import now
-from greenlight.workflow.errors import InvalidState
 
 _rng = random.Random()
 

@@ -32,10 +32,10 @@ import httpx
 from standardwebhooks import Webhook
 
 from greenlight import outbox
+from greenlight.clock import now
+from greenlight.errors import InvalidState
 from greenlight.models import Deployment, DeploymentStatus, WebhookDelivery
 from greenlight.workflow import deployments
-from greenlight.workflow.clock import now
-from greenlight.workflow.errors import InvalidState
 
 log = logging.getLogger("greenlight.webhook")
 

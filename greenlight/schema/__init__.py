@@ -17,6 +17,7 @@ from strawberry.extensions import (
 from greenlight.limits.rates import TokenBucket
 from greenlight.observability.requests import OperationObserver
 from greenlight.resolvers import mutations, queries
+from greenlight.resolvers.subscriptions import Subscription
 from greenlight.schema.context import Context
 from greenlight.schema.errors import (
     Authentication,
@@ -27,7 +28,6 @@ from greenlight.schema.errors import (
     SayNothingBeforeAuthentication,
     to_contract,
 )
-from greenlight.schema.subscriptions import Subscription
 
 
 @strawberry.type(

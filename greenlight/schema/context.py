@@ -12,9 +12,9 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from strawberry.types import Info as StrawberryInfo
 
 from greenlight import db
+from greenlight.errors import Unauthenticated
 from greenlight.policies import Actor
 from greenlight.schema.loaders import Loaders
-from greenlight.workflow.errors import Unauthenticated
 from greenlight.workflow.identity import authorize
 
 CREDENTIALS_WITHDRAWN = 4403  # the close code of a socket whose credentials no longer hold

@@ -21,11 +21,11 @@ from strawberry.types.graphql import OperationType
 from tortoise.exceptions import IntegrityError
 
 from greenlight import db
+from greenlight.errors import GreenlightError
 from greenlight.limits.cost import operation_cost
 from greenlight.limits.rates import TokenBucket, retry_after_header
 from greenlight.models import RoleBinding
 from greenlight.schema import ids
-from greenlight.workflow.errors import GreenlightError
 
 log = logging.getLogger("greenlight.errors")
 

@@ -7,7 +7,7 @@ from collections.abc import Collection
 
 from tortoise.models import Model
 
-from greenlight.workflow.errors import BadUserInput
+from greenlight.errors import BadUserInput
 
 MAX_PK = 2**31 - 1
 DIGITS = re.compile(r"[0-9]{1,10}")

@@ -10,7 +10,7 @@ from strawberry.dataloader import DataLoader
 from tortoise.exceptions import NoValuesFetched
 from tortoise.models import Model
 
-from greenlight import models
+from greenlight import internals, models
 from greenlight.policies import Actor
 from greenlight.workflow import deployments, freezes, reads, states
 
@@ -116,8 +116,8 @@ class Loaders:
             pass
         else:
             self.approvals.prime(request.id, sorted(approvals, key=lambda a: a.id))
-            # `_user` is where Tortoise keeps a fetched user; `a.user` would build a query
-            fetched = (getattr(a, "_user", None) for a in approvals)
+            # the users fetched with them already; `a.user` would build a query
+            fetched = (internals.fetched_related(a, "user") for a in approvals)
             users += tuple(user for user in fetched if isinstance(user, models.User))
         for user in users:
             self.user.prime(user.id, user)

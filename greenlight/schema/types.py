@@ -9,6 +9,7 @@ import strawberry
 from strawberry.scalars import JSON
 
 from greenlight import models
+from greenlight.clock import now
 from greenlight.policies import Action, Scope
 from greenlight.rollout import plan
 from greenlight.schema import ids
@@ -25,7 +26,6 @@ from greenlight.schema.enums import (
     described_enum,
 )
 from greenlight.workflow import checks, decisions, freezes, policy, reads
-from greenlight.workflow.clock import now
 from greenlight.workflow.states import effective_state
 
 if TYPE_CHECKING:

@@ -24,7 +24,7 @@ import httpx
 import jwt
 from jwt import PyJWK
 
-from greenlight.workflow.errors import Unauthenticated
+from greenlight.errors import Unauthenticated
 
 log = logging.getLogger("greenlight.sso")
 

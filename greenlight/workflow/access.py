@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from greenlight.errors import not_found
 from greenlight.models import User
 from greenlight.policies import Action, Actor, Authorizer, Scope
 from greenlight.policies.authorizer import Grant
 from greenlight.workflow import validation
-from greenlight.workflow.errors import not_found
 from greenlight.workflow.guards import require_admin
 
 

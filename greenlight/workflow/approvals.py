@@ -6,7 +6,11 @@ from datetime import timedelta
 
 from tortoise.expressions import Subquery
 
-from greenlight import notifications
+from greenlight import internals, notifications
+from greenlight.clock import now
+from greenlight.errors import (
+    not_found,
+)
 from greenlight.models import (
     LIVE_STATES,
     Approval,
@@ -21,12 +25,8 @@ from greenlight.models.prepared import Prepared
 from greenlight.policies import Action, Actor
 from greenlight.workflow import audit, checks, decisions, policy, validation
 from greenlight.workflow.catalog import close_request
-from greenlight.workflow.clock import now
 from greenlight.workflow.decisions import refuse
 from greenlight.workflow.deployments import deploy_on_approval
-from greenlight.workflow.errors import (
-    not_found,
-)
 from greenlight.workflow.guards import (
     image_of_pipeline,
     pipeline_scope,
@@ -167,7 +167,9 @@ async def approve(
         request, pipeline = await _lock(actor, request_id)
         scope = pipeline_scope(pipeline)
         # with their users, who the answer names
-        request.approvals._set_result_for_query(await _APPROVALS_WITH_USERS.all(request.id))
+        await internals.keep_fetched(
+            request, "approvals", await _APPROVALS_WITH_USERS.all(request.id), "approvals__user"
+        )
         approvals = [(a.user_id, a.group_ids) for a in request.approvals]
         approver_ids = {user_id for user_id, _ in approvals}
         # the required check rows, locked after the pipeline and the request
@@ -270,7 +272,7 @@ async def withdraw_approval(actor: Actor, request_id: int) -> ApprovalRequest:
         refuse(decisions.withdraw(actor, _facts(request, pipeline), {user_id for user_id, _ in approvals}))
         await Approval.filter(request_id=request.id, user_id=actor.id).delete()
         remaining = [a for a in approvals_before if a.user_id != actor.id]
-        request.approvals._set_result_for_query(remaining)
+        await internals.keep_fetched(request, "approvals", remaining, "approvals__user")
         snapshot = policy.Snapshot.of(request)
         before = policy.requirements(request.required_approvals, snapshot, approvals)
         after = policy.requirements(

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from greenlight import notifications
+from greenlight.clock import now
+from greenlight.errors import BadUserInput, Conflict, Forbidden, not_found
 from greenlight.models import (
     LIVE_STATES,
     Application,
@@ -18,8 +20,6 @@ from greenlight.models import (
 )
 from greenlight.policies import Action, Actor
 from greenlight.workflow import audit, checks, images, policy, validation
-from greenlight.workflow.clock import now
-from greenlight.workflow.errors import BadUserInput, Conflict, Forbidden, not_found
 from greenlight.workflow.guards import pipeline_scope, require_admin, sees_application
 from greenlight.workflow.policy import PolicyChange
 from greenlight.workflow.states import effective_state
@@ -280,7 +280,7 @@ async def register_image(
     application = await Application.get_or_none(name=application_name)
     if application is None or not sees_application(actor, application_name):
         raise not_found("application")
-    if not any(s.application in ("*", application_name) for s in actor.scopes(Action.REGISTER_IMAGE)):
+    if not any(s.covers_application(application_name) for s in actor.scopes(Action.REGISTER_IMAGE)):
         raise Forbidden(f"you may not register images for {application_name}")
     async with transaction():
         existing = await Image.get_or_none(application_id=application.id, digest=digest)

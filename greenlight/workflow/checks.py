@@ -20,6 +20,8 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from greenlight.clock import now
+from greenlight.errors import BadUserInput, Forbidden, not_found
 from greenlight.models import (
     CheckStatus,
     Deployment,
@@ -31,8 +33,6 @@ from greenlight.models import (
 )
 from greenlight.policies import Action, Actor
 from greenlight.workflow import audit, images, validation
-from greenlight.workflow.clock import now
-from greenlight.workflow.errors import BadUserInput, Forbidden, not_found
 from greenlight.workflow.guards import find_image, sees_image
 from greenlight.workflow.tx import transaction
 

@@ -1,7 +1,5 @@
-"""The one source of "now" for the workflow."""
+"""Temporary: `greenlight.clock` under its old name, for branches that still import it here."""
 
-from datetime import UTC, datetime
+from greenlight.clock import now
 
-
-def now() -> datetime:
-    return datetime.now(UTC)
+__all__ = ["now"]

@@ -18,19 +18,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from greenlight.models import (
-    LIVE_STATES,
-    Approval,
-    ApprovalRequest,
-    ApprovalState,
-    Deployment,
-    Image,
-    Pipeline,
-    Role,
-)
-from greenlight.policies import Action, Actor, Scope
-from greenlight.workflow import checks, freezes, policy
-from greenlight.workflow.errors import (
+from greenlight.errors import (
     ApproverCannotDeploy,
     BadUserInput,
     ChecksNotPassed,
@@ -45,6 +33,18 @@ from greenlight.workflow.errors import (
     StaleImage,
     not_found,
 )
+from greenlight.models import (
+    LIVE_STATES,
+    Approval,
+    ApprovalRequest,
+    ApprovalState,
+    Deployment,
+    Image,
+    Pipeline,
+    Role,
+)
+from greenlight.policies import Action, Actor, Scope
+from greenlight.workflow import checks, freezes, policy
 from greenlight.workflow.guards import (
     find_image,
     find_pipeline,

@@ -5,6 +5,12 @@ from __future__ import annotations
 from tortoise.expressions import Q
 
 from greenlight import notifications
+from greenlight.clock import now
+from greenlight.errors import (
+    BadUserInput,
+    InvalidState,
+    not_found,
+)
 from greenlight.models import (
     LIVE_STATES,
     ApprovalRequest,
@@ -20,13 +26,7 @@ from greenlight.policies import Action, Actor
 from greenlight.rollout import drivers
 from greenlight.workflow import audit, checks, decisions, freezes, validation
 from greenlight.workflow.catalog import close_request
-from greenlight.workflow.clock import now
 from greenlight.workflow.decisions import refuse
-from greenlight.workflow.errors import (
-    BadUserInput,
-    InvalidState,
-    not_found,
-)
 from greenlight.workflow.guards import (
     pipeline_scope,
     require,
@@ -47,11 +47,6 @@ TERMINAL = (
     DeploymentStatus.FAILED,
     DeploymentStatus.SUPERSEDED,
 )
-
-
-async def deployable_images(pipeline: Pipeline) -> list[Image]:
-    """R19: what "Select Image" lists for a pipeline, newest first."""
-    return (await deployable_images_of([pipeline]))[pipeline.id]
 
 
 async def deployable_images_of(

@@ -17,11 +17,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from tortoise.expressions import Q
 
+from greenlight.clock import now
+from greenlight.errors import BadUserInput, DeployFrozen, Forbidden, not_found
 from greenlight.models import DeployFreeze, Environment, Pipeline, Weekday
 from greenlight.policies import Action, Actor
 from greenlight.workflow import audit, validation
-from greenlight.workflow.clock import now
-from greenlight.workflow.errors import BadUserInput, DeployFrozen, Forbidden, not_found
 from greenlight.workflow.guards import pipeline_scope, require_admin, sees_environment, visible_pipeline
 from greenlight.workflow.tx import transaction
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from greenlight.errors import BadUserInput, Forbidden, not_found
 from greenlight.models import Application, ApprovalRequest, Deployment, Image, Pipeline
 from greenlight.policies import Action, Actor, Scope
-from greenlight.workflow.errors import BadUserInput, Forbidden, not_found
 
 
 def pipeline_scope(pipeline: Pipeline) -> Scope:
@@ -13,12 +13,12 @@ def pipeline_scope(pipeline: Pipeline) -> Scope:
 
 def sees_application(actor: Actor, application_name: str) -> bool:
     """An application is visible through any scope on it, whatever the environment."""
-    return any(s.application in ("*", application_name) for s in actor.scopes(Action.VIEW))
+    return any(s.covers_application(application_name) for s in actor.scopes(Action.VIEW))
 
 
 def sees_environment(actor: Actor, environment_name: str) -> bool:
     """An environment is visible through any scope on it, whatever the application."""
-    return any(s.environment in ("*", environment_name) for s in actor.scopes(Action.VIEW))
+    return any(s.covers_environment(environment_name) for s in actor.scopes(Action.VIEW))
 
 
 def require(actor: Actor, action: Action, scope: Scope, what: str) -> None:
@@ -75,26 +75,25 @@ async def visible_image(actor: Actor, image_id: int) -> Image:
     return image
 
 
-async def visible_request(actor: Actor, request_id: int) -> ApprovalRequest:
-    request = (
-        await ApprovalRequest.filter(id=request_id)
+async def _visible_in_pipeline(actor: Actor, model, object_id: int, kind: str):
+    """A row of a pipeline's (a request, a deployment), with its pipeline, if the actor may
+    see the pipeline; NOT_FOUND otherwise, as for one that does not exist (R1)."""
+    found = (
+        await model.filter(id=object_id)
         .select_related("pipeline__application", "pipeline__environment")
         .first()
     )
-    if request is None or not actor.may(Action.VIEW, pipeline_scope(request.pipeline)):
-        raise not_found("approval request")
-    return request
+    if found is None or not actor.may(Action.VIEW, pipeline_scope(found.pipeline)):
+        raise not_found(kind)
+    return found
+
+
+async def visible_request(actor: Actor, request_id: int) -> ApprovalRequest:
+    return await _visible_in_pipeline(actor, ApprovalRequest, request_id, "approval request")
 
 
 async def visible_deployment(actor: Actor, deployment_id: int) -> Deployment:
-    deployment = (
-        await Deployment.filter(id=deployment_id)
-        .select_related("pipeline__application", "pipeline__environment")
-        .first()
-    )
-    if deployment is None or not actor.may(Action.VIEW, pipeline_scope(deployment.pipeline)):
-        raise not_found("deployment")
-    return deployment
+    return await _visible_in_pipeline(actor, Deployment, deployment_id, "deployment")
 
 
 def other_application(image: Image, pipeline: Pipeline) -> BadUserInput | None:

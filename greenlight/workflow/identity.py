@@ -9,13 +9,8 @@ from datetime import timedelta
 from tortoise.exceptions import IntegrityError
 
 from greenlight import sso
-from greenlight.models import ApiToken, Application, Environment, Group, GroupMember, Role, RoleBinding, User
-from greenlight.models.prepared import Prepared
-from greenlight.policies import Actor, Authorizer
-from greenlight.policies.authorizer import lock_policy, record_policy_change
-from greenlight.workflow import audit, validation
-from greenlight.workflow.clock import now
-from greenlight.workflow.errors import (
+from greenlight.clock import now
+from greenlight.errors import (
     BadUserInput,
     Conflict,
     GreenlightError,
@@ -23,6 +18,12 @@ from greenlight.workflow.errors import (
     Unauthenticated,
     not_found,
 )
+from greenlight.models import ApiToken, Application, Environment, Group, GroupMember, Role, RoleBinding, User
+from greenlight.models.prepared import Prepared
+from greenlight.policies import Actor, Authorizer
+from greenlight.policies.authorizer import lock_policy
+from greenlight.scopes import EVERYTHING, Scope
+from greenlight.workflow import audit, validation
 from greenlight.workflow.guards import require_admin
 from greenlight.workflow.reads import page
 from greenlight.workflow.tx import access_transaction, transaction
@@ -132,7 +133,7 @@ async def _sync_groups(user: User, names: set[str]) -> None:
     if wanted == current:
         return
     async with transaction():
-        await record_policy_change(user_id=user.id)
+        await lock_policy()  # first, as every change to who may do what takes it: no deadlock
         await GroupMember.filter(user_id=user.id, group_id__in=current - wanted).delete()
         for group_id in wanted - current:
             await GroupMember.get_or_create(user_id=user.id, group_id=group_id)
@@ -225,8 +226,7 @@ async def api_tokens(actor: Actor, user_id: int | None, first: int | None, after
 async def _set_active(actor: Actor, user_id: int, active: bool) -> User:
     require_admin(actor, "deactivate or reactivate users")
     async with access_transaction(actor):
-        # their roles leave (or rejoin) every process's rules; also serialises deactivations
-        await record_policy_change(user_id=user_id)
+        await lock_policy()  # serialises deactivations (the last super-admin stays)
         user = await User.select_for_update().get_or_none(id=user_id)
         if user is None:
             raise not_found("user")
@@ -263,9 +263,10 @@ async def reactivate_user(actor: Actor, user_id: int) -> User:
 
 
 async def check_scope_exists(application: str, environment: str) -> None:
-    if application != "*" and not await Application.exists(name=application):
+    scope = Scope(application, environment)
+    if not scope.every_application and not await Application.exists(name=application):
         raise not_found("application")
-    if environment != "*" and not await Environment.exists(name=environment):
+    if not scope.every_environment and not await Environment.exists(name=environment):
         raise not_found("environment")
 
 
@@ -289,7 +290,7 @@ async def create_binding(
     require_admin(actor, "grant roles")
     application = validation.scope_part("application", application)
     environment = validation.scope_part("environment", environment)
-    if role == Role.SUPER_ADMIN and (application, environment) != ("*", "*"):
+    if role == Role.SUPER_ADMIN and not Scope(application, environment).is_everything:
         raise BadUserInput("super-admin is global: grant it with application and environment '*'")
     model = User if holder == "user" else Group
     async with access_transaction(actor):
@@ -307,7 +308,6 @@ async def create_binding(
         if existing is not None:
             raise Conflict("this role binding exists", existing=existing)
         binding = await RoleBinding.create(**fields)
-        await record_policy_change(**{f"{holder}_id": holder_id})
         await audit.record(
             "grant_role",
             binding,
@@ -332,7 +332,6 @@ async def delete_binding(actor: Actor, holder: str, binding_id: int) -> RoleBind
         binding = await RoleBinding.get_or_none(id=binding_id, **{f"{holder}_id__isnull": False})
         if binding is None:
             raise not_found("role binding" if holder == "user" else "group role binding")
-        await record_policy_change(user_id=binding.user_id, group_id=binding.group_id)
         if (
             holder == "user"
             and binding.role == Role.SUPER_ADMIN
@@ -383,11 +382,13 @@ async def bootstrap(email: str) -> tuple[User, str]:
         if user.id not in admin_ids:
             try:
                 binding = await RoleBinding.create(
-                    user=user, role=Role.SUPER_ADMIN, application="*", environment="*"
+                    user=user,
+                    role=Role.SUPER_ADMIN,
+                    application=EVERYTHING.application,
+                    environment=EVERYTHING.environment,
                 )
             except IntegrityError:  # pragma: no cover - guarded by the policy lock
                 raise BootstrapError("bootstrap raced with another; run it again") from None
-            await record_policy_change(user_id=user.id)
             await audit.record(
                 "grant_role",
                 binding,

@@ -19,9 +19,9 @@ from urllib.parse import urlsplit
 
 from tortoise.expressions import Q, Subquery
 
+from greenlight.errors import BadUserInput
 from greenlight.models import Image, ImageLabel
 from greenlight.workflow import validation
-from greenlight.workflow.errors import BadUserInput
 
 COMMIT_RE = re.compile(r"[0-9a-fA-F]{7,40}")
 BRANCH_RE = re.compile(r"[^\s\x00-\x1f\x7f]{1,255}")

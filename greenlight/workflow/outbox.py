@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from greenlight.clock import now
+from greenlight.errors import InvalidState, not_found
 from greenlight.models import EmailOutbox
 from greenlight.policies import Actor
 from greenlight.workflow import audit
-from greenlight.workflow.clock import now
-from greenlight.workflow.errors import InvalidState, not_found
 from greenlight.workflow.guards import require_admin
 from greenlight.workflow.reads import Page, page
 from greenlight.workflow.tx import transaction

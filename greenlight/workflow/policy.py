@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from greenlight.errors import BadUserInput
 from greenlight.models import (
     Approval,
     ApprovalException,
@@ -25,7 +26,6 @@ from greenlight.models import (
     User,
 )
 from greenlight.policies import Action, Actor
-from greenlight.workflow.errors import BadUserInput
 from greenlight.workflow.guards import pipeline_scope
 from greenlight.workflow.validation import MAX_REQUIRED_APPROVALS, in_range
 

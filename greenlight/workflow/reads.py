@@ -11,6 +11,7 @@ from tortoise.functions import Count, Max
 from tortoise.models import Model
 from tortoise.queryset import QuerySet
 
+from greenlight.errors import BadUserInput, not_found
 from greenlight.models import (
     Application,
     Approval,
@@ -28,7 +29,6 @@ from greenlight.models import (
 from greenlight.models.visibility import scope_q
 from greenlight.policies import Action, Actor, Scope
 from greenlight.workflow import validation
-from greenlight.workflow.errors import BadUserInput, not_found
 from greenlight.workflow.guards import (
     require_admin,
     sees_environment,
@@ -156,7 +156,7 @@ async def environments(actor: Actor) -> list[Environment]:
     scopes = actor.scopes(Action.VIEW)
     if not scopes:
         return []
-    if any(s.environment == "*" for s in scopes):
+    if any(s.every_environment for s in scopes):
         return await Environment.all().order_by("name")
     return await Environment.filter(name__in={s.environment for s in scopes}).order_by("name")
 

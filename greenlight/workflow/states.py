@@ -7,6 +7,7 @@ from datetime import datetime
 from tortoise.expressions import Q, Subquery
 from tortoise.functions import Max
 
+from greenlight.clock import now
 from greenlight.models import (
     ACTIVE_STATUSES,
     LIVE_STATES,
@@ -15,7 +16,6 @@ from greenlight.models import (
     Deployment,
     Image,
 )
-from greenlight.workflow.clock import now
 
 
 def effective_state(request: ApprovalRequest, at: datetime | None = None) -> ApprovalState:
@@ -69,11 +69,6 @@ async def active_deployments(pipeline_ids: list[int]) -> dict[int, Deployment]:
         .values("newest")
     )
     return {d.pipeline_id: d for d in await Deployment.filter(id__in=Subquery(newest))}
-
-
-async def active_image_id(pipeline_id: int) -> int | None:
-    deployment = await active_deployment(pipeline_id)
-    return deployment.image_id if deployment else None
 
 
 async def active_image(pipeline_id: int) -> Image | None:

@@ -3,11 +3,11 @@ a team on a scope exactly as to a user; members inherit them through Casbin (R2,
 
 from __future__ import annotations
 
+from greenlight.errors import Conflict, InvalidState, not_found
 from greenlight.models import Group, GroupMember, Role, RoleBinding, User
 from greenlight.policies import Actor
-from greenlight.policies.authorizer import record_policy_change
+from greenlight.policies.authorizer import lock_policy
 from greenlight.workflow import audit, validation
-from greenlight.workflow.errors import Conflict, InvalidState, not_found
 from greenlight.workflow.guards import require_admin
 from greenlight.workflow.identity import create_binding, delete_binding
 from greenlight.workflow.reads import Page, page
@@ -39,7 +39,7 @@ async def _group_and_user(group_id: int, user_id: int) -> tuple[Group, User]:
 async def add_member(actor: Actor, group_id: int, user_id: int) -> Group:
     require_admin(actor, "change group members")
     async with access_transaction(actor):
-        await record_policy_change(user_id=user_id)
+        await lock_policy()  # first, as every change to who may do what takes it: no deadlock
         group, user = await _group_and_user(group_id, user_id)
         if await GroupMember.exists(group_id=group.id, user_id=user.id):
             raise Conflict(f"{user.email} is a member of {group.name} already", existing=group)
@@ -52,7 +52,7 @@ async def remove_member(actor: Actor, group_id: int, user_id: int) -> Group:
     """Takes effect on the member's next request, on every process (R5)."""
     require_admin(actor, "change group members")
     async with access_transaction(actor):
-        await record_policy_change(user_id=user_id)
+        await lock_policy()  # first, as every change to who may do what takes it: no deadlock
         group, user = await _group_and_user(group_id, user_id)
         removed = await GroupMember.filter(group_id=group.id, user_id=user.id).delete()
         if not removed:

@@ -10,8 +10,8 @@ from tortoise import connections
 from tortoise.transactions import in_transaction
 
 from greenlight import db
+from greenlight.errors import OutcomeUnknown
 from greenlight.events import CHANNEL, Event, bus
-from greenlight.workflow.errors import OutcomeUnknown
 
 _pending: ContextVar[list[Event] | None] = ContextVar("greenlight_pending_events", default=None)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from greenlight.models.visibility import WILDCARD
-from greenlight.workflow.errors import BadUserInput
+from greenlight.errors import BadUserInput
+from greenlight.scopes import WILDCARD
 
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")

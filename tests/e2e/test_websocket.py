@@ -24,10 +24,10 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.typing import Subprotocol
 
+from greenlight.clock import now
 from greenlight.config import Settings
 from greenlight.models import ApiToken, ApprovalRequest, ApprovalState, Deployment, DeploymentStatus, Image
 from greenlight.rollout.simulator import finish_due_rollouts
-from greenlight.workflow.clock import now
 from tests.conftest import Client
 from tests.support import receive, send, serving
 

@@ -8,10 +8,10 @@ from datetime import timedelta
 
 import pytest
 
+from greenlight.clock import now
 from greenlight.config import Settings
 from greenlight.models import Approval
 from greenlight.notifications import links
-from greenlight.workflow.clock import now
 
 SECRET = "a-test-secret-key-of-at-least-32-characters"
 
@@ -225,8 +225,8 @@ async def test_r8_one_click_link_with_non_ascii_characters_is_http_400(world, un
 
 def test_the_workflow_refuses_a_lone_surrogate_in_text_however_it_arrives():
     """Text that does not come through a JSON body (a background job, a CLI) is checked too."""
+    from greenlight.errors import BadUserInput
     from greenlight.workflow import validation
-    from greenlight.workflow.errors import BadUserInput
 
     with pytest.raises(BadUserInput, match="surrogate"):
         validation.text("comment", "fine \ud800")

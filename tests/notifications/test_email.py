@@ -22,12 +22,12 @@ from aiosmtpd.controller import Controller
 
 from greenlight import db, notifications, outbox
 from greenlight.app import create_app
+from greenlight.clock import now
 from greenlight.config import ConfigError, Settings
 from greenlight.models import Approval, ApprovalRequest, EmailOutbox, User
 from greenlight.notifications import dispatcher, links
 from greenlight.rollout import jobs
 from greenlight.workflow.approvals import sweep_expired
-from greenlight.workflow.clock import now
 from tests.conftest import Client
 
 SENDER = "greenlight@example.com"

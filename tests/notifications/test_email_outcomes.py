@@ -12,10 +12,10 @@ from email import message_from_bytes
 import pytest
 from prometheus_client import REGISTRY
 
+from greenlight.clock import now
 from greenlight.config import Settings
 from greenlight.models import EmailOutbox
 from greenlight.notifications import dispatcher
-from greenlight.workflow.clock import now
 from tests.support import free_port
 
 SENDER = "greenlight@example.com"

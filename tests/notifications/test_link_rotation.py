@@ -11,10 +11,10 @@ from datetime import timedelta
 import pytest
 
 from greenlight import notifications
+from greenlight.clock import now
 from greenlight.config import ConfigError, Settings
 from greenlight.models import Approval, ApprovalRequest
 from greenlight.notifications import links
-from greenlight.workflow.clock import now
 from tests.notifications import test_email
 from tests.notifications.test_email import SECRET, approvals_of, click, emailed_request, pk, token_of
 

@@ -16,6 +16,7 @@ from datetime import timedelta
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from greenlight.clock import now
 from greenlight.config import Settings
 from greenlight.models import (
     ApprovalRequest,
@@ -27,7 +28,6 @@ from greenlight.models import (
     WebhookDelivery,
 )
 from greenlight.observability import metrics
-from greenlight.workflow.clock import now
 
 REQUESTS = "greenlight_graphql_requests_total"
 LATENCY_COUNT = "greenlight_graphql_request_duration_seconds_count"

@@ -17,9 +17,9 @@ import httpx
 import pytest
 
 from greenlight.app import create_app
+from greenlight.clock import now
 from greenlight.models import EmailOutbox, User, WebhookDelivery
 from greenlight.observability import metrics
-from greenlight.workflow.clock import now
 from tests.e2e.test_websocket import DEPLOYMENT_STATUS, session, subscribe
 from tests.observability import test_metrics
 from tests.observability.test_metrics import REQUESTS, delta, outcomes, scrape, value

@@ -20,6 +20,7 @@ import casbin
 import pytest
 from casbin.rbac import default_role_manager
 
+from greenlight.errors import GreenlightError
 from greenlight.models import Application, Environment, Group, GroupMember, Role, RoleBinding, User
 from greenlight.policies import Action, Actor, Authorizer, Scope
 from greenlight.policies import authorizer as authorizer_module
@@ -33,7 +34,6 @@ from greenlight.policies.authorizer import (
     subject,
 )
 from greenlight.workflow import identity, teams
-from greenlight.workflow.errors import GreenlightError
 
 USERS = 300
 GROUPS = 12

@@ -14,9 +14,9 @@ import asyncio
 import pytest
 from tortoise.transactions import in_transaction
 
-from greenlight.models import PolicyVersion
+from greenlight.models import PolicyVersion, User
 from greenlight.policies import Action, Scope
-from greenlight.policies.authorizer import changes_since, record_policy_change
+from greenlight.policies.authorizer import changes_since
 
 from ..conftest import Client, Cluster
 
@@ -227,23 +227,32 @@ async def test_nothing_changed_nothing_is_forgotten(cluster):
 
 
 async def test_changes_are_numbered_in_commit_order(database):
-    """Writers hold the policy lock until they commit, so a change committed later always has
-    the larger id: no process can read past a change that commits after it looked (on
-    PostgreSQL, where transactions run side by side)."""
+    """Writers hold the policy lock until they commit (the triggers that record a change
+    take it, whoever writes), so a change committed later always has the larger id: no
+    process can read past a change that commits after it looked (on PostgreSQL, where
+    transactions run side by side)."""
     if database != "postgres":
         pytest.skip("SQLite runs one writing transaction at a time")
+    one = await User.create(email="one@example.com", name="one")
+    two = await User.create(email="two@example.com", name="two")
     holding = asyncio.Event()
     release = asyncio.Event()
 
+    def grant(user: User) -> str:
+        return (
+            "INSERT INTO role_bindings (user_id, role, application, environment, created_at)"
+            f" VALUES ({user.id}, 'viewer', '*', '*', CURRENT_TIMESTAMP)"
+        )
+
     async def first() -> None:
-        async with in_transaction():
-            await record_policy_change(user_id=1)
+        async with in_transaction() as connection:
+            await connection.execute_query(grant(one))
             holding.set()
             await release.wait()
 
     async def second() -> None:
-        async with in_transaction():
-            await record_policy_change(user_id=2)
+        async with in_transaction() as connection:
+            await connection.execute_query(grant(two))
 
     task1 = asyncio.create_task(first())
     await holding.wait()
@@ -255,4 +264,4 @@ async def test_changes_are_numbered_in_commit_order(database):
     release.set()
     await asyncio.gather(task1, task2)
     rows = await PolicyVersion.all().order_by("id").values_list("user_id", flat=True)
-    assert rows == [1, 2]
+    assert rows == [one.id, two.id]

@@ -15,10 +15,10 @@ from tortoise import connections
 
 from greenlight import db
 from greenlight.app import create_app
+from greenlight.clock import now
 from greenlight.config import Settings
+from greenlight.errors import GreenlightError
 from greenlight.models import ApiToken, Role, RoleBinding, User
-from greenlight.workflow.clock import now
-from greenlight.workflow.errors import GreenlightError
 from greenlight.workflow.identity import bootstrap
 
 from ..conftest import Client

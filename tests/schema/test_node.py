@@ -7,10 +7,10 @@ import uuid
 
 from graphql import GraphQLObjectType
 
+from greenlight.clock import now
 from greenlight.models import EmailOutbox, User
 from greenlight.resolvers.queries import NODES
 from greenlight.schema import build_schema
-from greenlight.workflow.clock import now
 
 from ..policies.test_access import PIPELINES, VISIBLE, populate
 

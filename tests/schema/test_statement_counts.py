@@ -18,8 +18,8 @@ import pytest
 from tortoise.log import db_client_logger
 
 from greenlight import models
+from greenlight.clock import now
 from greenlight.models import ApprovalState, DeploymentStatus, DeploymentStrategy, Role
-from greenlight.workflow.clock import now
 from tests.conftest import World
 
 

@@ -3,7 +3,7 @@
 when it ends, the super-admin override with its reason (audited), automatic pipelines (R24)
 that wait, Pipeline.frozenUntil, and createDeployFreeze's refusals (R2, BAD_USER_INPUT).
 
-Time: Greenlight reads "now" from `greenlight.workflow.clock`; the `clock` fixture sets the
+Time: Greenlight reads "now" from `greenlight.clock`; the `clock` fixture sets the
 "now" every workflow module sees. Tests that need no particular instant use real time."""
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from greenlight import models
-from greenlight.workflow.clock import now
+from greenlight.clock import now
 
 DECISION = "allowed code reason"
 VIEWER_CAN = f"""query($id: ID!) {{ approvalRequest(id: $id) {{ viewerCanApprove viewerCan {{

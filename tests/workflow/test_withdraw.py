@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from greenlight import models
-from greenlight.workflow.clock import now
+from greenlight.clock import now
 from tests.workflow.test_concurrency import later, outcome, race
 
 WITHDRAW = """mutation($id: ID!) { withdrawApproval(requestId: $id) {

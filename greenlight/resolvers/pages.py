@@ -3,7 +3,8 @@
 GET shows what would be approved and a confirmation button; only the POST from that
 page approves (mail scanners follow GET links). The approval goes through the same
 workflow function as the API, so R9 to R16 apply at that moment, and refusals are shown
-as a readable page.
+as a readable page. Resolvers of HTML forms, as the others are of GraphQL: a form in, one
+workflow call, a page out.
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ from urllib.parse import parse_qs
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
+from greenlight.clock import now
+from greenlight.errors import BadUserInput, GreenlightError, Unauthenticated, not_found
 from greenlight.models import Image, Pipeline, User
 from greenlight.notifications import current, links
 from greenlight.policies import Actor
 from greenlight.workflow import approvals
-from greenlight.workflow.clock import now
-from greenlight.workflow.errors import BadUserInput, GreenlightError, Unauthenticated, not_found
 from greenlight.workflow.guards import visible_request
 
 

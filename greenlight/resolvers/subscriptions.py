@@ -1,4 +1,5 @@
-"""Live updates (R25): deployments and approval requests, as their callers may see them.
+"""Subscription resolvers, like the query and mutation ones: live updates (R25) of deployments
+and approval requests, as their callers may see them.
 
 A subscription is authorised when it starts, as every operation on a socket is
 (greenlight.schema.context), and again whenever it wakes (an event, or every
@@ -16,6 +17,7 @@ from typing import Annotated
 
 import strawberry
 
+from greenlight.errors import NotFound, RateLimited
 from greenlight.events import Event, bus
 from greenlight.schema import ids
 from greenlight.schema.arguments import described
@@ -23,7 +25,6 @@ from greenlight.schema.context import CredentialsWithdrawn, Info
 from greenlight.schema.loaders import Loaders
 from greenlight.schema.types import ApprovalRequest, Deployment
 from greenlight.workflow.deployments import TERMINAL
-from greenlight.workflow.errors import NotFound, RateLimited
 from greenlight.workflow.guards import visible_deployment, visible_request
 
 DEFAULT_RECHECK_SECONDS = 30.0
