@@ -1,4 +1,5 @@
-// The shell: signing in with an API token, the navigation, and the hash routes.
+// The shell: signing in (an API token, or single sign-on where configured), the navigation,
+// and the hash routes.
 import { Provider, useQuery, useSubscription } from "@urql/preact";
 import { useEffect, useMemo, useState } from "preact/hooks";
 import { openSession, tokenStore } from "./client";
@@ -7,6 +8,9 @@ import { Applications, AppDetails, ApprovalForDeployment, BuildAndDeploy, Select
 import { ApprovalPending } from "./requests";
 import { ErrorNote } from "./ui";
 import { Admin } from "./admin";
+import { finishSignIn, isReturning, ssoConfig, ssoProblem, startSignIn, type SsoConfig } from "./sso";
+
+const sso = ssoConfig();
 
 function useHash(): string[] {
   const read = () => window.location.hash.replace(/^#\/?/, "").split("/").filter(Boolean).map(decodeURIComponent);
@@ -22,6 +26,19 @@ function useHash(): string[] {
 export function App() {
   const [token, setToken] = useState<string | null>(tokenStore.get());
   const [notice, setNotice] = useState<string | null>(null);
+  const [returning, setReturning] = useState(() => Boolean(sso && isReturning()));
+  useEffect(() => {
+    // Back from the identity provider: the code becomes the ID token this tab signs in with.
+    if (!returning || !sso) return;
+    finishSignIn(sso)
+      .then((idToken) => {
+        tokenStore.set(idToken);
+        setNotice(null);
+        setToken(idToken);
+      })
+      .catch((error) => setNotice(ssoProblem(error)))
+      .finally(() => setReturning(false));
+  }, []);
   const session = useMemo(
     () =>
       token
@@ -42,10 +59,13 @@ export function App() {
     window.location.hash = "";
   };
 
+  if (returning) return <main class="signin"><p role="status">Signing in…</p></main>;
   if (!session) {
     return (
       <SignIn
         notice={notice}
+        sso={sso}
+        onProblem={setNotice}
         onToken={(value) => {
           tokenStore.set(value);
           setNotice(null);
@@ -61,11 +81,39 @@ export function App() {
   );
 }
 
-function SignIn(props: { notice: string | null; onToken: (token: string) => void }) {
+function SignIn(props: {
+  notice: string | null;
+  sso: SsoConfig | null;
+  onToken: (token: string) => void;
+  onProblem: (message: string) => void;
+}) {
   const [value, setValue] = useState("");
+  const [leaving, setLeaving] = useState(false);
+  const { sso } = props;
   return (
     <main class="signin">
       <h1>Greenlight</h1>
+      {sso && (
+        <div class="panel">
+          <button
+            type="button"
+            class="primary"
+            disabled={leaving}
+            onClick={() => {
+              setLeaving(true);
+              startSignIn(sso).catch((error) => {
+                setLeaving(false);
+                props.onProblem(ssoProblem(error));
+              });
+            }}
+          >
+            Sign in with single sign-on
+          </button>
+          <p class="muted">
+            Through your identity provider (<code>{sso.issuer.host}</code>).
+          </p>
+        </div>
+      )}
       <form
         onSubmit={(event) => {
           event.preventDefault();
