@@ -427,6 +427,74 @@ async def test_console_story_through_the_screens_offline(story, server):
             await sre.get_by_role("button", name="Add", exact=True).click()
             await expect(sre.get_by_role("listitem").filter(has_text="alice@example.com")).to_be_visible()
 
+            # Approval policies: a team quorum and an exception, edited in Administration. A
+            # policy the API refuses shows its words and code, and changes nothing.
+            policy_query = (
+                "query($id: ID!) { pipeline(id: $id) { approvalPolicy { kind requiredApprovals "
+                "groupQuorums { minApprovals group { name } } exceptionUsers { email } } } }"
+            )
+            await go(admin, "#/admin/policies")
+            policy = admin.get_by_role("form", name="Approval policy of shop / prod")
+            await policy.get_by_label("Whose approvals count").select_option("GROUP_QUORUMS")
+            await policy.get_by_role("button", name="Save policy").click()
+            await expect(admin.get_by_role("alert")).to_contain_text("name at least one group")
+            await expect(admin.get_by_role("alert")).to_contain_text("BAD_USER_INPUT")
+            unchanged = story.admin.ok(policy_query, {"id": story.ids["pipeline"]})["pipeline"][
+                "approvalPolicy"
+            ]
+            assert unchanged["kind"] == "ANY" and unchanged["groupQuorums"] == []
+            await policy.get_by_label("Approvals from sre").fill("1")
+            await (
+                policy.get_by_role("group", name="Exceptions: users who may deploy without approval")
+                .get_by_role("checkbox", name=re.compile("^carol"))
+                .check()
+            )
+            await policy.get_by_role("button", name="Save policy").click()
+            await expect(admin.get_by_role("status")).to_contain_text("Policy saved.")
+            await expect(admin.get_by_role("region", name="Policy of shop / prod")).to_contain_text(
+                "with 1 from sre"
+            )
+            saved = story.admin.ok(policy_query, {"id": story.ids["pipeline"]})["pipeline"]["approvalPolicy"]
+            assert saved == {
+                "kind": "GROUP_QUORUMS",
+                "requiredApprovals": 2,
+                "groupQuorums": [{"minApprovals": 1, "group": {"name": "sre"}}],
+                "exceptionUsers": [{"email": "carol@example.com"}],
+            }
+            await shot(admin, "administration-policies")
+            # The rest of the story runs under the policy it started with.
+            story.admin.ok(
+                "mutation($id: ID!, $i: ApprovalPolicyInput!) { updateApprovalPolicy(pipelineId: $id, input: $i) { id } }",
+                {
+                    "id": story.ids["pipeline"],
+                    "i": {
+                        "requiredApprovals": 2,
+                        "ttlHours": 24,
+                        "kind": "ANY",
+                        "groupQuorums": [],
+                        "exceptionUserIds": [],
+                    },
+                },
+            )
+
+            # The audit log, filtered by who and when: the admin's policy edits of today.
+            await go(admin, "#/admin/audit")
+            filters = admin.get_by_role("form", name="Audit log filters")
+            await filters.get_by_label("Who").select_option(story.admin.user_id)
+            await filters.get_by_label("Action").fill("update_approval_policy")
+            await filters.get_by_label("From").fill(
+                (datetime.now() - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M")
+            )
+            await filters.get_by_role("button", name="Filter").click()
+            log = admin.get_by_role("table", name="Audit log, newest first")
+            await expect(log.get_by_role("row").filter(has_text="update_approval_policy")).to_have_count(2)
+            await filters.get_by_label("Until").fill(
+                (datetime.now() - timedelta(minutes=30)).strftime("%Y-%m-%dT%H:%M")
+            )
+            await filters.get_by_role("button", name="Filter").click()
+            await expect(admin.get_by_text("No event matches these filters.")).to_be_visible()
+            await shot(admin, "administration-audit")
+
             # Why can't I? A freeze made in Administration disables Deploy, with the API's words.
             now = datetime.now()
             await go(admin, "#/admin/freezes")
