@@ -3,6 +3,7 @@
 // The API refuses everyone else; the console only hides the menu. Every form here is one
 // component, AdminForm, given its fields; a refusal shows the API's words and code.
 import { useMutation, useQuery, type CombinedError } from "@urql/preact";
+import type { ComponentChildren } from "preact";
 import { useRef, useState } from "preact/hooks";
 import { readFragment, type ResultOf } from "./graphql";
 import {
@@ -236,6 +237,49 @@ const scopeFields = (apps: Option[], envs: Option[]): Field[] => [
 const SCOPE = { role: "IMAGE_APPROVER", application: "*", environment: "*" };
 const scopeOf = (v: Values) => ({ role: v.role as Role, application: v.application as string, environment: v.environment as string });
 
+/** A user's or a group's role bindings, each with its Revoke button. */
+function Bindings(props: {
+  holder: string;
+  bindings: { id: string; role: string; application: string; environment: string }[];
+  onRevoke: (id: string) => void;
+}) {
+  return (
+    <ul class="bindings">
+      {props.bindings.map((b) => (
+        <li key={b.id}>
+          {roleName(b.role)} on {b.application}/{b.environment}{" "}
+          <button
+            type="button"
+            aria-label={`Revoke ${b.role} on ${b.application}/${b.environment} from ${props.holder}`}
+            onClick={() => props.onRevoke(b.id)}
+          >
+            Revoke
+          </button>
+        </li>
+      ))}
+    </ul>
+  );
+}
+
+/** A table with its caption and column headers (a header given as [name, true] is for screen readers only). */
+function Table(props: { caption: string; headers: (string | [string, true])[]; children: ComponentChildren }) {
+  return (
+    <table>
+      <caption>{props.caption}</caption>
+      <thead>
+        <tr>
+          {props.headers.map((h) => (
+            <th key={String(h)} scope="col">
+              {typeof h === "string" ? h : <span class="sr-only">{h[0]}</span>}
+            </th>
+          ))}
+        </tr>
+      </thead>
+      <tbody>{props.children}</tbody>
+    </table>
+  );
+}
+
 // --- Sections -----------------------------------------------------------------------------
 
 function Users() {
@@ -260,41 +304,20 @@ function Users() {
       />
       {note}
       <h2>Users</h2>
-      <table>
-        <caption>Users and their role bindings</caption>
-        <thead>
-          <tr>
-            <th scope="col">Name</th>
-            <th scope="col">Email</th>
-            <th scope="col">Roles</th>
+      <Table caption="Users and their role bindings" headers={["Name", "Email", "Roles"]}>
+        {data?.users.map((u) => (
+          <tr key={u.id}>
+            <td>
+              {u.name}
+              {!u.isActive && <span class="muted"> (deactivated)</span>}
+            </td>
+            <td>{u.email}</td>
+            <td>
+              <Bindings holder={u.name} bindings={u.roleBindings} onRevoke={(id) => run("Role revoked.", () => revoke({ id }))} />
+            </td>
           </tr>
-        </thead>
-        <tbody>
-          {data?.users.map((u) => (
-            <tr key={u.id}>
-              <td>
-                {u.name}
-                {!u.isActive && <span class="muted"> (deactivated)</span>}
-              </td>
-              <td>{u.email}</td>
-              <td>
-                {u.roleBindings.map((b) => (
-                  <div key={b.id}>
-                    {roleName(b.role)} on {b.application}/{b.environment}{" "}
-                    <button
-                      type="button"
-                      aria-label={`Revoke ${b.role} on ${b.application}/${b.environment} from ${u.name}`}
-                      onClick={() => run("Role revoked.", () => revoke({ id: b.id }))}
-                    >
-                      Revoke
-                    </button>
-                  </div>
-                ))}
-              </td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
+        ))}
+      </Table>
       <h2>New user</h2>
       <AdminForm
         fields={[
@@ -518,43 +541,31 @@ function Tokens() {
         </p>
       )}
       {note}
-      <table>
-        <caption>API tokens (never their secrets)</caption>
-        <thead>
-          <tr>
-            <th scope="col">Name</th>
-            <th scope="col">User</th>
-            <th scope="col">Created</th>
-            <th scope="col">Last used</th>
-            <th scope="col">State</th>
+      <Table caption="API tokens (never their secrets)" headers={["Name", "User", "Created", "Last used", "State"]}>
+        {data?.apiTokens.edges.map(({ node: t }) => (
+          <tr key={t.id}>
+            <td>{t.name}</td>
+            <td>{t.user.name}</td>
+            <td>
+              <When at={t.createdAt} />
+            </td>
+            <td>
+              <When at={t.lastUsedAt} />
+            </td>
+            <td>
+              {t.revokedAt ? (
+                <>
+                  revoked <When at={t.revokedAt} />
+                </>
+              ) : (
+                <button type="button" aria-label={`Revoke token ${t.name}`} onClick={() => run("Token revoked.", () => revoke({ id: t.id }))}>
+                  Revoke
+                </button>
+              )}
+            </td>
           </tr>
-        </thead>
-        <tbody>
-          {data?.apiTokens.edges.map(({ node: t }) => (
-            <tr key={t.id}>
-              <td>{t.name}</td>
-              <td>{t.user.name}</td>
-              <td>
-                <When at={t.createdAt} />
-              </td>
-              <td>
-                <When at={t.lastUsedAt} />
-              </td>
-              <td>
-                {t.revokedAt ? (
-                  <>
-                    revoked <When at={t.revokedAt} />
-                  </>
-                ) : (
-                  <button type="button" aria-label={`Revoke token ${t.name}`} onClick={() => run("Token revoked.", () => revoke({ id: t.id }))}>
-                    Revoke
-                  </button>
-                )}
-              </td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
+        ))}
+      </Table>
     </section>
   );
 }
@@ -592,40 +603,28 @@ function Audit() {
         onSubmit={(v) => setFilter(v)}
       />
       <ErrorNote error={error} />
-      <table>
-        <caption>Audit log, newest first</caption>
-        <thead>
-          <tr>
-            <th scope="col">When</th>
-            <th scope="col">Who</th>
-            <th scope="col">Action</th>
-            <th scope="col">Where</th>
-            <th scope="col">Change</th>
+      <Table caption="Audit log, newest first" headers={["When", "Who", "Action", "Where", "Change"]}>
+        {data?.auditEvents.edges.map(({ node: e }) => (
+          <tr key={e.id}>
+            <td data-label="When">
+              <When at={e.at} />
+            </td>
+            <td data-label="Who">{e.actor ? e.actor.name : "Greenlight"}</td>
+            <td data-label="Action">
+              {e.action} <span class="muted">{e.objectId}</span>
+            </td>
+            <td data-label="Where">
+              {e.application ?? ""}
+              {e.environment ? ` / ${e.environment}` : ""}
+            </td>
+            <td data-label="Change">
+              <code class="json">
+                {JSON.stringify(e.before ?? null)} → {JSON.stringify(e.after ?? null)}
+              </code>
+            </td>
           </tr>
-        </thead>
-        <tbody>
-          {data?.auditEvents.edges.map(({ node: e }) => (
-            <tr key={e.id}>
-              <td data-label="When">
-                <When at={e.at} />
-              </td>
-              <td data-label="Who">{e.actor ? e.actor.name : "Greenlight"}</td>
-              <td data-label="Action">
-                {e.action} <span class="muted">{e.objectId}</span>
-              </td>
-              <td data-label="Where">
-                {e.application ?? ""}
-                {e.environment ? ` / ${e.environment}` : ""}
-              </td>
-              <td data-label="Change">
-                <code class="json">
-                  {JSON.stringify(e.before ?? null)} → {JSON.stringify(e.after ?? null)}
-                </code>
-              </td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
+        ))}
+      </Table>
       {data && data.auditEvents.edges.length === 0 && <p class="empty">No event matches these filters.</p>}
     </section>
   );
@@ -676,20 +675,7 @@ function Groups() {
             onSubmit={(v) => addMember({ groupId: group.id, userId: v.userId as string })}
           />
           <h3>Roles</h3>
-          <ul>
-            {group.roleBindings.map((b) => (
-              <li key={b.id}>
-                {roleName(b.role)} on {b.application}/{b.environment}{" "}
-                <button
-                  type="button"
-                  aria-label={`Revoke ${b.role} on ${b.application}/${b.environment} from ${group.name}`}
-                  onClick={() => run("Role revoked.", () => revoke({ id: b.id }))}
-                >
-                  Revoke
-                </button>
-              </li>
-            ))}
-          </ul>
+          <Bindings holder={group.name} bindings={group.roleBindings} onRevoke={(id) => run("Role revoked.", () => revoke({ id }))} />
           <AdminForm
             fields={scopeFields(apps, envs)}
             initial={SCOPE}
@@ -728,45 +714,31 @@ function Freezes() {
         }
       />
       {note}
-      <table>
-        <caption>Deploy freezes</caption>
-        <thead>
-          <tr>
-            <th scope="col">Name</th>
-            <th scope="col">Where</th>
-            <th scope="col">When</th>
-            <th scope="col">By</th>
-            <th scope="col">
-              <span class="sr-only">Delete</span>
-            </th>
+      <Table caption="Deploy freezes" headers={["Name", "Where", "When", "By", ["Delete", true]]}>
+        {data?.deployFreezes.map((f) => (
+          <tr key={f.id}>
+            <td data-label="Name">{f.name}</td>
+            <td data-label="Where">
+              {f.environment ? f.environment.name : f.pipeline ? `${f.pipeline.application.name} / ${f.pipeline.environment.name}` : ""}
+            </td>
+            <td data-label="When">
+              {f.weekly ? (
+                `weekly ${f.weekly.startDay.toLowerCase()} ${f.weekly.startTime} to ${f.weekly.endDay.toLowerCase()} ${f.weekly.endTime} (${f.weekly.timeZone})`
+              ) : (
+                <>
+                  <When at={f.startsAt} /> to <When at={f.endsAt} />
+                </>
+              )}
+            </td>
+            <td data-label="By">{f.createdBy.name}</td>
+            <td>
+              <button type="button" aria-label={`Delete freeze ${f.name}`} onClick={() => run("Freeze deleted.", () => remove({ id: f.id }))}>
+                Delete
+              </button>
+            </td>
           </tr>
-        </thead>
-        <tbody>
-          {data?.deployFreezes.map((f) => (
-            <tr key={f.id}>
-              <td data-label="Name">{f.name}</td>
-              <td data-label="Where">
-                {f.environment ? f.environment.name : f.pipeline ? `${f.pipeline.application.name} / ${f.pipeline.environment.name}` : ""}
-              </td>
-              <td data-label="When">
-                {f.weekly ? (
-                  `weekly ${f.weekly.startDay.toLowerCase()} ${f.weekly.startTime} to ${f.weekly.endDay.toLowerCase()} ${f.weekly.endTime} (${f.weekly.timeZone})`
-                ) : (
-                  <>
-                    <When at={f.startsAt} /> to <When at={f.endsAt} />
-                  </>
-                )}
-              </td>
-              <td data-label="By">{f.createdBy.name}</td>
-              <td>
-                <button type="button" aria-label={`Delete freeze ${f.name}`} onClick={() => run("Freeze deleted.", () => remove({ id: f.id }))}>
-                  Delete
-                </button>
-              </td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
+        ))}
+      </Table>
     </section>
   );
 }
