@@ -3,8 +3,8 @@
 // issuer, its client id and the scopes are rendered into the page by the server (meta tags
 // from GREENLIGHT_OIDC_ISSUER, GREENLIGHT_OIDC_CLIENT_ID, GREENLIGHT_OIDC_SCOPES). The ID
 // token it gets back is the bearer credential Greenlight checks (issuer, audience = the
-// client id, signature, expiry), exactly as any other JWT.
-import * as oauth from "oauth4webapi";
+// client id, signature, expiry), exactly as any other JWT. The flow itself (sso-flow.ts,
+// with oauth4webapi) loads only when a sign-in starts or comes back.
 
 export type SsoConfig = { issuer: URL; clientId: string; scopes: string };
 
@@ -18,89 +18,10 @@ export function ssoConfig(): SsoConfig | null {
 }
 
 // The flow's secrets wait in this tab only, for the provider to send the browser back.
-const PENDING = "greenlight.sso.pending";
-type Pending = { verifier: string; state: string; nonce: string; back: string };
-
-// Where the provider sends the browser back: the console's own page.
-const redirectUri = () => `${window.location.origin}/`;
-
-async function discover(config: SsoConfig): Promise<oauth.AuthorizationServer> {
-  // An http issuer is the administrator's choice (a provider on loopback, say): allowed then only.
-  const response = await oauth.discoveryRequest(config.issuer, {
-    algorithm: "oidc",
-    [oauth.allowInsecureRequests]: config.issuer.protocol === "http:",
-  });
-  return oauth.processDiscoveryResponse(config.issuer, response);
-}
-
-/** Off to the identity provider; the browser comes back to the console with a code. */
-export async function startSignIn(config: SsoConfig): Promise<void> {
-  const server = await discover(config);
-  if (!server.authorization_endpoint) throw new Error("The identity provider names no authorization endpoint.");
-  const pending: Pending = {
-    verifier: oauth.generateRandomCodeVerifier(),
-    state: oauth.generateRandomState(),
-    nonce: oauth.generateRandomNonce(),
-    back: window.location.hash,
-  };
-  sessionStorage.setItem(PENDING, JSON.stringify(pending));
-  const url = new URL(server.authorization_endpoint);
-  url.search = new URLSearchParams({
-    client_id: config.clientId,
-    redirect_uri: redirectUri(),
-    response_type: "code",
-    scope: config.scopes,
-    state: pending.state,
-    nonce: pending.nonce,
-    code_challenge: await oauth.calculatePKCECodeChallenge(pending.verifier),
-    code_challenge_method: "S256",
-  }).toString();
-  window.location.assign(url.href);
-}
+export const PENDING = "greenlight.sso.pending";
 
 /** True when this page load is the provider sending the browser back. */
 export function isReturning(): boolean {
   const params = new URLSearchParams(window.location.search);
   return (params.has("code") || params.has("error")) && params.has("state") && sessionStorage.getItem(PENDING) !== null;
-}
-
-/** The provider's answer turned into an ID token; the code and state leave the address bar. */
-export async function finishSignIn(config: SsoConfig): Promise<string> {
-  const pending = JSON.parse(sessionStorage.getItem(PENDING) ?? "null") as Pending | null;
-  sessionStorage.removeItem(PENDING);
-  const current = new URL(window.location.href);
-  window.history.replaceState(null, "", `${window.location.pathname}${pending?.back ?? ""}`);
-  if (!pending) throw new Error("This sign-in was not started here; sign in again.");
-  const server = await discover(config);
-  const client: oauth.Client = { client_id: config.clientId };
-  const insecure = { [oauth.allowInsecureRequests]: config.issuer.protocol === "http:" };
-  const params = oauth.validateAuthResponse(server, client, current, pending.state);
-  const response = await oauth.authorizationCodeGrantRequest(
-    server,
-    client,
-    oauth.None(),
-    params,
-    redirectUri(),
-    pending.verifier,
-    insecure,
-  );
-  const result = await oauth.processAuthorizationCodeResponse(server, client, response, {
-    expectedNonce: pending.nonce,
-    requireIdToken: true,
-  });
-  if (!result.id_token) throw new Error("The identity provider sent no ID token.");
-  return result.id_token;
-}
-
-/** A failure of the flow in plain words, with the provider's or the library's code. */
-export function ssoProblem(error: unknown): string {
-  if (error instanceof oauth.AuthorizationResponseError) {
-    return `The identity provider refused: ${error.error_description || error.error} (${error.error})`;
-  }
-  if (error instanceof oauth.ResponseBodyError) {
-    return `The identity provider refused: ${error.error_description || error.error} (${error.error})`;
-  }
-  if (error instanceof oauth.OperationProcessingError) return `Single sign-on failed: ${error.message} (${error.code})`;
-  if (error instanceof TypeError) return "The identity provider could not be reached; try again. (NETWORK)";
-  return `Single sign-on failed: ${error instanceof Error ? error.message : String(error)}`;
 }
