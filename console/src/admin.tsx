@@ -1,10 +1,10 @@
 // Administration, for super-admins (R2): users and their role bindings, applications,
 // environments, pipelines and approval policies, groups, freezes, API tokens, the audit log.
 // The API refuses everyone else; the console only hides the menu. Every form here is one
-// component, AdminForm, given its fields; a refusal shows the API's words and code.
+// component, Form (form.tsx), given its fields; a refusal shows the API's words and code.
 import { useMutation, useQuery, type CombinedError } from "@urql/preact";
 import type { ComponentChildren } from "preact";
-import { useRef, useState } from "preact/hooks";
+import { useState } from "preact/hooks";
 import { readFragment, type ResultOf } from "./graphql";
 import {
   AddMemberMutation,
@@ -31,6 +31,7 @@ import {
   TokensQuery,
   UpdatePolicyMutation,
 } from "./ops";
+import { Form, type Field, type Option, type Value, type Values } from "./form";
 import { ErrorNote, When } from "./ui";
 
 const SECTIONS: [string, string][] = [
@@ -65,144 +66,6 @@ export function Admin({ section }: { section?: string }) {
       {current === "freezes" && <Freezes />}
       {current === "tokens" && <Tokens />}
       {current === "audit" && <Audit />}
-    </>
-  );
-}
-
-// --- The one form -------------------------------------------------------------------------
-
-type Option = [value: string, label: string];
-type Value = string | boolean | string[];
-type Values = Record<string, Value>;
-type Field = {
-  name: string;
-  label: string;
-  kind?: "text" | "email" | "number" | "datetime-local" | "select" | "checkbox" | "checks";
-  options?: Option[];
-  required?: boolean;
-  min?: number;
-  max?: number;
-  placeholder?: string;
-  /** Shown only while this holds for the form's values (e.g. the approvers for SPECIFIC_USERS). */
-  when?: (values: Values) => boolean;
-};
-type Outcome = { error?: CombinedError } | void;
-
-function AdminForm(props: {
-  fields: Field[];
-  initial?: Values;
-  submit: string;
-  done?: string;
-  label?: string;
-  /** Read the values after each change (filters) rather than on submit only. */
-  live?: boolean;
-  onSubmit: (values: Values) => Promise<Outcome> | Outcome;
-}) {
-  const blank = () =>
-    Object.fromEntries(
-      props.fields.map((f) => [f.name, props.initial?.[f.name] ?? (f.kind === "checks" ? [] : f.kind === "checkbox" ? false : "")]),
-    ) as Values;
-  const [values, setValues] = useState<Values>(blank);
-  const [error, setError] = useState<CombinedError | undefined>();
-  const [done, setDone] = useState<string | null>(null);
-  const [busy, setBusy] = useState(false);
-  const send = async (next: Values) => {
-    setBusy(true);
-    const outcome = await props.onSubmit(next);
-    setBusy(false);
-    setError(outcome ? outcome.error : undefined);
-    setDone(outcome && !outcome.error && props.done ? props.done : null);
-  };
-  // The latest values, also between a change and the render it causes (a click on submit
-  // right after typing must send what was typed).
-  const latest = useRef(values);
-  const set = (name: string, value: Value, settled = true) => {
-    const next = { ...latest.current, [name]: value };
-    latest.current = next;
-    setValues(next);
-    if (props.live && settled) void send(next);
-  };
-  const text = (e: Event) => (e.target as HTMLInputElement).value;
-  return (
-    <>
-      <form
-        class="panel inline"
-        aria-label={props.label}
-        onSubmit={(e) => {
-          e.preventDefault();
-          void send(latest.current);
-        }}
-      >
-        {props.fields
-          .filter((f) => !f.when || f.when(values))
-          .map((f) => {
-            const value = values[f.name];
-            if (f.kind === "checks") {
-              const chosen = value as string[];
-              return (
-                <fieldset key={f.name} class="checks">
-                  <legend>{f.label}</legend>
-                  {(f.options ?? []).length === 0 && <span class="muted">none yet</span>}
-                  {(f.options ?? []).map(([v, label]) => (
-                    <label key={v} class="check">
-                      <input
-                        type="checkbox"
-                        checked={chosen.includes(v)}
-                        onChange={(e) =>
-                          set(f.name, (e.target as HTMLInputElement).checked ? [...chosen, v] : chosen.filter((c) => c !== v))
-                        }
-                      />{" "}
-                      {label}
-                    </label>
-                  ))}
-                </fieldset>
-              );
-            }
-            if (f.kind === "checkbox") {
-              return (
-                <label key={f.name} class="check">
-                  <input type="checkbox" checked={value as boolean} onChange={(e) => set(f.name, (e.target as HTMLInputElement).checked)} />{" "}
-                  {f.label}
-                </label>
-              );
-            }
-            if (f.kind === "select") {
-              return (
-                <label key={f.name}>
-                  {f.label}
-                  <select required={f.required} value={value as string} onChange={(e) => set(f.name, text(e))}>
-                    {f.placeholder !== undefined && <option value="">{f.placeholder}</option>}
-                    {(f.options ?? []).map(([v, label]) => (
-                      <option key={v} value={v}>
-                        {label}
-                      </option>
-                    ))}
-                  </select>
-                </label>
-              );
-            }
-            return (
-              <label key={f.name}>
-                {f.label}{" "}
-                <input
-                  type={(f.kind ?? "text") as "text"}
-                  required={f.required}
-                  min={f.min}
-                  max={f.max}
-                  placeholder={f.placeholder}
-                  value={value as string}
-                  onInput={(e) => set(f.name, text(e), false)}
-                  onChange={(e) => set(f.name, text(e))}
-                />
-              </label>
-            );
-          })}
-        <button type="submit" class={props.live ? "" : "primary"} disabled={busy}>
-          {props.submit}
-        </button>
-      </form>
-      <ErrorNote error={error} />
-      {done && <p role="status">{done}</p>}
     </>
   );
 }
@@ -292,7 +155,7 @@ function Users() {
     <section>
       <ErrorNote error={error} />
       <h2>Grant a role</h2>
-      <AdminForm
+      <Form
         fields={[
           { name: "userId", label: "User", kind: "select", required: true, placeholder: "choose…", options: people(data?.users) },
           ...scopeFields(named(data?.applications, "name"), named(data?.environments, "name")),
@@ -319,12 +182,13 @@ function Users() {
         ))}
       </Table>
       <h2>New user</h2>
-      <AdminForm
+      <Form
         fields={[
           { name: "email", label: "Email", kind: "email", required: true },
           { name: "name", label: "Name", required: true },
         ]}
         submit="Create user"
+        reset
         done="User created."
         onSubmit={(v) => create({ input: { email: v.email as string, name: v.name as string } })}
       />
@@ -341,19 +205,21 @@ function Pipelines() {
   return (
     <section>
       <ErrorNote error={error} />
-      <AdminForm
+      <Form
         fields={[{ name: "name", label: "Application name", required: true }]}
         submit="Create application"
+        reset
         done="Application created."
         onSubmit={(v) => createApp({ name: v.name as string })}
       />
-      <AdminForm
+      <Form
         fields={[{ name: "name", label: "Environment name", required: true }]}
         submit="Create environment"
+        reset
         done="Environment created."
         onSubmit={(v) => createEnv({ name: v.name as string })}
       />
-      <AdminForm
+      <Form
         fields={[
           { name: "applicationId", label: "Application", kind: "select", required: true, placeholder: "choose…", options: named(data?.applications) },
           { name: "environmentId", label: "Environment", kind: "select", required: true, placeholder: "choose…", options: named(data?.environments) },
@@ -425,7 +291,7 @@ function PolicyEditor(props: { pipelineId: string; title: string; policy: Policy
     <section class="card" aria-label={`Policy of ${props.title}`}>
       <h2>{props.title}</h2>
       <p class="muted">Now: {describe(policy)}.</p>
-      <AdminForm
+      <Form
         label={`Approval policy of ${props.title}`}
         fields={[
           { name: "requiredApprovals", label: "Required approvals", kind: "number", min: 0, max: 6, required: true },
@@ -522,12 +388,13 @@ function Tokens() {
   return (
     <section>
       <ErrorNote error={error} />
-      <AdminForm
+      <Form
         fields={[
           { name: "userId", label: "User", kind: "select", required: true, placeholder: "choose…", options: people(users?.users) },
           { name: "name", label: "Token name", required: true },
         ]}
         submit="Issue token"
+        reset
         done="Token issued."
         onSubmit={async (v) => {
           const result = await issue({ input: { userId: v.userId as string, name: v.name as string } });
@@ -588,7 +455,7 @@ function Audit() {
   });
   return (
     <section>
-      <AdminForm
+      <Form
         label="Audit log filters"
         live
         fields={[
@@ -643,9 +510,10 @@ function Groups() {
   return (
     <section>
       <ErrorNote error={error} />
-      <AdminForm
+      <Form
         fields={[{ name: "name", label: "Group name", required: true }]}
         submit="Create group"
+        reset
         done="Group created."
         onSubmit={(v) => createGroup({ name: v.name as string })}
       />
@@ -668,7 +536,7 @@ function Groups() {
               </li>
             ))}
           </ul>
-          <AdminForm
+          <Form
             fields={[{ name: "userId", label: "Add member", kind: "select", required: true, placeholder: "choose…", options: people(data.users) }]}
             submit="Add"
             done="Member added."
@@ -676,7 +544,7 @@ function Groups() {
           />
           <h3>Roles</h3>
           <Bindings holder={group.name} bindings={group.roleBindings} onRevoke={(id) => run("Role revoked.", () => revoke({ id }))} />
-          <AdminForm
+          <Form
             fields={scopeFields(apps, envs)}
             initial={SCOPE}
             submit="Grant role to group"
@@ -698,7 +566,7 @@ function Freezes() {
   return (
     <section>
       <ErrorNote error={error} />
-      <AdminForm
+      <Form
         fields={[
           { name: "name", label: "Name", required: true },
           { name: "environmentId", label: "Environment", kind: "select", required: true, placeholder: "choose…", options: named(data?.environments) },
@@ -706,6 +574,7 @@ function Freezes() {
           { name: "endsAt", label: "Until", kind: "datetime-local", required: true },
         ]}
         submit="Create freeze"
+        reset
         done="Freeze created."
         onSubmit={(v) =>
           create({

@@ -455,3 +455,9 @@ export const CreateFreezeMutation = graphql(`
 export const DeleteFreezeMutation = graphql(`
   mutation DeleteFreeze($id: ID!) { deleteDeployFreeze(id: $id) { id } }
 `);
+
+export const RegisterImageMutation = graphql(`
+  mutation RegisterImage($input: RegisterImageInput!) {
+    registerImage(input: $input) { id tag digest repository createdAt builtBy { id name } }
+  }
+`);
