@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -202,12 +203,36 @@ async def assert_accessible(page) -> None:
     assert unreachable == 0
 
 
+@asynccontextmanager
+async def chromium() -> AsyncIterator:
+    """Debian's Chromium through Playwright, headless; the test skips when it cannot start."""
+    from playwright.async_api import Error, async_playwright
+
+    async with async_playwright() as playwright:
+        try:
+            browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        except Error as error:
+            pytest.skip(f"Playwright could not launch {CHROMIUM}: {error}")
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+async def approve_awaiting(page) -> None:
+    """Approve, then Approve Request, on the request awaiting the person's approval."""
+    await (
+        page.get_by_role("region", name="Awaiting my approval").get_by_role("button", name="Approve").click()
+    )
+    await page.get_by_role("button", name="Approve Request").click()
+
+
 def card(page, tag: str):
     return page.get_by_role("listitem", name=f"Request {tag} for shop on prod").first
 
 
 async def test_console_story_through_the_screens_offline(story, server):
-    from playwright.async_api import Error, async_playwright, expect
+    from playwright.async_api import expect
 
     def register(tag: str) -> str:
         digest = "sha256:" + os.urandom(32).hex()
@@ -224,11 +249,7 @@ async def test_console_story_through_the_screens_offline(story, server):
         )["registerImage"]["id"]
 
     failures: list[str] = []
-    async with async_playwright() as playwright:
-        try:
-            browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        except Error as error:
-            pytest.skip(f"Playwright could not launch {CHROMIUM}: {error}")
+    async with chromium() as browser:
         try:
             people = People(browser, server, failures)
             # A token the server refuses: the sign-in form says so, with the contract's code.
@@ -305,12 +326,7 @@ async def test_console_story_through_the_screens_offline(story, server):
 
             # bob approves: the image appears on dev's Select Image without reloading.
             await go(bob, "#/pending")
-            await (
-                bob.get_by_role("region", name="Awaiting my approval")
-                .get_by_role("button", name="Approve")
-                .click()
-            )
-            await bob.get_by_role("button", name="Approve Request").click()
+            await approve_awaiting(bob)
             chosen = dev.get_by_role("row").filter(has_text="build-1")
             await expect(chosen).to_contain_text("alice", timeout=LIVE_MS)
             await expect(chosen).to_contain_text("bob")
@@ -566,7 +582,5 @@ async def test_console_story_through_the_screens_offline(story, server):
                 SHOTS.mkdir(parents=True, exist_ok=True)
                 await page.screenshot(path=str(SHOTS / f"failure-{name}.png"), full_page=True)
             raise
-        finally:
-            await browser.close()
     assert people.outside == [], f"the console asked for something outside Greenlight: {people.outside}"
     assert failures == [], failures

@@ -16,7 +16,16 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.test_console_browser import ARGS, CHROMIUM, SHOTS, TIMEOUT_MS, WIDE, assert_accessible, shot
+from tests.e2e.test_console_browser import (
+    CHROMIUM,
+    SHOTS,
+    TIMEOUT_MS,
+    WIDE,
+    approve_awaiting,
+    assert_accessible,
+    chromium,
+    shot,
+)
 from tests.e2e.test_story import (
     Server,
     _environment,
@@ -46,15 +55,11 @@ def server(database_url, tmp_path_factory) -> Iterator[Server]:  # noqa: F811
 
 async def test_a_new_user_walks_the_readme_story_through_the_screens(server):
     """The README's story through the screens alone: every step of it has a screen."""
-    from playwright.async_api import Error, async_playwright, expect
+    from playwright.async_api import expect
 
     outside: list[str] = []
     failures: list[str] = []
-    async with async_playwright() as playwright:
-        try:
-            browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        except Error as error:
-            pytest.skip(f"Playwright could not launch {CHROMIUM}: {error}")
+    async with chromium() as browser:
 
         async def sign_in(name: str, token: str):
             context = await browser.new_context(viewport=WIDE)
@@ -179,9 +184,7 @@ async def test_a_new_user_walks_the_readme_story_through_the_screens(server):
             # As Alice, one approval: still pending, and Select Image stays empty (R12).
             alice = await sign_in("alice", tokens["Alice"])
             await alice.get_by_role("link", name="Approval pending").click()
-            awaiting = alice.get_by_role("region", name="Awaiting my approval")
-            await awaiting.get_by_role("button", name="Approve").click()
-            await alice.get_by_role("button", name="Approve Request").click()
+            await approve_awaiting(alice)
             await expect(mine).to_contain_text("1 of 2 approvals", timeout=LIVE_MS)
             await shot(dev, "readme-approval-pending")
             await open_pipeline(dev, "Select Image")
@@ -190,12 +193,7 @@ async def test_a_new_user_walks_the_readme_story_through_the_screens(server):
             # As Bob, the second approval: the image appears in Dev's Select Image.
             bob = await sign_in("bob", tokens["Bob"])
             await bob.get_by_role("link", name="Approval pending").click()
-            await (
-                bob.get_by_role("region", name="Awaiting my approval")
-                .get_by_role("button", name="Approve")
-                .click()
-            )
-            await bob.get_by_role("button", name="Approve Request").click()
+            await approve_awaiting(bob)
             chosen = dev.get_by_role("row").filter(has_text="1.4.2")
             await expect(chosen).to_contain_text("Alice", timeout=LIVE_MS)
             await shot(dev, "readme-select-image")
@@ -225,7 +223,5 @@ async def test_a_new_user_walks_the_readme_story_through_the_screens(server):
                 if page is not None:
                     await page.screenshot(path=str(SHOTS / f"failure-readme-{name}.png"), full_page=True)
             raise
-        finally:
-            await browser.close()
     assert outside == [], outside
     assert failures == [], failures

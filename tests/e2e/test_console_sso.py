@@ -21,7 +21,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_console_browser import ARGS, CHROMIUM, SHOTS, TIMEOUT_MS, WIDE, assert_accessible
+from tests.e2e.test_console_browser import (
+    CHROMIUM,
+    SHOTS,
+    TIMEOUT_MS,
+    WIDE,
+    approve_awaiting,
+    assert_accessible,
+    chromium,
+    shot,
+)
 from tests.e2e.test_story import (
     Api,
     Server,
@@ -137,7 +146,7 @@ def world(server: Server) -> str:
 async def test_console_signs_in_through_the_identity_provider_and_signing_out_forgets_it(server, provider):
     """Single sign-on in the browser: the issuer's provider signs alice in with PKCE, the console
     shows her name and she approves with the ID token; signing out leaves no credential behind."""
-    from playwright.async_api import Error, async_playwright, expect
+    from playwright.async_api import expect
 
     issuer, _ = provider
     request_id = world(server)
@@ -145,81 +154,71 @@ async def test_console_signs_in_through_the_identity_provider_and_signing_out_fo
     allowed = (server.url, issuer)
     console_asked_outside: list[str] = []
     failures: list[str] = []
-    async with async_playwright() as playwright:
-        try:
-            browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        except Error as error:
-            pytest.skip(f"Playwright could not launch {CHROMIUM}: {error}")
-        try:
-            context = await browser.new_context(viewport=WIDE)
+    async with chromium() as browser:
+        context = await browser.new_context(viewport=WIDE)
 
-            async def block(route) -> None:
-                # Offline: only the server and the provider answer. The provider's own
-                # development login page asks for a web font; what matters is that the console
-                # asks for nothing else.
-                if route.request.frame.url.startswith(server.url):
-                    console_asked_outside.append(route.request.url)
-                await route.abort()
+        async def block(route) -> None:
+            # Offline: only the server and the provider answer. The provider's own
+            # development login page asks for a web font; what matters is that the console
+            # asks for nothing else.
+            if route.request.frame.url.startswith(server.url):
+                console_asked_outside.append(route.request.url)
+            await route.abort()
 
-            await context.route(
-                lambda url: (
-                    not url.startswith(allowed) and not url.startswith(server.url.replace("http", "ws"))
-                ),
-                block,
-            )
-            page = await context.new_page()
-            page.set_default_timeout(TIMEOUT_MS)
-            page.on("pageerror", lambda error: failures.append(f"page error: {error}"))
-            page.on(
-                "console",
-                lambda m: (
-                    failures.append(f"console {m.type}: {m.text}")
-                    if m.type == "error" and m.location.get("url", "").startswith(server.url)
-                    else None
-                ),
-            )
-            await page.goto(server.url + "/#/pending")
-            await assert_accessible(page)
-            await page.get_by_role("button", name="Sign in with single sign-on").click()
+        await context.route(
+            lambda url: not url.startswith(allowed) and not url.startswith(server.url.replace("http", "ws")),
+            block,
+        )
+        page = await context.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        page.on("pageerror", lambda error: failures.append(f"page error: {error}"))
+        page.on(
+            "console",
+            lambda m: (
+                failures.append(f"console {m.type}: {m.text}")
+                if m.type == "error" and m.location.get("url", "").startswith(server.url)
+                else None
+            ),
+        )
+        await page.goto(server.url + "/#/pending")
+        await assert_accessible(page)
+        await shot(page, "sso-sign-in")
+        await page.get_by_role("button", name="Sign in with single sign-on").click()
 
-            # At the identity provider: its own login form, then its consent screen.
-            await page.wait_for_url(re.compile("^" + re.escape(issuer)))
-            await page.locator("input[name=login]").fill("alice")
-            await page.locator("input[name=password]").fill("any password")
-            await page.get_by_role("button", name="Sign-in").click()
-            await page.get_by_role("button", name="Continue").click()
+        # At the identity provider: its own login form, then its consent screen.
+        await page.wait_for_url(re.compile("^" + re.escape(issuer)))
+        await page.locator("input[name=login]").fill("alice")
+        await page.locator("input[name=password]").fill("any password")
+        await page.get_by_role("button", name="Sign-in").click()
+        await page.get_by_role("button", name="Continue").click()
 
-            # Back at the console, signed in: her name (Greenlight's record of her), the screen
-            # she started from, and no code left in the address bar.
-            await page.get_by_role("button", name="Sign out").wait_for()
-            await expect(page.locator("header")).to_contain_text("Alice")
-            assert "code=" not in page.url and page.url.endswith("#/pending")
-            stored = await page.evaluate("sessionStorage.getItem('greenlight.token')")
-            assert stored and stored.count(".") == 2, "the ID token (a JWT) is the credential"
-            SHOTS.mkdir(parents=True, exist_ok=True)
-            await page.screenshot(path=str(SHOTS / "sso-signed-in-1440.png"), full_page=True)
+        # Back at the console, signed in: her name (Greenlight's record of her), the screen
+        # she started from, and no code left in the address bar.
+        await page.get_by_role("button", name="Sign out").wait_for()
+        await expect(page.locator("header")).to_contain_text("Alice")
+        assert "code=" not in page.url and page.url.endswith("#/pending")
+        stored = await page.evaluate("sessionStorage.getItem('greenlight.token')")
+        assert stored and stored.count(".") == 2, "the ID token (a JWT) is the credential"
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        await page.screenshot(path=str(SHOTS / "sso-signed-in-1440.png"), full_page=True)
 
-            # She acts with it: approving the request through the console.
-            awaiting = page.get_by_role("region", name="Awaiting my approval")
-            await awaiting.get_by_role("button", name="Approve").click()
-            await page.get_by_role("button", name="Approve Request").click()
-            await expect(
-                page.get_by_role("listitem", name="Request build-1 for shop on prod").first
-            ).to_contain_text("approved", timeout=LIVE_MS)
-            approvals = admin.ok(
-                "query($id: ID!) { approvalRequest(id: $id) { state approvals { user { email } } } }",
-                {"id": request_id},
-            )["approvalRequest"]
-            assert approvals == {"state": "APPROVED", "approvals": [{"user": {"email": "alice@example.com"}}]}
+        # She acts with it: approving the request through the console.
+        await approve_awaiting(page)
+        await expect(
+            page.get_by_role("listitem", name="Request build-1 for shop on prod").first
+        ).to_contain_text("approved", timeout=LIVE_MS)
+        approvals = admin.ok(
+            "query($id: ID!) { approvalRequest(id: $id) { state approvals { user { email } } } }",
+            {"id": request_id},
+        )["approvalRequest"]
+        assert approvals == {"state": "APPROVED", "approvals": [{"user": {"email": "alice@example.com"}}]}
 
-            # Signing out forgets the credential: nothing left in storage, and a reload asks again.
-            await page.get_by_role("button", name="Sign out").click()
-            await expect(page.get_by_role("button", name="Sign in with single sign-on")).to_be_visible()
-            assert await page.evaluate("sessionStorage.length + localStorage.length") == 0
-            await page.reload()
-            await expect(page.get_by_role("button", name="Sign in with single sign-on")).to_be_visible()
-            await expect(page.get_by_role("button", name="Sign out")).to_have_count(0)
-        finally:
-            await browser.close()
+        # Signing out forgets the credential: nothing left in storage, and a reload asks again.
+        await page.get_by_role("button", name="Sign out").click()
+        await expect(page.get_by_role("button", name="Sign in with single sign-on")).to_be_visible()
+        assert await page.evaluate("sessionStorage.length + localStorage.length") == 0
+        await page.reload()
+        await expect(page.get_by_role("button", name="Sign in with single sign-on")).to_be_visible()
+        await expect(page.get_by_role("button", name="Sign out")).to_have_count(0)
     assert console_asked_outside == [], console_asked_outside
     assert failures == [], failures
