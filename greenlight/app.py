@@ -273,7 +273,7 @@ def create_app(settings: Settings, *, manage_database: bool = True, migrate: boo
             Route("/readyz", readyz),
             # With a metrics port of its own, /metrics is not on the API's port.
             *([] if settings.metrics_port else [Route("/metrics", metrics.metrics_endpoint)]),
-            *console.routes(),
+            *console.routes(settings),
         ],
         middleware=[
             tracing.asgi_middleware(),

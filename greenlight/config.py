@@ -122,6 +122,8 @@ class Settings:
     jwt_audience: str | None = None
     jwt_jwks_url: str | None = None
     oidc_issuer: str | None = None
+    oidc_client_id: str | None = None
+    oidc_scopes: str = "openid email profile"
     jwt_secret: str | None = field(default=None, repr=False)
     jwt_email_claim: str = "email"
     jwt_groups_claim: str | None = None
@@ -258,6 +260,15 @@ class Settings:
             raise ConfigError(f"GREENLIGHT_OIDC_ISSUER must be an http(s) URL, got {oidc_issuer!r}")
         if oidc_issuer and not jwt_audience:
             raise ConfigError("GREENLIGHT_JWT_AUDIENCE must be set to accept JWTs")
+        # The console signs in through the provider it discovers from the issuer.
+        oidc_client_id = env.get("GREENLIGHT_OIDC_CLIENT_ID") or None
+        if oidc_client_id and not oidc_issuer:
+            raise ConfigError(
+                "GREENLIGHT_OIDC_CLIENT_ID needs GREENLIGHT_OIDC_ISSUER (the console discovers the provider)"
+            )
+        oidc_scopes = " ".join((env.get("GREENLIGHT_OIDC_SCOPES") or "openid email profile").split())
+        if "openid" not in oidc_scopes.split():
+            raise ConfigError(f"GREENLIGHT_OIDC_SCOPES must include openid, got {oidc_scopes!r}")
         if (jwks_url or jwt_secret) and not (jwt_issuer and jwt_audience):
             raise ConfigError("GREENLIGHT_JWT_ISSUER and GREENLIGHT_JWT_AUDIENCE must be set to accept JWTs")
         if jwks_url and not jwks_url.startswith(("http://", "https://")):
@@ -294,6 +305,8 @@ class Settings:
             jwt_audience=jwt_audience,
             jwt_jwks_url=jwks_url,
             oidc_issuer=oidc_issuer,
+            oidc_client_id=oidc_client_id,
+            oidc_scopes=oidc_scopes,
             jwt_secret=jwt_secret,
             jwt_email_claim=env.get("GREENLIGHT_JWT_EMAIL_CLAIM") or "email",
             jwt_groups_claim=env.get("GREENLIGHT_JWT_GROUPS_CLAIM") or None,

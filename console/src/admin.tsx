@@ -1,39 +1,43 @@
 // Administration, for super-admins (R2): users and their role bindings, applications,
-// environments, pipelines and approval policies, API tokens, the audit log. The API refuses
-// everyone else; the console only hides the menu.
+// environments, pipelines and approval policies, groups, freezes, API tokens, the audit log.
+// The API refuses everyone else; the console only hides the menu. Every form here is one
+// component, Form (form.tsx), given its fields; a refusal shows the API's words and code.
 import { useMutation, useQuery, type CombinedError } from "@urql/preact";
+import type { ComponentChildren } from "preact";
 import { useState } from "preact/hooks";
-import { readFragment } from "./graphql";
+import { readFragment, type ResultOf } from "./graphql";
 import {
   AddMemberMutation,
   AdminUsersQuery,
-  CreateFreezeMutation,
-  CreateGroupMutation,
-  DeleteFreezeMutation,
-  FreezesQuery,
-  GrantGroupRoleMutation,
-  GroupsQuery,
-  RemoveMemberMutation,
-  RevokeGroupRoleMutation,
-  ApplicationsQuery,
   AuditQuery,
   CreateApplicationMutation,
   CreateEnvironmentMutation,
+  CreateFreezeMutation,
+  CreateGroupMutation,
   CreatePipelineMutation,
   CreateUserMutation,
+  DeleteFreezeMutation,
+  FreezesQuery,
+  GrantGroupRoleMutation,
   GrantRoleMutation,
+  GroupsQuery,
   IssueTokenMutation,
-  PipelineCardFields,
+  PoliciesQuery,
+  PolicyFields,
+  RemoveMemberMutation,
+  RevokeGroupRoleMutation,
   RevokeRoleMutation,
   RevokeTokenMutation,
   TokensQuery,
   UpdatePolicyMutation,
 } from "./ops";
+import { Form, type Field, type Option, type Value, type Values } from "./form";
 import { ErrorNote, When } from "./ui";
 
 const SECTIONS: [string, string][] = [
   ["users", "Users and roles"],
   ["pipelines", "Applications, environments and pipelines"],
+  ["policies", "Approval policies"],
   ["groups", "Groups"],
   ["freezes", "Freezes"],
   ["tokens", "API tokens"],
@@ -41,8 +45,7 @@ const SECTIONS: [string, string][] = [
 ];
 const ROLES = ["SUPER_ADMIN", "BUILD_AND_DEPLOY", "IMAGE_APPROVER", "VIEWER", "DEPLOY_AGENT"] as const;
 type Role = (typeof ROLES)[number];
-
-const value = (e: Event) => (e.target as HTMLInputElement).value;
+const roleName = (role: string) => role.toLowerCase().replace(/_/g, "-");
 
 export function Admin({ section }: { section?: string }) {
   const current = SECTIONS.find(([key]) => key === section)?.[0] ?? "users";
@@ -58,6 +61,7 @@ export function Admin({ section }: { section?: string }) {
       </nav>
       {current === "users" && <Users />}
       {current === "pipelines" && <Pipelines />}
+      {current === "policies" && <Policies />}
       {current === "groups" && <Groups />}
       {current === "freezes" && <Freezes />}
       {current === "tokens" && <Tokens />}
@@ -66,6 +70,7 @@ export function Admin({ section }: { section?: string }) {
   );
 }
 
+/** For buttons outside a form (Revoke, Remove, Delete): the same refusal note. */
 function useAction() {
   const [error, setError] = useState<CombinedError | undefined>();
   const [done, setDone] = useState<string | null>(null);
@@ -73,7 +78,6 @@ function useAction() {
     const result = await action();
     setError(result.error);
     setDone(result.error ? null : what);
-    return !result.error;
   };
   const note = (
     <>
@@ -84,256 +88,292 @@ function useAction() {
   return { run, note };
 }
 
+const named = (list: { id: string; name: string }[] | undefined, by: "id" | "name" = "id"): Option[] =>
+  (list ?? []).map((x) => [x[by], x.name]);
+const people = (list: { id: string; name: string; email: string }[] | undefined): Option[] =>
+  (list ?? []).map((u) => [u.id, `${u.name} (${u.email})`]);
+const scopeFields = (apps: Option[], envs: Option[]): Field[] => [
+  { name: "role", label: "Role", kind: "select", options: ROLES.map((r) => [r, roleName(r)]) },
+  { name: "application", label: "Application", kind: "select", options: [["*", "every application (*)"], ...apps] },
+  { name: "environment", label: "Environment", kind: "select", options: [["*", "every environment (*)"], ...envs] },
+];
+const SCOPE = { role: "IMAGE_APPROVER", application: "*", environment: "*" };
+const scopeOf = (v: Values) => ({ role: v.role as Role, application: v.application as string, environment: v.environment as string });
+
+/** A user's or a group's role bindings, each with its Revoke button. */
+function Bindings(props: {
+  holder: string;
+  bindings: { id: string; role: string; application: string; environment: string }[];
+  onRevoke: (id: string) => void;
+}) {
+  return (
+    <ul class="bindings">
+      {props.bindings.map((b) => (
+        <li key={b.id}>
+          {roleName(b.role)} on {b.application}/{b.environment}{" "}
+          <button
+            type="button"
+            aria-label={`Revoke ${b.role} on ${b.application}/${b.environment} from ${props.holder}`}
+            onClick={() => props.onRevoke(b.id)}
+          >
+            Revoke
+          </button>
+        </li>
+      ))}
+    </ul>
+  );
+}
+
+/** A table with its caption and column headers (a header given as [name, true] is for screen readers only). */
+function Table(props: { caption: string; headers: (string | [string, true])[]; children: ComponentChildren }) {
+  return (
+    <table>
+      <caption>{props.caption}</caption>
+      <thead>
+        <tr>
+          {props.headers.map((h) => (
+            <th key={String(h)} scope="col">
+              {typeof h === "string" ? h : <span class="sr-only">{h[0]}</span>}
+            </th>
+          ))}
+        </tr>
+      </thead>
+      <tbody>{props.children}</tbody>
+    </table>
+  );
+}
+
+// --- Sections -----------------------------------------------------------------------------
+
 function Users() {
   const [{ data, error }] = useQuery({ query: AdminUsersQuery });
   const [, grant] = useMutation(GrantRoleMutation);
   const [, revoke] = useMutation(RevokeRoleMutation);
   const [, create] = useMutation(CreateUserMutation);
-  const [form, setForm] = useState({ userId: "", role: "IMAGE_APPROVER" as Role, application: "*", environment: "*" });
-  const [user, setUser] = useState({ email: "", name: "" });
   const { run, note } = useAction();
   return (
     <section>
       <ErrorNote error={error} />
       <h2>Grant a role</h2>
-      <form
-        class="panel inline"
-        onSubmit={(e) => {
-          e.preventDefault();
-          run("Role granted.", () => grant({ input: form }));
-        }}
-      >
-        <label>
-          User
-          <select required value={form.userId} onChange={(e) => setForm({ ...form, userId: value(e) })}>
-            <option value="">choose…</option>
-            {data?.users.map((u) => (
-              <option key={u.id} value={u.id}>
-                {u.name} ({u.email})
-              </option>
-            ))}
-          </select>
-        </label>
-        <label>
-          Role
-          <select value={form.role} onChange={(e) => setForm({ ...form, role: value(e) as Role })}>
-            {ROLES.map((r) => (
-              <option key={r} value={r}>
-                {r.toLowerCase().replace(/_/g, "-")}
-              </option>
-            ))}
-          </select>
-        </label>
-        <label>
-          Application
-          <select value={form.application} onChange={(e) => setForm({ ...form, application: value(e) })}>
-            <option value="*">every application (*)</option>
-            {data?.applications.map((a) => (
-              <option key={a.id} value={a.name}>
-                {a.name}
-              </option>
-            ))}
-          </select>
-        </label>
-        <label>
-          Environment
-          <select value={form.environment} onChange={(e) => setForm({ ...form, environment: value(e) })}>
-            <option value="*">every environment (*)</option>
-            {data?.environments.map((env) => (
-              <option key={env.id} value={env.name}>
-                {env.name}
-              </option>
-            ))}
-          </select>
-        </label>
-        <button type="submit" class="primary">
-          Grant role
-        </button>
-      </form>
+      <Form
+        fields={[
+          { name: "userId", label: "User", kind: "select", required: true, placeholder: "choose…", options: people(data?.users) },
+          ...scopeFields(named(data?.applications, "name"), named(data?.environments, "name")),
+        ]}
+        initial={SCOPE}
+        submit="Grant role"
+        done="Role granted."
+        onSubmit={(v) => grant({ input: { userId: v.userId as string, ...scopeOf(v) } })}
+      />
       {note}
       <h2>Users</h2>
-      <table>
-        <caption>Users and their role bindings</caption>
-        <thead>
-          <tr>
-            <th scope="col">Name</th>
-            <th scope="col">Email</th>
-            <th scope="col">Roles</th>
+      <Table caption="Users and their role bindings" headers={["Name", "Email", "Roles"]}>
+        {data?.users.map((u) => (
+          <tr key={u.id}>
+            <td>
+              {u.name}
+              {!u.isActive && <span class="muted"> (deactivated)</span>}
+            </td>
+            <td>{u.email}</td>
+            <td>
+              <Bindings holder={u.name} bindings={u.roleBindings} onRevoke={(id) => run("Role revoked.", () => revoke({ id }))} />
+            </td>
           </tr>
-        </thead>
-        <tbody>
-          {data?.users.map((u) => (
-            <tr key={u.id}>
-              <td>
-                {u.name}
-                {!u.isActive && <span class="muted"> (deactivated)</span>}
-              </td>
-              <td>{u.email}</td>
-              <td>
-                {u.roleBindings.map((b) => (
-                  <div key={b.id}>
-                    {b.role.toLowerCase().replace(/_/g, "-")} on {b.application}/{b.environment}{" "}
-                    <button
-                      type="button"
-                      aria-label={`Revoke ${b.role} on ${b.application}/${b.environment} from ${u.name}`}
-                      onClick={() => run("Role revoked.", () => revoke({ id: b.id }))}
-                    >
-                      Revoke
-                    </button>
-                  </div>
-                ))}
-              </td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
+        ))}
+      </Table>
       <h2>New user</h2>
-      <form
-        class="panel inline"
-        onSubmit={(e) => {
-          e.preventDefault();
-          run("User created.", () => create({ input: user }));
-        }}
-      >
-        <label>
-          Email <input type="email" required value={user.email} onInput={(e) => setUser({ ...user, email: value(e) })} />
-        </label>
-        <label>
-          Name <input required value={user.name} onInput={(e) => setUser({ ...user, name: value(e) })} />
-        </label>
-        <button type="submit">Create user</button>
-      </form>
+      <Form
+        fields={[
+          { name: "email", label: "Email", kind: "email", required: true },
+          { name: "name", label: "Name", required: true },
+        ]}
+        submit="Create user"
+        reset
+        done="User created."
+        onSubmit={(v) => create({ input: { email: v.email as string, name: v.name as string } })}
+      />
     </section>
   );
 }
 
 function Pipelines() {
-  const [{ data, error }] = useQuery({ query: ApplicationsQuery });
-  const [{ data: lists }] = useQuery({ query: AdminUsersQuery });
+  const [{ data, error }] = useQuery({ query: AdminUsersQuery });
+  const [{ data: policies }] = useQuery({ query: PoliciesQuery });
   const [, createApp] = useMutation(CreateApplicationMutation);
   const [, createEnv] = useMutation(CreateEnvironmentMutation);
   const [, createPipeline] = useMutation(CreatePipelineMutation);
-  const [, updatePolicy] = useMutation(UpdatePolicyMutation);
-  const [names, setNames] = useState({ app: "", env: "" });
-  const [pipe, setPipe] = useState({ applicationId: "", environmentId: "", requiredApprovals: "1" });
-  const { run, note } = useAction();
   return (
     <section>
       <ErrorNote error={error} />
-      <form
-        class="panel inline"
-        onSubmit={(e) => {
-          e.preventDefault();
-          run("Application created.", () => createApp({ name: names.app }));
+      <Form
+        fields={[{ name: "name", label: "Application name", required: true }]}
+        submit="Create application"
+        reset
+        done="Application created."
+        onSubmit={(v) => createApp({ name: v.name as string })}
+      />
+      <Form
+        fields={[{ name: "name", label: "Environment name", required: true }]}
+        submit="Create environment"
+        reset
+        done="Environment created."
+        onSubmit={(v) => createEnv({ name: v.name as string })}
+      />
+      <Form
+        fields={[
+          { name: "applicationId", label: "Application", kind: "select", required: true, placeholder: "choose…", options: named(data?.applications) },
+          { name: "environmentId", label: "Environment", kind: "select", required: true, placeholder: "choose…", options: named(data?.environments) },
+          { name: "requiredApprovals", label: "Required approvals", kind: "number", min: 0, max: 6 },
+          { name: "ttlHours", label: "Approvals last (hours, empty: forever)", kind: "number", min: 1, max: 8760 },
+        ]}
+        initial={{ requiredApprovals: "1" }}
+        submit="Create pipeline"
+        done="Pipeline created."
+        onSubmit={(v) =>
+          createPipeline({
+            input: {
+              applicationId: v.applicationId as string,
+              environmentId: v.environmentId as string,
+              requiredApprovals: Number(v.requiredApprovals || 0),
+              ttlHours: v.ttlHours ? Number(v.ttlHours) : null,
+            },
+          })
+        }
+      />
+      <p>
+        Each pipeline's approval policy is edited under <a href="#/admin/policies">Approval policies</a>:
+      </p>
+      <ul>
+        {policies?.applications.flatMap((app) =>
+          app.pipelines.map((p) => (
+            <li key={p.id}>
+              {app.name} / {p.environment.name}: {describe(readFragment(PolicyFields, p.approvalPolicy))}
+            </li>
+          )),
+        )}
+      </ul>
+    </section>
+  );
+}
+
+type Policy = ResultOf<typeof PolicyFields>;
+
+function describe(policy: Policy): string {
+  const parts = [
+    policy.requiredApprovals === 0 ? "no approval needed" : `${policy.requiredApprovals} approval(s)`,
+    policy.kind === "SPECIFIC_USERS" ? `from each of ${policy.approvers.map((u) => u.name).join(", ")}` : "",
+    policy.kind === "GROUP_QUORUMS"
+      ? `with ${policy.groupQuorums.map((q) => `${q.minApprovals} from ${q.group.name}`).join(", ")}`
+      : "",
+    policy.ttlHours ? `approvals last ${policy.ttlHours} h` : "",
+    policy.approversCanDeploy ? "approvers may deploy" : "",
+    policy.exceptionUsers.length || policy.exceptionGroups.length
+      ? `exceptions: ${[...policy.exceptionUsers, ...policy.exceptionGroups].map((x) => x.name).join(", ")}`
+      : "",
+    policy.cancelStaleRequests ? "stale requests cancelled" : "",
+  ];
+  return parts.filter(Boolean).join(", ");
+}
+
+const KINDS: Option[] = [
+  ["ANY", "anyone eligible"],
+  ["SPECIFIC_USERS", "specific users, each of them"],
+  ["GROUP_QUORUMS", "quorums of groups"],
+];
+
+/** The whole policy of one pipeline, as updateApprovalPolicy sets it (every field given). */
+function PolicyEditor(props: { pipelineId: string; title: string; policy: Policy; users: Option[]; groups: Option[] }) {
+  const [, update] = useMutation(UpdatePolicyMutation);
+  const { policy, groups } = props;
+  const quorum = (groupId: string) => policy.groupQuorums.find((q) => q.group.id === groupId)?.minApprovals;
+  const quorums = (v: Values) => v.kind === "GROUP_QUORUMS";
+  return (
+    <section class="card" aria-label={`Policy of ${props.title}`}>
+      <h2>{props.title}</h2>
+      <p class="muted">Now: {describe(policy)}.</p>
+      <Form
+        label={`Approval policy of ${props.title}`}
+        fields={[
+          { name: "requiredApprovals", label: "Required approvals", kind: "number", min: 0, max: 6, required: true },
+          { name: "ttlHours", label: "Approvals last (hours, empty: forever)", kind: "number", min: 1, max: 8760 },
+          { name: "approversCanDeploy", label: "Approvers may deploy", kind: "checkbox" },
+          { name: "kind", label: "Whose approvals count", kind: "select", options: KINDS },
+          { name: "approverIds", label: "Approvers (each must approve)", kind: "checks", options: props.users, when: (v) => v.kind === "SPECIFIC_USERS" },
+          ...groups.map(([id, name]): Field => ({ name: `quorum:${id}`, label: `Approvals from ${name}`, kind: "number", min: 0, max: 20, when: quorums })),
+          { name: "countOncePerPerson", label: "One person counts toward one group only", kind: "checkbox", when: quorums },
+          { name: "exceptionUserIds", label: "Exceptions: users who may deploy without approval", kind: "checks", options: props.users },
+          { name: "exceptionGroupIds", label: "Exceptions: groups whose members may deploy without approval", kind: "checks", options: groups },
+          { name: "cancelStaleRequests", label: "Cancel requests for older images when a newer one is deployed", kind: "checkbox" },
+        ]}
+        initial={{
+          requiredApprovals: String(policy.requiredApprovals),
+          ttlHours: policy.ttlHours ? String(policy.ttlHours) : "",
+          approversCanDeploy: policy.approversCanDeploy,
+          kind: policy.kind,
+          approverIds: policy.approvers.map((u) => u.id),
+          ...Object.fromEntries(groups.map(([id]) => [`quorum:${id}`, String(quorum(id) ?? 0)])),
+          countOncePerPerson: policy.countOncePerPerson,
+          exceptionUserIds: policy.exceptionUsers.map((u) => u.id),
+          exceptionGroupIds: policy.exceptionGroups.map((g) => g.id),
+          cancelStaleRequests: policy.cancelStaleRequests,
         }}
-      >
-        <label>
-          Application name <input required value={names.app} onInput={(e) => setNames({ ...names, app: value(e) })} />
-        </label>
-        <button type="submit">Create application</button>
-      </form>
-      <form
-        class="panel inline"
-        onSubmit={(e) => {
-          e.preventDefault();
-          run("Environment created.", () => createEnv({ name: names.env }));
-        }}
-      >
-        <label>
-          Environment name <input required value={names.env} onInput={(e) => setNames({ ...names, env: value(e) })} />
-        </label>
-        <button type="submit">Create environment</button>
-      </form>
-      <form
-        class="panel inline"
-        onSubmit={(e) => {
-          e.preventDefault();
-          run("Pipeline created.", () =>
-            createPipeline({
-              input: {
-                applicationId: pipe.applicationId,
-                environmentId: pipe.environmentId,
-                requiredApprovals: Number(pipe.requiredApprovals),
-              },
-            }),
-          );
-        }}
-      >
-        <label>
-          Application
-          <select required value={pipe.applicationId} onChange={(e) => setPipe({ ...pipe, applicationId: value(e) })}>
-            <option value="">choose…</option>
-            {lists?.applications.map((a) => (
-              <option key={a.id} value={a.id}>
-                {a.name}
-              </option>
-            ))}
-          </select>
-        </label>
-        <label>
-          Environment
-          <select required value={pipe.environmentId} onChange={(e) => setPipe({ ...pipe, environmentId: value(e) })}>
-            <option value="">choose…</option>
-            {lists?.environments.map((env) => (
-              <option key={env.id} value={env.id}>
-                {env.name}
-              </option>
-            ))}
-          </select>
-        </label>
-        <label>
-          Required approvals{" "}
-          <input type="number" min={0} max={6} value={pipe.requiredApprovals} onInput={(e) => setPipe({ ...pipe, requiredApprovals: value(e) })} />
-        </label>
-        <button type="submit">Create pipeline</button>
-      </form>
-      {note}
-      <table>
-        <caption>Pipelines and their approval policies</caption>
-        <thead>
-          <tr>
-            <th scope="col">Pipeline</th>
-            <th scope="col">Policy</th>
-            <th scope="col">Required approvals</th>
-          </tr>
-        </thead>
-        <tbody>
-          {data?.applications.flatMap((app) =>
-            app.pipelines.map((raw) => {
-              const p = readFragment(PipelineCardFields, raw);
-              return (
-                <tr key={p.id}>
-                  <td>
-                    {app.name} / {p.environment.name}
-                  </td>
-                  <td>
-                    {p.approvalPolicy.kind.toLowerCase().replace(/_/g, " ")}
-                    {p.approvalPolicy.ttlHours ? `, approvals last ${p.approvalPolicy.ttlHours} h` : ""}
-                    {p.approvalPolicy.approversCanDeploy ? ", approvers may deploy" : ""}
-                  </td>
-                  <td>
-                    <select
-                      aria-label={`Required approvals for ${app.name} on ${p.environment.name}`}
-                      value={String(p.approvalPolicy.requiredApprovals)}
-                      onChange={(e) =>
-                        run("Policy updated.", () =>
-                          updatePolicy({ pipelineId: p.id, input: { requiredApprovals: Number(value(e)) } }),
-                        )
-                      }
-                    >
-                      {[0, 1, 2, 3, 4, 5, 6].map((n) => (
-                        <option key={n} value={String(n)}>
-                          {n}
-                        </option>
-                      ))}
-                    </select>
-                  </td>
-                </tr>
-              );
-            }),
-          )}
-        </tbody>
-      </table>
+        submit="Save policy"
+        done="Policy saved."
+        onSubmit={(v) =>
+          update({
+            pipelineId: props.pipelineId,
+            input: {
+              requiredApprovals: Number(v.requiredApprovals || 0),
+              ttlHours: v.ttlHours ? Number(v.ttlHours) : null,
+              approversCanDeploy: v.approversCanDeploy as boolean,
+              kind: v.kind as "ANY" | "SPECIFIC_USERS" | "GROUP_QUORUMS",
+              approverIds: v.kind === "SPECIFIC_USERS" ? (v.approverIds as string[]) : [],
+              groupQuorums:
+                v.kind === "GROUP_QUORUMS"
+                  ? groups
+                      .map(([id]) => ({ groupId: id, minApprovals: Number(v[`quorum:${id}`] || 0) }))
+                      .filter((q) => q.minApprovals > 0)
+                  : [],
+              countOncePerPerson: v.countOncePerPerson as boolean,
+              exceptionUserIds: v.exceptionUserIds as string[],
+              exceptionGroupIds: v.exceptionGroupIds as string[],
+              cancelStaleRequests: v.cancelStaleRequests as boolean,
+            },
+          })
+        }
+      />
+    </section>
+  );
+}
+
+function Policies() {
+  const [{ data, error }] = useQuery({ query: PoliciesQuery });
+  const users = people(data?.users);
+  const groups = named(data?.groups.edges.map((e) => e.node));
+  return (
+    <section>
+      <ErrorNote error={error} />
+      <p class="muted">
+        Saving sets the whole policy. Requests already made keep the policy they were made under; 0 required
+        approvals cancels the live requests.
+      </p>
+      {data?.applications.flatMap((app) =>
+        app.pipelines.map((p) => (
+          <PolicyEditor
+            key={p.id}
+            pipelineId={p.id}
+            title={`${app.name} / ${p.environment.name}`}
+            policy={readFragment(PolicyFields, p.approvalPolicy)}
+            users={users}
+            groups={groups}
+          />
+        )),
+      )}
+      {data && data.applications.every((app) => app.pipelines.length === 0) && (
+        <p class="empty">
+          No pipelines yet: create one under <a href="#/admin/pipelines">Applications, environments and pipelines</a>.
+        </p>
+      )}
     </section>
   );
 }
@@ -343,140 +383,116 @@ function Tokens() {
   const [{ data: users }] = useQuery({ query: AdminUsersQuery });
   const [, issue] = useMutation(IssueTokenMutation);
   const [, revoke] = useMutation(RevokeTokenMutation);
-  const [form, setForm] = useState({ userId: "", name: "" });
   const [secret, setSecret] = useState<string | null>(null);
   const { run, note } = useAction();
   return (
     <section>
       <ErrorNote error={error} />
-      <form
-        class="panel inline"
-        onSubmit={async (e) => {
-          e.preventDefault();
-          const result = await issue({ input: form });
-          await run("Token issued.", async () => result);
+      <Form
+        fields={[
+          { name: "userId", label: "User", kind: "select", required: true, placeholder: "choose…", options: people(users?.users) },
+          { name: "name", label: "Token name", required: true },
+        ]}
+        submit="Issue token"
+        reset
+        done="Token issued."
+        onSubmit={async (v) => {
+          const result = await issue({ input: { userId: v.userId as string, name: v.name as string } });
           setSecret(result.data?.issueApiToken.token ?? null);
+          return result;
         }}
-      >
-        <label>
-          User
-          <select required value={form.userId} onChange={(e) => setForm({ ...form, userId: value(e) })}>
-            <option value="">choose…</option>
-            {users?.users.map((u) => (
-              <option key={u.id} value={u.id}>
-                {u.name} ({u.email})
-              </option>
-            ))}
-          </select>
-        </label>
-        <label>
-          Token name <input required value={form.name} onInput={(e) => setForm({ ...form, name: value(e) })} />
-        </label>
-        <button type="submit">Issue token</button>
-      </form>
-      {note}
+      />
       {secret && (
         <p role="status">
           The token, shown once: <code class="secret">{secret}</code>
         </p>
       )}
-      <table>
-        <caption>API tokens (never their secrets)</caption>
-        <thead>
-          <tr>
-            <th scope="col">Name</th>
-            <th scope="col">User</th>
-            <th scope="col">Created</th>
-            <th scope="col">Last used</th>
-            <th scope="col">State</th>
+      {note}
+      <Table caption="API tokens (never their secrets)" headers={["Name", "User", "Created", "Last used", "State"]}>
+        {data?.apiTokens.edges.map(({ node: t }) => (
+          <tr key={t.id}>
+            <td>{t.name}</td>
+            <td>{t.user.name}</td>
+            <td>
+              <When at={t.createdAt} />
+            </td>
+            <td>
+              <When at={t.lastUsedAt} />
+            </td>
+            <td>
+              {t.revokedAt ? (
+                <>
+                  revoked <When at={t.revokedAt} />
+                </>
+              ) : (
+                <button type="button" aria-label={`Revoke token ${t.name}`} onClick={() => run("Token revoked.", () => revoke({ id: t.id }))}>
+                  Revoke
+                </button>
+              )}
+            </td>
           </tr>
-        </thead>
-        <tbody>
-          {data?.apiTokens.edges.map(({ node: t }) => (
-            <tr key={t.id}>
-              <td>{t.name}</td>
-              <td>{t.user.name}</td>
-              <td>
-                <When at={t.createdAt} />
-              </td>
-              <td>
-                <When at={t.lastUsedAt} />
-              </td>
-              <td>
-                {t.revokedAt ? (
-                  <>
-                    revoked <When at={t.revokedAt} />
-                  </>
-                ) : (
-                  <button type="button" aria-label={`Revoke token ${t.name}`} onClick={() => run("Token revoked.", () => revoke({ id: t.id }))}>
-                    Revoke
-                  </button>
-                )}
-              </td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
+        ))}
+      </Table>
     </section>
   );
 }
 
 function Audit() {
-  const [filter, setFilter] = useState({ application: "", environment: "", action: "" });
+  const [filter, setFilter] = useState<Values>({});
+  const iso = (local: Value | undefined) => (local ? new Date(local as string).toISOString() : null);
   const [{ data, error }] = useQuery({
     query: AuditQuery,
     variables: {
       filter: {
-        application: filter.application || null,
-        environment: filter.environment || null,
-        action: filter.action || null,
+        actorId: (filter.actorId as string) || null,
+        action: (filter.action as string) || null,
+        application: (filter.application as string) || null,
+        environment: (filter.environment as string) || null,
+        since: iso(filter.since),
+        until: iso(filter.until),
       },
     },
   });
   return (
     <section>
-      <form class="panel inline" onSubmit={(e) => e.preventDefault()} aria-label="Audit log filters">
-        <label>
-          Application <input value={filter.application} onChange={(e) => setFilter({ ...filter, application: value(e) })} />
-        </label>
-        <label>
-          Environment <input value={filter.environment} onChange={(e) => setFilter({ ...filter, environment: value(e) })} />
-        </label>
-        <label>
-          Action <input value={filter.action} onChange={(e) => setFilter({ ...filter, action: value(e) })} />
-        </label>
-      </form>
+      <Form
+        label="Audit log filters"
+        live
+        fields={[
+          { name: "actorId", label: "Who", kind: "select", placeholder: "anyone", options: people(data?.users) },
+          { name: "action", label: "Action", placeholder: "e.g. deploy" },
+          { name: "application", label: "Application" },
+          { name: "environment", label: "Environment" },
+          { name: "since", label: "From", kind: "datetime-local" },
+          { name: "until", label: "Until", kind: "datetime-local" },
+        ]}
+        submit="Filter"
+        onSubmit={(v) => setFilter(v)}
+      />
       <ErrorNote error={error} />
-      <table>
-        <caption>Audit log, newest first</caption>
-        <thead>
-          <tr>
-            <th scope="col">When</th>
-            <th scope="col">Who</th>
-            <th scope="col">Action</th>
-            <th scope="col">Where</th>
-            <th scope="col">Change</th>
+      <Table caption="Audit log, newest first" headers={["When", "Who", "Action", "Where", "Change"]}>
+        {data?.auditEvents.edges.map(({ node: e }) => (
+          <tr key={e.id}>
+            <td data-label="When">
+              <When at={e.at} />
+            </td>
+            <td data-label="Who">{e.actor ? e.actor.name : "Greenlight"}</td>
+            <td data-label="Action">
+              {e.action} <span class="muted">{e.objectId}</span>
+            </td>
+            <td data-label="Where">
+              {e.application ?? ""}
+              {e.environment ? ` / ${e.environment}` : ""}
+            </td>
+            <td data-label="Change">
+              <code class="json">
+                {JSON.stringify(e.before ?? null)} → {JSON.stringify(e.after ?? null)}
+              </code>
+            </td>
           </tr>
-        </thead>
-        <tbody>
-          {data?.auditEvents.edges.map(({ node: e }) => (
-            <tr key={e.id}>
-              <td>
-                <When at={e.at} />
-              </td>
-              <td>{e.actor ? e.actor.name : "Greenlight"}</td>
-              <td>{e.action}</td>
-              <td>
-                {e.application ?? ""}
-                {e.environment ? ` / ${e.environment}` : ""}
-              </td>
-              <td>
-                <code class="json">{JSON.stringify(e.before ?? null)} → {JSON.stringify(e.after ?? null)}</code>
-              </td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
+        ))}
+      </Table>
+      {data && data.auditEvents.edges.length === 0 && <p class="empty">No event matches these filters.</p>}
     </section>
   );
 }
@@ -488,111 +504,55 @@ function Groups() {
   const [, removeMember] = useMutation(RemoveMemberMutation);
   const [, grant] = useMutation(GrantGroupRoleMutation);
   const [, revoke] = useMutation(RevokeGroupRoleMutation);
-  const [name, setName] = useState("");
-  const [member, setMember] = useState<Record<string, string>>({});
-  const [role, setRole] = useState<Record<string, { role: Role; application: string; environment: string }>>({});
   const { run, note } = useAction();
+  const apps = named(data?.applications, "name");
+  const envs = named(data?.environments, "name");
   return (
     <section>
       <ErrorNote error={error} />
-      <form
-        class="panel inline"
-        onSubmit={(e) => {
-          e.preventDefault();
-          run("Group created.", () => createGroup({ name }));
-        }}
-      >
-        <label>
-          Group name <input required value={name} onInput={(e) => setName(value(e))} />
-        </label>
-        <button type="submit">Create group</button>
-      </form>
+      <Form
+        fields={[{ name: "name", label: "Group name", required: true }]}
+        submit="Create group"
+        reset
+        done="Group created."
+        onSubmit={(v) => createGroup({ name: v.name as string })}
+      />
       {note}
-      {data?.groups.edges.map(({ node: group }) => {
-        const grantForm = role[group.id] ?? { role: "IMAGE_APPROVER" as Role, application: "*", environment: "*" };
-        return (
-          <section key={group.id} class="card" aria-label={`Group ${group.name}`}>
-            <h2>{group.name}</h2>
-            <h3>Members</h3>
-            <ul>
-              {group.members.edges.map(({ node: user }) => (
-                <li key={user.id}>
-                  {user.name} <span class="muted">{user.email}</span>{" "}
-                  <button
-                    type="button"
-                    aria-label={`Remove ${user.name} from ${group.name}`}
-                    onClick={() => run("Member removed.", () => removeMember({ groupId: group.id, userId: user.id }))}
-                  >
-                    Remove
-                  </button>
-                </li>
-              ))}
-            </ul>
-            <form
-              class="inline panel"
-              onSubmit={(e) => {
-                e.preventDefault();
-                run("Member added.", () => addMember({ groupId: group.id, userId: member[group.id] ?? "" }));
-              }}
-            >
-              <label>
-                Add member
-                <select required value={member[group.id] ?? ""} onChange={(e) => setMember({ ...member, [group.id]: value(e) })}>
-                  <option value="">choose…</option>
-                  {data.users.map((u) => (
-                    <option key={u.id} value={u.id}>
-                      {u.name} ({u.email})
-                    </option>
-                  ))}
-                </select>
-              </label>
-              <button type="submit">Add</button>
-            </form>
-            <h3>Roles</h3>
-            <ul>
-              {group.roleBindings.map((b) => (
-                <li key={b.id}>
-                  {b.role.toLowerCase().replace(/_/g, "-")} on {b.application}/{b.environment}{" "}
-                  <button
-                    type="button"
-                    aria-label={`Revoke ${b.role} on ${b.application}/${b.environment} from ${group.name}`}
-                    onClick={() => run("Role revoked.", () => revoke({ id: b.id }))}
-                  >
-                    Revoke
-                  </button>
-                </li>
-              ))}
-            </ul>
-            <form
-              class="inline panel"
-              onSubmit={(e) => {
-                e.preventDefault();
-                run("Role granted.", () => grant({ input: { groupId: group.id, ...grantForm } }));
-              }}
-            >
-              <label>
-                Role
-                <select value={grantForm.role} onChange={(e) => setRole({ ...role, [group.id]: { ...grantForm, role: value(e) as Role } })}>
-                  {ROLES.map((r) => (
-                    <option key={r} value={r}>
-                      {r.toLowerCase().replace(/_/g, "-")}
-                    </option>
-                  ))}
-                </select>
-              </label>
-              <label>
-                Application{" "}
-                <input value={grantForm.application} onInput={(e) => setRole({ ...role, [group.id]: { ...grantForm, application: value(e) } })} />
-              </label>
-              <label>
-                Environment{" "}
-                <input value={grantForm.environment} onInput={(e) => setRole({ ...role, [group.id]: { ...grantForm, environment: value(e) } })} />
-              </label>
-              <button type="submit">Grant role to group</button>
-            </form>
-          </section>
-        );
-      })}
+      {data?.groups.edges.map(({ node: group }) => (
+        <section key={group.id} class="card" aria-label={`Group ${group.name}`}>
+          <h2>{group.name}</h2>
+          <h3>Members</h3>
+          <ul>
+            {group.members.edges.map(({ node: user }) => (
+              <li key={user.id}>
+                {user.name} <span class="muted">{user.email}</span>{" "}
+                <button
+                  type="button"
+                  aria-label={`Remove ${user.name} from ${group.name}`}
+                  onClick={() => run("Member removed.", () => removeMember({ groupId: group.id, userId: user.id }))}
+                >
+                  Remove
+                </button>
+              </li>
+            ))}
+          </ul>
+          <Form
+            fields={[{ name: "userId", label: "Add member", kind: "select", required: true, placeholder: "choose…", options: people(data.users) }]}
+            submit="Add"
+            done="Member added."
+            onSubmit={(v) => addMember({ groupId: group.id, userId: v.userId as string })}
+          />
+          <h3>Roles</h3>
+          <Bindings holder={group.name} bindings={group.roleBindings} onRevoke={(id) => run("Role revoked.", () => revoke({ id }))} />
+          <Form
+            fields={scopeFields(apps, envs)}
+            initial={SCOPE}
+            submit="Grant role to group"
+            done="Role granted."
+            onSubmit={(v) => grant({ input: { groupId: group.id, ...scopeOf(v) } })}
+          />
+        </section>
+      ))}
     </section>
   );
 }
@@ -601,85 +561,53 @@ function Freezes() {
   const [{ data, error }] = useQuery({ query: FreezesQuery });
   const [, create] = useMutation(CreateFreezeMutation);
   const [, remove] = useMutation(DeleteFreezeMutation);
-  const [form, setForm] = useState({ name: "", environmentId: "", startsAt: "", endsAt: "" });
   const { run, note } = useAction();
-  const iso = (local: string) => (local ? new Date(local).toISOString() : null);
+  const iso = (local: Value) => (local ? new Date(local as string).toISOString() : null);
   return (
     <section>
       <ErrorNote error={error} />
-      <form
-        class="panel inline"
-        onSubmit={(e) => {
-          e.preventDefault();
-          run("Freeze created.", () =>
-            create({
-              input: { name: form.name, environmentId: form.environmentId, startsAt: iso(form.startsAt), endsAt: iso(form.endsAt) },
-            }),
-          );
-        }}
-      >
-        <label>
-          Name <input required value={form.name} onInput={(e) => setForm({ ...form, name: value(e) })} />
-        </label>
-        <label>
-          Environment
-          <select required value={form.environmentId} onChange={(e) => setForm({ ...form, environmentId: value(e) })}>
-            <option value="">choose…</option>
-            {data?.environments.map((env) => (
-              <option key={env.id} value={env.id}>
-                {env.name}
-              </option>
-            ))}
-          </select>
-        </label>
-        <label>
-          From <input type="datetime-local" required value={form.startsAt} onInput={(e) => setForm({ ...form, startsAt: value(e) })} />
-        </label>
-        <label>
-          Until <input type="datetime-local" required value={form.endsAt} onInput={(e) => setForm({ ...form, endsAt: value(e) })} />
-        </label>
-        <button type="submit">Create freeze</button>
-      </form>
+      <Form
+        fields={[
+          { name: "name", label: "Name", required: true },
+          { name: "environmentId", label: "Environment", kind: "select", required: true, placeholder: "choose…", options: named(data?.environments) },
+          { name: "startsAt", label: "From", kind: "datetime-local", required: true },
+          { name: "endsAt", label: "Until", kind: "datetime-local", required: true },
+        ]}
+        submit="Create freeze"
+        reset
+        done="Freeze created."
+        onSubmit={(v) =>
+          create({
+            input: { name: v.name as string, environmentId: v.environmentId as string, startsAt: iso(v.startsAt), endsAt: iso(v.endsAt) },
+          })
+        }
+      />
       {note}
-      <table>
-        <caption>Deploy freezes</caption>
-        <thead>
-          <tr>
-            <th scope="col">Name</th>
-            <th scope="col">Where</th>
-            <th scope="col">When</th>
-            <th scope="col">By</th>
-            <th scope="col">
-              <span class="sr-only">Delete</span>
-            </th>
+      <Table caption="Deploy freezes" headers={["Name", "Where", "When", "By", ["Delete", true]]}>
+        {data?.deployFreezes.map((f) => (
+          <tr key={f.id}>
+            <td data-label="Name">{f.name}</td>
+            <td data-label="Where">
+              {f.environment ? f.environment.name : f.pipeline ? `${f.pipeline.application.name} / ${f.pipeline.environment.name}` : ""}
+            </td>
+            <td data-label="When">
+              {f.weekly ? (
+                `weekly ${f.weekly.startDay.toLowerCase()} ${f.weekly.startTime} to ${f.weekly.endDay.toLowerCase()} ${f.weekly.endTime} (${f.weekly.timeZone})`
+              ) : (
+                <>
+                  <When at={f.startsAt} /> to <When at={f.endsAt} />
+                </>
+              )}
+            </td>
+            <td data-label="By">{f.createdBy.name}</td>
+            <td>
+              <button type="button" aria-label={`Delete freeze ${f.name}`} onClick={() => run("Freeze deleted.", () => remove({ id: f.id }))}>
+                Delete
+              </button>
+            </td>
           </tr>
-        </thead>
-        <tbody>
-          {data?.deployFreezes.map((f) => (
-            <tr key={f.id}>
-              <td data-label="Name">{f.name}</td>
-              <td data-label="Where">
-                {f.environment ? f.environment.name : f.pipeline ? `${f.pipeline.application.name} / ${f.pipeline.environment.name}` : ""}
-              </td>
-              <td data-label="When">
-                {f.weekly ? (
-                  `weekly ${f.weekly.startDay.toLowerCase()} ${f.weekly.startTime} to ${f.weekly.endDay.toLowerCase()} ${f.weekly.endTime} (${f.weekly.timeZone})`
-                ) : (
-                  <>
-                    <When at={f.startsAt} /> to <When at={f.endsAt} />
-                  </>
-                )}
-              </td>
-              <td data-label="By">{f.createdBy.name}</td>
-              <td>
-                <button type="button" aria-label={`Delete freeze ${f.name}`} onClick={() => run("Freeze deleted.", () => remove({ id: f.id }))}>
-                  Delete
-                </button>
-              </td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
+        ))}
+      </Table>
     </section>
   );
 }

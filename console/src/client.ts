@@ -130,21 +130,33 @@ export function openSession(token: string, onSocketClosed: (reason: string) => v
   // After a change (a mutation's answer, a subscription's event) every query on screen is
   // read again from the server. Invalidating the cache is not enough: a read already in
   // flight when the change committed would still be written into the cache afterwards, and
-  // stay the screen's answer without the change.
+  // stay the screen's answer without the change. So each query sent carries the number of
+  // changes seen when it left, and an answer that left before the latest change is read
+  // once more (its data may predate the change, even when it arrives after the reread).
   const onScreen = new Map<number, Operation>();
+  let changes = 0;
+  const sentAfter = (operation: Operation) => (operation.context as { sentAfterChanges?: number }).sentAfterChanges ?? -1;
+  const reread = (operation: Operation) =>
+    client.reexecuteOperation(
+      makeOperation(operation.kind, operation, { ...operation.context, requestPolicy: "network-only" }),
+    );
   const rereadAfterChanges = mapExchange({
     onOperation(operation) {
-      if (operation.kind === "query") onScreen.set(operation.key, operation);
-      else if (operation.kind === "teardown") onScreen.delete(operation.key);
+      if (operation.kind === "teardown") onScreen.delete(operation.key);
+      if (operation.kind !== "query") return operation;
+      const tagged = makeOperation(operation.kind, operation, { ...operation.context, sentAfterChanges: changes });
+      onScreen.set(operation.key, tagged);
+      return tagged;
     },
     onResult(result) {
-      const { kind } = result.operation;
-      if ((kind !== "mutation" && kind !== "subscription") || result.error) return;
-      for (const operation of onScreen.values()) {
-        client.reexecuteOperation(
-          makeOperation(operation.kind, operation, { ...operation.context, requestPolicy: "network-only" }),
-        );
+      const { operation } = result;
+      if (operation.kind === "query") {
+        if (sentAfter(operation) < changes && onScreen.has(operation.key)) reread(operation);
+        return;
       }
+      if ((operation.kind !== "mutation" && operation.kind !== "subscription") || result.error) return;
+      changes += 1;
+      for (const onScreenOperation of onScreen.values()) reread(onScreenOperation);
     },
   });
 

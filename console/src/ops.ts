@@ -325,6 +325,7 @@ export const AuditQuery = graphql(`
     auditEvents(filter: $filter, first: 50) {
       edges { node { id at action objectId application environment actor { id name } before after } }
     }
+    users { id name email }
   }
 `);
 
@@ -342,14 +343,48 @@ export const CreatePipelineMutation = graphql(`
   }
 `);
 
-export const UpdatePolicyMutation = graphql(`
+export const PolicyFields = graphql(`
+  fragment PolicyFields on ApprovalPolicy {
+    id
+    requiredApprovals
+    ttlHours
+    approversCanDeploy
+    kind
+    approvers { id name }
+    groupQuorums { minApprovals group { id name } }
+    countOncePerPerson
+    exceptionUsers { id name }
+    exceptionGroups { id name }
+    cancelStaleRequests
+  }
+`);
+
+export const PoliciesQuery = graphql(
+  `
+  query Policies {
+    applications {
+      id
+      name
+      pipelines { id environment { id name } approvalPolicy { ...PolicyFields } }
+    }
+    users { id name email }
+    groups(first: 100) { edges { node { id name } } }
+  }
+`,
+  [PolicyFields],
+);
+
+export const UpdatePolicyMutation = graphql(
+  `
   mutation UpdatePolicy($pipelineId: ID!, $input: ApprovalPolicyInput!) {
     updateApprovalPolicy(pipelineId: $pipelineId, input: $input) {
       id
-      approvalPolicy { requiredApprovals ttlHours approversCanDeploy kind }
+      approvalPolicy { ...PolicyFields }
     }
   }
-`);
+`,
+  [PolicyFields],
+);
 
 export const GroupsQuery = graphql(`
   query Groups {
@@ -364,6 +399,8 @@ export const GroupsQuery = graphql(`
       }
     }
     users { id name email }
+    applications { id name }
+    environments { id name }
   }
 `);
 
@@ -417,4 +454,10 @@ export const CreateFreezeMutation = graphql(`
 
 export const DeleteFreezeMutation = graphql(`
   mutation DeleteFreeze($id: ID!) { deleteDeployFreeze(id: $id) { id } }
+`);
+
+export const RegisterImageMutation = graphql(`
+  mutation RegisterImage($input: RegisterImageInput!) {
+    registerImage(input: $input) { id tag digest repository createdAt builtBy { id name } }
+  }
 `);

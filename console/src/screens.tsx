@@ -7,6 +7,7 @@ import { DeploymentLine } from "./live";
 import {
   AppDetailsQuery,
   CanDeployQuery,
+  CanIQuery,
   CanRequestApprovalQuery,
   ApplicationsQuery,
   ApprovalForDeploymentQuery,
@@ -15,11 +16,13 @@ import {
   EligibleApproversQuery,
   PipelineCardFields,
   PipelineForQuery,
+  RegisterImageMutation,
   RequestApprovalMutation,
   RequestFields,
   SelectImageQuery,
 } from "./ops";
 import { Action, codeOf, ErrorNote, shortDigest, State, When } from "./ui";
+import { Form } from "./form";
 import type { CombinedError } from "@urql/preact";
 
 const appHref = (app: string) => `#/app/${encodeURIComponent(app)}`;
@@ -339,6 +342,7 @@ export function ApprovalForDeployment(props: { application: string; environment:
       {missing && <p>There is no pipeline for {props.application} on {props.environment} that you can see.</p>}
       {pipeline && (
         <ImagesForApproval
+          application={props.application}
           pipelineId={pipeline.id}
           applicationId={pipeline.application.id}
           environment={props.environment}
@@ -349,7 +353,7 @@ export function ApprovalForDeployment(props: { application: string; environment:
   );
 }
 
-function ImagesForApproval(props: { pipelineId: string; applicationId: string; environment: string; notifications: boolean }) {
+function ImagesForApproval(props: { application: string; pipelineId: string; applicationId: string; environment: string; notifications: boolean }) {
   const [{ data: fresh, error }] = useQuery({
     query: ApprovalForDeploymentQuery,
     variables: { pipelineId: props.pipelineId, applicationId: props.applicationId },
@@ -361,7 +365,7 @@ function ImagesForApproval(props: { pipelineId: string; applicationId: string; e
   return (
     <>
       <ErrorNote error={error} />
-      {images.length === 0 && <p>No images registered yet: CI registers them with registerImage.</p>}
+      {images.length === 0 && <p>No images registered yet: CI registers them (registerImage), or register one below.</p>}
       <table>
         <caption>Images and their state for {props.environment}</caption>
         <thead>
@@ -421,7 +425,45 @@ function ImagesForApproval(props: { pipelineId: string; applicationId: string; e
           ))}
         </tbody>
       </table>
+      <RegisterImage application={props.application} environment={props.environment} />
     </>
+  );
+}
+
+/** What CI does with registerImage, by hand: shown to those who may register images (R3). */
+function RegisterImage(props: { application: string; environment: string }) {
+  const [{ data }] = useQuery({
+    query: CanIQuery,
+    variables: { action: "REGISTER_IMAGE", application: props.application, environment: props.environment },
+  });
+  const [, register] = useMutation(RegisterImageMutation);
+  if (!data?.canI.allowed) return null;
+  return (
+    <section aria-label="Register an image">
+      <h2>Register an image</h2>
+      <p class="muted">What CI does after each build, with its own token (registerImage).</p>
+      <Form
+        label="Register an image"
+        fields={[
+          { name: "repository", label: "Repository", required: true, placeholder: "registry.example.com/acme/shop" },
+          { name: "tag", label: "Tag", required: true, placeholder: "1.4.2" },
+          { name: "digest", label: "Digest", required: true, placeholder: "sha256:…" },
+        ]}
+        submit="Register image"
+        reset
+        done="Image registered."
+        onSubmit={(v) =>
+          register({
+            input: {
+              application: props.application,
+              repository: (v.repository as string).trim(),
+              tag: (v.tag as string).trim(),
+              digest: (v.digest as string).trim(),
+            },
+          })
+        }
+      />
+    </section>
   );
 }
 

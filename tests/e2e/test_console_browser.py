@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -202,12 +203,36 @@ async def assert_accessible(page) -> None:
     assert unreachable == 0
 
 
+@asynccontextmanager
+async def chromium() -> AsyncIterator:
+    """Debian's Chromium through Playwright, headless; the test skips when it cannot start."""
+    from playwright.async_api import Error, async_playwright
+
+    async with async_playwright() as playwright:
+        try:
+            browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        except Error as error:
+            pytest.skip(f"Playwright could not launch {CHROMIUM}: {error}")
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+async def approve_awaiting(page) -> None:
+    """Approve, then Approve Request, on the request awaiting the person's approval."""
+    await (
+        page.get_by_role("region", name="Awaiting my approval").get_by_role("button", name="Approve").click()
+    )
+    await page.get_by_role("button", name="Approve Request").click()
+
+
 def card(page, tag: str):
     return page.get_by_role("listitem", name=f"Request {tag} for shop on prod").first
 
 
 async def test_console_story_through_the_screens_offline(story, server):
-    from playwright.async_api import Error, async_playwright, expect
+    from playwright.async_api import expect
 
     def register(tag: str) -> str:
         digest = "sha256:" + os.urandom(32).hex()
@@ -224,11 +249,7 @@ async def test_console_story_through_the_screens_offline(story, server):
         )["registerImage"]["id"]
 
     failures: list[str] = []
-    async with async_playwright() as playwright:
-        try:
-            browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        except Error as error:
-            pytest.skip(f"Playwright could not launch {CHROMIUM}: {error}")
+    async with chromium() as browser:
         try:
             people = People(browser, server, failures)
             # A token the server refuses: the sign-in form says so, with the contract's code.
@@ -305,12 +326,7 @@ async def test_console_story_through_the_screens_offline(story, server):
 
             # bob approves: the image appears on dev's Select Image without reloading.
             await go(bob, "#/pending")
-            await (
-                bob.get_by_role("region", name="Awaiting my approval")
-                .get_by_role("button", name="Approve")
-                .click()
-            )
-            await bob.get_by_role("button", name="Approve Request").click()
+            await approve_awaiting(bob)
             chosen = dev.get_by_role("row").filter(has_text="build-1")
             await expect(chosen).to_contain_text("alice", timeout=LIVE_MS)
             await expect(chosen).to_contain_text("bob")
@@ -427,6 +443,74 @@ async def test_console_story_through_the_screens_offline(story, server):
             await sre.get_by_role("button", name="Add", exact=True).click()
             await expect(sre.get_by_role("listitem").filter(has_text="alice@example.com")).to_be_visible()
 
+            # Approval policies: a team quorum and an exception, edited in Administration. A
+            # policy the API refuses shows its words and code, and changes nothing.
+            policy_query = (
+                "query($id: ID!) { pipeline(id: $id) { approvalPolicy { kind requiredApprovals "
+                "groupQuorums { minApprovals group { name } } exceptionUsers { email } } } }"
+            )
+            await go(admin, "#/admin/policies")
+            policy = admin.get_by_role("form", name="Approval policy of shop / prod")
+            await policy.get_by_label("Whose approvals count").select_option("GROUP_QUORUMS")
+            await policy.get_by_role("button", name="Save policy").click()
+            await expect(admin.get_by_role("alert")).to_contain_text("name at least one group")
+            await expect(admin.get_by_role("alert")).to_contain_text("BAD_USER_INPUT")
+            unchanged = story.admin.ok(policy_query, {"id": story.ids["pipeline"]})["pipeline"][
+                "approvalPolicy"
+            ]
+            assert unchanged["kind"] == "ANY" and unchanged["groupQuorums"] == []
+            await policy.get_by_label("Approvals from sre").fill("1")
+            await (
+                policy.get_by_role("group", name="Exceptions: users who may deploy without approval")
+                .get_by_role("checkbox", name=re.compile("^carol"))
+                .check()
+            )
+            await policy.get_by_role("button", name="Save policy").click()
+            await expect(admin.get_by_role("status")).to_contain_text("Policy saved.")
+            await expect(admin.get_by_role("region", name="Policy of shop / prod")).to_contain_text(
+                "with 1 from sre"
+            )
+            saved = story.admin.ok(policy_query, {"id": story.ids["pipeline"]})["pipeline"]["approvalPolicy"]
+            assert saved == {
+                "kind": "GROUP_QUORUMS",
+                "requiredApprovals": 2,
+                "groupQuorums": [{"minApprovals": 1, "group": {"name": "sre"}}],
+                "exceptionUsers": [{"email": "carol@example.com"}],
+            }
+            await shot(admin, "administration-policies")
+            # The rest of the story runs under the policy it started with.
+            story.admin.ok(
+                "mutation($id: ID!, $i: ApprovalPolicyInput!) { updateApprovalPolicy(pipelineId: $id, input: $i) { id } }",
+                {
+                    "id": story.ids["pipeline"],
+                    "i": {
+                        "requiredApprovals": 2,
+                        "ttlHours": 24,
+                        "kind": "ANY",
+                        "groupQuorums": [],
+                        "exceptionUserIds": [],
+                    },
+                },
+            )
+
+            # The audit log, filtered by who and when: the admin's policy edits of today.
+            await go(admin, "#/admin/audit")
+            filters = admin.get_by_role("form", name="Audit log filters")
+            await filters.get_by_label("Who").select_option(story.admin.user_id)
+            await filters.get_by_label("Action").fill("update_approval_policy")
+            await filters.get_by_label("From").fill(
+                (datetime.now() - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M")
+            )
+            await filters.get_by_role("button", name="Filter").click()
+            log = admin.get_by_role("table", name="Audit log, newest first")
+            await expect(log.get_by_role("row").filter(has_text="update_approval_policy")).to_have_count(2)
+            await filters.get_by_label("Until").fill(
+                (datetime.now() - timedelta(minutes=30)).strftime("%Y-%m-%dT%H:%M")
+            )
+            await filters.get_by_role("button", name="Filter").click()
+            await expect(admin.get_by_text("No event matches these filters.")).to_be_visible()
+            await shot(admin, "administration-audit")
+
             # Why can't I? A freeze made in Administration disables Deploy, with the API's words.
             now = datetime.now()
             await go(admin, "#/admin/freezes")
@@ -498,7 +582,5 @@ async def test_console_story_through_the_screens_offline(story, server):
                 SHOTS.mkdir(parents=True, exist_ok=True)
                 await page.screenshot(path=str(SHOTS / f"failure-{name}.png"), full_page=True)
             raise
-        finally:
-            await browser.close()
     assert people.outside == [], f"the console asked for something outside Greenlight: {people.outside}"
     assert failures == [], failures

@@ -96,9 +96,10 @@ def _wait_until_ready(http: httpx.Client, process: subprocess.Popen, log: Path) 
 
 
 @contextlib.contextmanager
-def serving(cwd: Path, env: dict[str, str], token: str) -> Iterator[Server]:
-    """`greenlight serve` in `cwd` with `env`, ready (healthz and readyz), until the block ends."""
-    port = free_port()
+def serving(cwd: Path, env: dict[str, str], token: str, port: int | None = None) -> Iterator[Server]:
+    """`greenlight serve` in `cwd` with `env`, ready (healthz and readyz), until the block ends;
+    on `port` when given (a free one otherwise)."""
+    port = port or free_port()
     log = cwd / "serve.log"
     process = start_serve(cwd, env, port, log)
     try:
