@@ -1,4 +1,4 @@
-"""What the two outboxes (webhook deliveries, emails) share: claiming a due row so that
+"""What the outboxes (webhook deliveries, emails, chat deliveries, the audit sink) share: claiming a due row so that
 exactly one process works on it, and recording an attempt with exponential backoff.
 
 A row is claimed with FOR UPDATE SKIP LOCKED inside a short transaction that moves its
@@ -38,6 +38,16 @@ async def claim(model: type[Model], done_field: str, lease_seconds: float) -> Mo
     return row
 
 
+def retry_delay(
+    attempts: int, backoff_seconds: float, max_backoff_seconds: float, jitter: float
+) -> timedelta:
+    """How long to wait after the `attempts`-th failed attempt: `backoff_seconds` doubling
+    with each attempt up to `max_backoff_seconds`, with `jitter` (0 to 1) of it random."""
+    delay = min(backoff_seconds * 2 ** (attempts - 1), max_backoff_seconds)
+    delay -= delay * jitter * random.random()
+    return timedelta(seconds=delay)
+
+
 async def record_attempt(
     row: Model,
     done_field: str,
@@ -60,9 +70,7 @@ async def record_attempt(
     elif row.attempts >= max_attempts:
         row.failed_at = now()
     else:
-        delay = min(backoff_seconds * 2 ** (row.attempts - 1), max_backoff_seconds)
-        delay -= delay * jitter * random.random()
-        row.next_attempt_at = now() + timedelta(seconds=delay)
+        row.next_attempt_at = now() + retry_delay(row.attempts, backoff_seconds, max_backoff_seconds, jitter)
     await row.save(
         update_fields=["attempts", "last_error", done_field, "failed_at", "next_attempt_at", *also]
     )

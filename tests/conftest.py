@@ -26,6 +26,9 @@ from greenlight.policies import Action, Authorizer, Scope
 POSTGRES_URL = os.environ.get("GREENLIGHT_TEST_POSTGRES_URL")
 TABLES = (
     "audit_events",
+    "audit_cursors",
+    "chat_deliveries",
+    "chat_channels",
     "deploy_freezes",
     "policy_approvers",
     "group_quorums",

@@ -22,6 +22,7 @@ from greenlight.models.enums import (
     Weekday,
 )
 from greenlight.models.identity import ApiToken, Group, GroupMember, PolicyVersion, RoleBinding, User
+from greenlight.models.outbound import AuditCursor, ChatChannel, ChatChannelKind, ChatDelivery, ChatEvent
 from greenlight.models.workflow import (
     Approval,
     ApprovalRequest,
@@ -37,6 +38,11 @@ __all__ = [
     "ACTIVE_STATUSES",
     "LIVE_STATES",
     "ApiToken",
+    "AuditCursor",
+    "ChatChannel",
+    "ChatChannelKind",
+    "ChatDelivery",
+    "ChatEvent",
     "Application",
     "ApprovalException",
     "ApprovalPolicyKind",

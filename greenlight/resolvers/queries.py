@@ -12,6 +12,7 @@ from greenlight.models import ApprovalState
 from greenlight.policies import Action, Actor
 from greenlight.schema import ids
 from greenlight.schema.arguments import After, First, described
+from greenlight.schema.chat import ChatChannel
 from greenlight.schema.context import Info
 from greenlight.schema.inputs import ApprovalRequestFilter, AuditEventFilter
 from greenlight.schema.types import (
@@ -36,7 +37,7 @@ from greenlight.schema.types import (
     User,
     connection,
 )
-from greenlight.workflow import access, approvals, freezes, guards, identity, outbox, reads, teams
+from greenlight.workflow import access, approvals, chat, freezes, guards, identity, outbox, reads, teams
 from greenlight.workflow.errors import BadUserInput
 from greenlight.workflow.guards import visible_deployment, visible_request
 
@@ -48,6 +49,7 @@ NODES: dict[str, tuple[Callable[[Actor, int], Awaitable[Any]], Callable[[Any], N
     "ApprovalPolicy": (reads.pipeline, lambda m: ApprovalPolicy(pipeline=m)),
     "ApprovalRequest": (visible_request, lambda m: ApprovalRequest(model=m)),
     "AuditEvent": (reads.audit_event, lambda m: AuditEvent(model=m)),
+    "ChatChannel": (chat.channel, lambda m: ChatChannel(model=m)),
     "DeployFreeze": (freezes.visible_freeze, lambda m: DeployFreeze(model=m)),
     "Deployment": (visible_deployment, lambda m: Deployment(model=m)),
     "Environment": (reads.environment, lambda m: Environment(model=m)),
