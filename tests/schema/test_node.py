@@ -158,6 +158,11 @@ async def one_of_each(world) -> dict[str, str]:
         {"u": world["dev"].user_id},
     )
     audit = await admin.ok("{ auditEvents(first: 1) { edges { node { id } } } }")
+    chat = await admin.ok(
+        """mutation($p: ID!) { createChatChannel(input: {kind: SLACK, pipelineId: $p,
+             url: "https://hooks.slack.com/services/T0/B0/x"}) { id } }""",
+        {"p": world.ids["shop/prod"]},
+    )
     dev = await User.get(email="dev@example.com")
     email = await EmailOutbox.create(
         message_id=f"<{uuid.uuid4()}@test>",
@@ -175,6 +180,7 @@ async def one_of_each(world) -> dict[str, str]:
         "ApprovalPolicy": world.ids["shop/prod"].replace("Pipeline", "ApprovalPolicy"),
         "ApprovalRequest": request,
         "AuditEvent": audit["auditEvents"]["edges"][0]["node"]["id"],
+        "ChatChannel": chat["createChatChannel"]["id"],
         "DeployFreeze": freeze["createDeployFreeze"]["id"],
         "Deployment": deployment,
         "Environment": world.ids["prod"],
