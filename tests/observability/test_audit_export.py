@@ -178,7 +178,9 @@ async def test_audit_sink_receives_every_event_once_and_in_order_through_failure
     assert await sink(settings) == 1
     assert json.loads(receiver.requests[-1].body)["action"] == "register_image"
     assert await sink(settings) == 0  # nothing twice
-    assert (await AuditCursor.get(name="sink")).position == int(json.loads(receiver.requests[-1].body)["cursor"])
+    assert (await AuditCursor.get(name="sink")).position == int(
+        json.loads(receiver.requests[-1].body)["cursor"]
+    )
 
 
 async def test_audit_sink_runs_in_the_background_jobs_when_configured(world, settings, receiver):
