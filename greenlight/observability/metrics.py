@@ -42,7 +42,14 @@ from tortoise.functions import Count, Min
 
 from greenlight import build
 from greenlight.models import ApprovalRequest as Request_
-from greenlight.models import ApprovalState, Deployment, DeploymentStatus, EmailOutbox, WebhookDelivery
+from greenlight.models import (
+    ApprovalState,
+    ChatDelivery,
+    Deployment,
+    DeploymentStatus,
+    EmailOutbox,
+    WebhookDelivery,
+)
 from greenlight.workflow.clock import now
 from greenlight.workflow.states import LIVE_STATES
 
@@ -157,7 +164,11 @@ class Reading:
     oldest_due: dict[str, datetime | None] = field(default_factory=dict)
 
 
-OUTBOXES = (("email", EmailOutbox, "sent_at"), ("webhook", WebhookDelivery, "delivered_at"))
+OUTBOXES = (
+    ("email", EmailOutbox, "sent_at"),
+    ("webhook", WebhookDelivery, "delivered_at"),
+    ("chat", ChatDelivery, "delivered_at"),
+)
 
 
 async def _read_database() -> Reading:
