@@ -199,7 +199,8 @@ def headline(facts: Facts) -> tuple[str, str]:
         case ChatEvent.APPROVED:
             return f"{image} approved for {where} (last approval by {who})", "good"
         case ChatEvent.REJECTED:
-            return f"{image} rejected for {where} by {who}: {facts.reason or ''}".rstrip(": "), "bad"
+            because = f": {facts.reason}" if facts.reason else ""
+            return f"{image} rejected for {where} by {who}{because}", "bad"
         case ChatEvent.CANCELLED:
             return f"Approval request for {image} on {where} cancelled by {who}", "info"
         case ChatEvent.EXPIRED:
