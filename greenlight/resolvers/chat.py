@@ -7,9 +7,10 @@ from typing import Annotated
 import strawberry
 
 from greenlight.schema import ids
-from greenlight.schema.arguments import described
-from greenlight.schema.chat import ChatChannel, CreateChatChannelInput
+from greenlight.schema.arguments import After, First, described
+from greenlight.schema.chat import ChatChannel, ChatDelivery, CreateChatChannelInput
 from greenlight.schema.context import Info
+from greenlight.schema.types import Connection, connection
 from greenlight.workflow import chat
 
 
@@ -36,4 +37,22 @@ async def delete_chat_channel(
 ) -> ChatChannel:
     return ChatChannel(
         model=await chat.delete_channel(info.context.actor, ids.decode("ChatChannel", id, "id"))
+    )
+
+
+async def chat_deliveries(
+    info: Info,
+    failed_only: Annotated[bool, described("Only the deliveries given up.")] = False,
+    first: First = 20,
+    after: After = None,
+) -> Connection[ChatDelivery]:
+    found = await chat.list_deliveries(info.context.actor, failed_only, first, ids.decode_cursor(after))
+    return connection(found, ChatDelivery)
+
+
+async def retry_chat_delivery(
+    info: Info, id: Annotated[strawberry.ID, described('"ChatDelivery:<number>", a failed one.')]
+) -> ChatDelivery:
+    return ChatDelivery(
+        model=await chat.retry_delivery(info.context.actor, ids.decode("ChatDelivery", id, "id"))
     )

@@ -12,7 +12,7 @@ from greenlight.models import ApprovalState
 from greenlight.policies import Action, Actor
 from greenlight.schema import ids
 from greenlight.schema.arguments import After, First, described
-from greenlight.schema.chat import ChatChannel
+from greenlight.schema.chat import ChatChannel, ChatDelivery
 from greenlight.schema.context import Info
 from greenlight.schema.inputs import ApprovalRequestFilter, AuditEventFilter
 from greenlight.schema.types import (
@@ -50,6 +50,7 @@ NODES: dict[str, tuple[Callable[[Actor, int], Awaitable[Any]], Callable[[Any], N
     "ApprovalRequest": (visible_request, lambda m: ApprovalRequest(model=m)),
     "AuditEvent": (reads.audit_event, lambda m: AuditEvent(model=m)),
     "ChatChannel": (chat.channel, lambda m: ChatChannel(model=m)),
+    "ChatDelivery": (chat.delivery, lambda m: ChatDelivery(model=m)),
     "DeployFreeze": (freezes.visible_freeze, lambda m: DeployFreeze(model=m)),
     "Deployment": (visible_deployment, lambda m: Deployment(model=m)),
     "Environment": (reads.environment, lambda m: Environment(model=m)),

@@ -115,6 +115,10 @@ class Query:
         resolver=chat.chat_channels,
         description="Where approval events are told, oldest first; super-admins only (R2).",
     )
+    chat_deliveries = strawberry.field(
+        resolver=chat.chat_deliveries,
+        description="Chat notices, newest first (failedOnly: those given up); super-admins only (R2).",
+    )
 
 
 @strawberry.type(description="Changes. Each runs in one transaction: a failed mutation changes nothing.")
@@ -212,6 +216,10 @@ class Mutation:
     delete_chat_channel = strawberry.mutation(
         resolver=chat.delete_chat_channel,
         description="Stop telling a channel; what it was not sent yet is marked failed. Super-admins only (R2).",
+    )
+    retry_chat_delivery = strawberry.mutation(
+        resolver=chat.retry_chat_delivery,
+        description="Queue a failed chat notice again, the same message; super-admins only (R2).",
     )
     grant_role = strawberry.mutation(
         resolver=mutations.grant_role,

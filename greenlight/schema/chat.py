@@ -104,3 +104,46 @@ class ChatChannel(Node):
     @strawberry.field(description="When it was made.")
     def created_at(self) -> datetime:
         return self.model.created_at
+
+
+@strawberry.type(description="A chat notice in the outbox: sent, waiting, or given up (super-admins only).")
+class ChatDelivery(Node):
+    model: strawberry.Private[models.ChatDelivery]
+
+    @strawberry.field(description="The event it tells.")
+    def event(self) -> ChatEvent:
+        return models.ChatEvent(self.model.event)
+
+    @strawberry.field(description="The webhook-id header of every attempt: receivers drop a repeat by it.")
+    def delivery_id(self) -> str:
+        return self.model.delivery_id
+
+    @strawberry.field(description="The channel it goes to (deleted ones included).")
+    async def channel(self) -> ChatChannel:
+        found = self.model.channel  # fetched with the row by chatDeliveries, else a query
+        if not isinstance(found, models.ChatChannel):
+            found = await found
+        return ChatChannel(model=found)
+
+    @strawberry.field(description="Attempts made (counted afresh by retryChatDelivery).")
+    def attempts(self) -> int:
+        return self.model.attempts
+
+    @strawberry.field(description="What went wrong on the last attempt; null when none failed.")
+    def last_error(self) -> str | None:
+        return self.model.last_error
+
+    @strawberry.field(description="When the receiver accepted it; null until then.")
+    def delivered_at(self) -> datetime | None:
+        return self.model.delivered_at
+
+    @strawberry.field(
+        description="When it was given up (GREENLIGHT_WEBHOOK_MAX_ATTEMPTS, or its channel deleted); "
+        "null while it is sent or retried."
+    )
+    def failed_at(self) -> datetime | None:
+        return self.model.failed_at
+
+    @strawberry.field(description="When it was written.")
+    def created_at(self) -> datetime:
+        return self.model.created_at

@@ -14,8 +14,9 @@ from greenlight.models import ChatChannel, ChatChannelKind, ChatDelivery, ChatEv
 from greenlight.policies import Actor
 from greenlight.workflow import audit
 from greenlight.workflow.clock import now
-from greenlight.workflow.errors import BadUserInput, not_found
+from greenlight.workflow.errors import BadUserInput, InvalidState, not_found
 from greenlight.workflow.guards import require_admin
+from greenlight.workflow.reads import Page, page
 from greenlight.workflow.tx import transaction
 
 MAX_URL = 2048
@@ -137,10 +138,39 @@ async def channel(actor: Actor, channel_id: int) -> ChatChannel:
     return found
 
 
-async def delivery_counts(channel_id: int) -> tuple[int, int]:
-    """(waiting to be sent, given up) for a channel."""
-    pending = await ChatDelivery.filter(
-        channel_id=channel_id, delivered_at__isnull=True, failed_at__isnull=True
-    ).count()
-    failed = await ChatDelivery.filter(channel_id=channel_id, failed_at__isnull=False).count()
-    return pending, failed
+async def list_deliveries(actor: Actor, failed_only: bool, first: int | None, after_id: int | None) -> Page:
+    """R2: the chat outbox, newest first; `failed_only`: those given up."""
+    require_admin(actor, "read chat deliveries")
+    query = ChatDelivery.all().select_related("channel")
+    if failed_only:
+        query = query.filter(failed_at__isnull=False)
+    return await page(query, first, after_id)
+
+
+async def delivery(actor: Actor, delivery_id: int) -> ChatDelivery:
+    require_admin(actor, "read chat deliveries")
+    found = await ChatDelivery.get_or_none(id=delivery_id)
+    if found is None:
+        raise not_found("chat delivery")
+    return found
+
+
+async def retry_delivery(actor: Actor, delivery_id: int) -> ChatDelivery:
+    """R2: a failed delivery goes back to the queue, its attempts counted afresh; it is the
+    same message (body and webhook-id) as before."""
+    require_admin(actor, "retry chat deliveries")
+    async with transaction():
+        found = await ChatDelivery.select_for_update().get_or_none(id=delivery_id)
+        if found is None:
+            raise not_found("chat delivery")
+        if found.failed_at is None:
+            raise InvalidState("only a failed chat delivery can be retried")
+        channel = await ChatChannel.get(id=found.channel_id)
+        if channel.deleted_at is not None:
+            raise InvalidState("its channel was deleted: there is nowhere to send it")
+        found.failed_at = None
+        found.attempts = 0
+        found.next_attempt_at = now()
+        await found.save(update_fields=["failed_at", "attempts", "next_attempt_at"])
+        await audit.record("retry_chat_delivery", found, actor_id=actor.id)
+    return found

@@ -402,3 +402,38 @@ async def test_chat_the_background_jobs_send_the_notices(quiet, settings, receiv
     async with httpx.AsyncClient(trust_env=False) as client:
         await jobs.run_once(settings, client)
     assert len(at(receiver, "/slack")) == 1
+
+
+DELIVERIES = """query($f: Boolean) { chatDeliveries(failedOnly: $f, first: 50) {
+  edges { node { id event deliveryId attempts lastError failedAt deliveredAt channel { id urlHost } } } } }"""
+RETRY = "mutation($id: ID!) { retryChatDelivery(id: $id) { id attempts failedAt } }"
+
+
+async def test_chat_a_failed_delivery_is_listed_and_sent_again_as_the_same_message(quiet, settings, receiver):
+    """Chat: super-admins see the deliveries given up (chatDeliveries(failedOnly)) and queue
+    one again (retryChatDelivery): the receiver then gets the same body with the same
+    webhook-id. Only a failed one can be retried (INVALID_STATE), only by super-admins."""
+    world = quiet
+    made = await channel(world, "WEBHOOK", url(receiver, "/hook"), pipeline="shop/prod")
+    await world.request_approval(await world.register_image())
+    receiver.fail_next = MAX_ATTEMPTS
+    for _ in range(MAX_ATTEMPTS):
+        await make_due()
+        await settle(settings)
+    (failed,) = [
+        e["node"] for e in (await world["admin"].ok(DELIVERIES, {"f": True}))["chatDeliveries"]["edges"]
+    ]
+    assert failed["event"] == "REQUESTED" and failed["attempts"] == MAX_ATTEMPTS
+    assert failed["lastError"] == "HTTP 500" and failed["failedAt"] and failed["deliveredAt"] is None
+    assert failed["channel"] == {"id": made["id"], "urlHost": "http://127.0.0.1/"}
+    assert await world["dev"].code(RETRY, {"id": failed["id"]}) == "FORBIDDEN"
+    assert await world["dev"].code(DELIVERIES) == "FORBIDDEN"
+
+    retried = (await world["admin"].ok(RETRY, {"id": failed["id"]}))["retryChatDelivery"]
+    assert retried == {"id": failed["id"], "attempts": 0, "failedAt": None}
+    assert await settle(settings) == 1
+    bodies = {r.body for r in receiver.requests}
+    assert len(bodies) == 1 and {r.headers["webhook-id"] for r in receiver.requests} == {failed["deliveryId"]}
+    assert len(receiver.requests) == MAX_ATTEMPTS + 1
+    assert await world["admin"].code(RETRY, {"id": failed["id"]}) == "INVALID_STATE"
+    assert (await world["admin"].ok(DELIVERIES, {"f": True}))["chatDeliveries"]["edges"] == []

@@ -7,7 +7,7 @@ import uuid
 
 from graphql import GraphQLObjectType
 
-from greenlight.models import EmailOutbox, User
+from greenlight.models import ChatDelivery, EmailOutbox, User
 from greenlight.resolvers.queries import NODES
 from greenlight.schema import build_schema
 from greenlight.workflow.clock import now
@@ -164,6 +164,14 @@ async def one_of_each(world) -> dict[str, str]:
         {"p": world.ids["shop/prod"]},
     )
     dev = await User.get(email="dev@example.com")
+    delivery = await ChatDelivery.create(
+        channel_id=int(chat["createChatChannel"]["id"].split(":")[1]),
+        audit_event_id=int(audit["auditEvents"]["edges"][0]["node"]["id"].split(":")[1]),
+        event="REQUESTED",
+        delivery_id=f"msg_{uuid.uuid4().hex}",
+        payload={"text": "t"},
+        next_attempt_at=now(),
+    )
     email = await EmailOutbox.create(
         message_id=f"<{uuid.uuid4()}@test>",
         kind="approval_requested",
@@ -181,6 +189,7 @@ async def one_of_each(world) -> dict[str, str]:
         "ApprovalRequest": request,
         "AuditEvent": audit["auditEvents"]["edges"][0]["node"]["id"],
         "ChatChannel": chat["createChatChannel"]["id"],
+        "ChatDelivery": f"ChatDelivery:{delivery.id}",
         "DeployFreeze": freeze["createDeployFreeze"]["id"],
         "Deployment": deployment,
         "Environment": world.ids["prod"],
