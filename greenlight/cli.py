@@ -1,4 +1,4 @@
-"""The `greenlight` command: serve, bootstrap, migrate, export-schema."""
+"""The `greenlight` command: serve, bootstrap, migrate, export-schema, policy, audit."""
 
 from __future__ import annotations
 
@@ -241,6 +241,33 @@ def policy_check(args: argparse.Namespace) -> int:
     return 0 if allowed else 1
 
 
+async def _audit_export(settings: Settings, since: int) -> int:
+    from greenlight import notifications
+    from greenlight.notifications import audit_stream
+
+    notifications.configure(settings)  # chat notices fanned out on the way link to the request
+    await db.connect(settings.database_url)
+    try:
+        return await audit_stream.export(since, sys.stdout.write)
+    finally:
+        sys.stdout.flush()
+        await db.close()
+
+
+def audit_export(args: argparse.Namespace) -> int:
+    from greenlight.notifications import audit_stream
+
+    try:
+        since = audit_stream.parse_cursor(args.since)
+    except ValueError as error:
+        print(f"greenlight audit export: {error}", file=sys.stderr)
+        return 2
+    settings = _settings()
+    count = _run_on_database("audit export", settings, _audit_export(settings, since))
+    print(f"greenlight audit export: {count} event(s)", file=sys.stderr)
+    return 0
+
+
 def export_schema(args: argparse.Namespace) -> int:
     from greenlight.schema import schema
 
@@ -319,6 +346,15 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("application")
     q.add_argument("environment")
     q.set_defaults(func=policy_check)
+
+    p = commands.add_parser("audit", help="the audit log, out of Greenlight")
+    audit = p.add_subparsers(dest="audit_command", required=True)
+    q = audit.add_parser(
+        "export",
+        help="write the audit log as JSON lines, in commit order, each with the cursor to resume after it",
+    )
+    q.add_argument("--since", help="the cursor of the last line already exported; left out: from the start")
+    q.set_defaults(func=audit_export)
 
     p = commands.add_parser("export-schema", help="write the GraphQL schema (SDL)")
     p.add_argument("output", nargs="?", default="schema.graphql")

@@ -29,6 +29,7 @@ SECRET_VARIABLES = (
     "GREENLIGHT_SECRET_KEY_PREVIOUS",
     "GREENLIGHT_DEPLOY_WEBHOOK_SECRET",
     "GREENLIGHT_JWT_SECRET",
+    "GREENLIGHT_AUDIT_WEBHOOK_SECRET",
 )
 
 
@@ -118,6 +119,9 @@ class Settings:
     webhook_timeout_seconds: float = 10.0
     webhook_backoff_seconds: float = 2.0
     subscription_recheck_seconds: float = 30.0
+    # The audit sink: every audit event, in order, to one signed webhook (a SIEM).
+    audit_webhook_url: str | None = None
+    audit_webhook_secret: str | None = field(default=None, repr=False)
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
     jwt_jwks_url: str | None = None
@@ -226,6 +230,14 @@ class Settings:
                 raise ConfigError(
                     "GREENLIGHT_DEPLOY_WEBHOOK_SECRET must be set when GREENLIGHT_DEPLOYER=webhook"
                 )
+        audit_url = env.get("GREENLIGHT_AUDIT_WEBHOOK_URL") or None
+        audit_secret = env.get("GREENLIGHT_AUDIT_WEBHOOK_SECRET") or None
+        if audit_url and not audit_url.startswith(("http://", "https://")):
+            raise ConfigError(f"GREENLIGHT_AUDIT_WEBHOOK_URL must be an http(s) URL, got {audit_url!r}")
+        if bool(audit_url) != bool(audit_secret):
+            raise ConfigError(
+                "GREENLIGHT_AUDIT_WEBHOOK_URL and GREENLIGHT_AUDIT_WEBHOOK_SECRET must be set together"
+            )
         smtp_host = env.get("GREENLIGHT_SMTP_HOST") or None
         smtp_from = env.get("GREENLIGHT_SMTP_FROM") or None
         secret_key = env.get("GREENLIGHT_SECRET_KEY") or None
@@ -335,6 +347,8 @@ class Settings:
             webhook_max_attempts=_int(env, "GREENLIGHT_WEBHOOK_MAX_ATTEMPTS", 8, 1),
             webhook_timeout_seconds=_float(env, "GREENLIGHT_WEBHOOK_TIMEOUT_SECONDS", 10.0, 0.1),
             webhook_backoff_seconds=_float(env, "GREENLIGHT_WEBHOOK_BACKOFF_SECONDS", 2.0, 0.0),
+            audit_webhook_url=audit_url,
+            audit_webhook_secret=audit_secret,
             subscription_recheck_seconds=_float(env, "GREENLIGHT_SUBSCRIPTION_RECHECK_SECONDS", 30.0, 0.05),
             rollout_seconds=_float(env, "GREENLIGHT_ROLLOUT_SECONDS", 90.0),
             rollout_poll_seconds=_float(env, "GREENLIGHT_ROLLOUT_POLL_SECONDS", 1.0, 0.01),

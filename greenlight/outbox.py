@@ -1,4 +1,4 @@
-"""What the two outboxes (webhook deliveries, emails) share: claiming a due row so that
+"""What the outboxes (webhook deliveries, emails, chat deliveries, the audit sink) share: claiming a due row so that
 exactly one process works on it, and recording an attempt with exponential backoff.
 
 A row is claimed with FOR UPDATE SKIP LOCKED inside a short transaction that moves its
@@ -8,9 +8,12 @@ and a process that dies mid-attempt only delays the row until the lease runs out
 
 from __future__ import annotations
 
+import base64
+import json
 import random
 from datetime import timedelta
 
+from standardwebhooks import Webhook
 from tortoise.models import Model
 
 from greenlight.clock import now
@@ -38,6 +41,16 @@ async def claim(model: type[Model], done_field: str, lease_seconds: float) -> Mo
     return row
 
 
+def retry_delay(
+    attempts: int, backoff_seconds: float, max_backoff_seconds: float, jitter: float
+) -> timedelta:
+    """How long to wait after the `attempts`-th failed attempt: `backoff_seconds` doubling
+    with each attempt up to `max_backoff_seconds`, with `jitter` (0 to 1) of it random."""
+    delay = min(backoff_seconds * 2 ** (attempts - 1), max_backoff_seconds)
+    delay -= delay * jitter * random.random()
+    return timedelta(seconds=delay)
+
+
 async def record_attempt(
     row: Model,
     done_field: str,
@@ -60,9 +73,33 @@ async def record_attempt(
     elif row.attempts >= max_attempts:
         row.failed_at = now()
     else:
-        delay = min(backoff_seconds * 2 ** (row.attempts - 1), max_backoff_seconds)
-        delay -= delay * jitter * random.random()
-        row.next_attempt_at = now() + timedelta(seconds=delay)
+        row.next_attempt_at = now() + retry_delay(row.attempts, backoff_seconds, max_backoff_seconds, jitter)
     await row.save(
         update_fields=["attempts", "last_error", done_field, "failed_at", "next_attempt_at", *also]
     )
+
+
+# Every outbound HTTP delivery (deploy webhooks, chat, the audit sink) is signed the
+# Standard Webhooks way: the same delivery id on every retry, so receivers drop duplicates.
+SECRET_PREFIX = "whsec_"
+
+
+def body_of(payload: dict) -> bytes:
+    return json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+
+
+def signing_key(secret: str) -> bytes:
+    """`whsec_<base64>` is the Standard Webhooks form of a key; anything else is used as is."""
+    if secret.startswith(SECRET_PREFIX):
+        return base64.b64decode(secret.removeprefix(SECRET_PREFIX) + "==")
+    return secret.encode()
+
+
+def standard_headers(secret: str, delivery_id: str, body: bytes) -> dict[str, str]:
+    """webhook-id, webhook-timestamp and webhook-signature of one attempt."""
+    signed_at = now()
+    return {
+        "webhook-id": delivery_id,
+        "webhook-timestamp": str(int(signed_at.timestamp())),
+        "webhook-signature": Webhook(signing_key(secret)).sign(delivery_id, signed_at, body.decode()),
+    }

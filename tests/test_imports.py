@@ -52,6 +52,7 @@ KNOWN_UPWARD = {
     ("greenlight.resolvers.mutations", "greenlight.schema"),
     ("greenlight.resolvers.queries", "greenlight.schema"),
     ("greenlight.resolvers.subscriptions", "greenlight.schema"),
+    ("greenlight.resolvers.chat", "greenlight.schema"),
     # The periodic jobs are entry points too (they call the workflow as resolvers do);
     # the simulator's and the webhook driver's jobs end a rollout through the workflow.
     ("greenlight.rollout.jobs", "greenlight.workflow"),
@@ -60,6 +61,8 @@ KNOWN_UPWARD = {
     # An outbox claims its rows in the workflow's transaction (OUTCOME_UNKNOWN on a lost
     # COMMIT), which lives in workflow/tx.py.
     ("greenlight.outbox", "greenlight.workflow"),
+    # The audit stream numbers committed audit events in their own transaction.
+    ("greenlight.notifications.audit_stream", "greenlight.workflow"),
 }
 
 

@@ -8,7 +8,7 @@ from tortoise import fields
 from tortoise.indexes import Index
 
 class Migration(migrations.Migration):
-    dependencies = [('models', '0005_fault_outcomes')]
+    dependencies = [('models', '0007_outbound')]
 
     initial = False
 

@@ -24,6 +24,7 @@ from greenlight.models.enums import (
 )
 from greenlight.models.identity import ApiToken, Group, GroupMember, PolicyVersion, RoleBinding, User
 from greenlight.models.images import ImageCheck, ImageLabel
+from greenlight.models.outbound import AuditCursor, ChatChannel, ChatChannelKind, ChatDelivery, ChatEvent
 from greenlight.models.workflow import (
     Approval,
     ApprovalRequest,
@@ -39,6 +40,11 @@ __all__ = [
     "ACTIVE_STATUSES",
     "LIVE_STATES",
     "ApiToken",
+    "AuditCursor",
+    "ChatChannel",
+    "ChatChannelKind",
+    "ChatDelivery",
+    "ChatEvent",
     "Application",
     "ApprovalException",
     "ApprovalPolicyKind",

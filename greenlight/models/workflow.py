@@ -117,6 +117,10 @@ class AuditEvent(Model):
     environment = fields.CharField(max_length=63, null=True)
     before = fields.JSONField(null=True)
     after = fields.JSONField(null=True)
+    # The event's place in commit order, given once it is committed (ids are handed out
+    # at insert, and concurrent transactions commit in another order): the cursor of
+    # `greenlight audit export` and the order of the audit sink.
+    seq = fields.BigIntField(null=True, unique=True)
 
     class Meta:
         table = "audit_events"

@@ -45,6 +45,7 @@ from greenlight.clock import now
 from greenlight.models import (
     LIVE_STATES,
     ApprovalState,
+    ChatDelivery,
     Deployment,
     DeploymentStatus,
     EmailOutbox,
@@ -163,7 +164,11 @@ class Reading:
     oldest_due: dict[str, datetime | None] = field(default_factory=dict)
 
 
-OUTBOXES = (("email", EmailOutbox, "sent_at"), ("webhook", WebhookDelivery, "delivered_at"))
+OUTBOXES = (
+    ("email", EmailOutbox, "sent_at"),
+    ("webhook", WebhookDelivery, "delivered_at"),
+    ("chat", ChatDelivery, "delivered_at"),
+)
 
 
 async def _read_database() -> Reading:

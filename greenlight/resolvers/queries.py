@@ -13,6 +13,7 @@ from greenlight.models import ApprovalState
 from greenlight.policies import Action, Actor
 from greenlight.schema import ids
 from greenlight.schema.arguments import After, First, described
+from greenlight.schema.chat import ChatChannel, ChatDelivery
 from greenlight.schema.context import Info
 from greenlight.schema.images import ImageCheck, ImageFilter, image_filter
 from greenlight.schema.inputs import ApprovalRequestFilter, AuditEventFilter
@@ -38,7 +39,18 @@ from greenlight.schema.types import (
     User,
     connection,
 )
-from greenlight.workflow import access, approvals, checks, freezes, guards, identity, outbox, reads, teams
+from greenlight.workflow import (
+    access,
+    approvals,
+    chat,
+    checks,
+    freezes,
+    guards,
+    identity,
+    outbox,
+    reads,
+    teams,
+)
 from greenlight.workflow.guards import visible_deployment, visible_request
 
 # node(id) reads each type with the workflow function of its own query or list, so it sees
@@ -49,6 +61,8 @@ NODES: dict[str, tuple[Callable[[Actor, int], Awaitable[Any]], Callable[[Any], N
     "ApprovalPolicy": (reads.pipeline, lambda m: ApprovalPolicy(pipeline=m)),
     "ApprovalRequest": (visible_request, lambda m: ApprovalRequest(model=m)),
     "AuditEvent": (reads.audit_event, lambda m: AuditEvent(model=m)),
+    "ChatChannel": (chat.channel, lambda m: ChatChannel(model=m)),
+    "ChatDelivery": (chat.delivery, lambda m: ChatDelivery(model=m)),
     "DeployFreeze": (freezes.visible_freeze, lambda m: DeployFreeze(model=m)),
     "Deployment": (visible_deployment, lambda m: Deployment(model=m)),
     "Environment": (reads.environment, lambda m: Environment(model=m)),

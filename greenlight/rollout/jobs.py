@@ -1,5 +1,6 @@
 """The periodic work of every server process: finish rollouts, send webhooks and emails,
-write the expiry of requests whose time has passed.
+write the expiry of requests whose time has passed, put new audit events in commit order
+(fanning out their chat notices), send chat notices and feed the audit sink.
 
 Each kind of work runs in a task of its own, on its own clock: a peer that hangs (an SMTP
 server that accepts and never greets, a webhook receiver that never answers) holds up only
@@ -15,7 +16,7 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 
-from greenlight.notifications import dispatcher
+from greenlight.notifications import audit_stream, chat, dispatcher
 from greenlight.observability.tracing import job_span
 from greenlight.policies import Authorizer
 from greenlight.rollout import simulator, webhook
@@ -33,11 +34,16 @@ def kinds(settings, client: httpx.AsyncClient | None) -> dict[str, Job]:
         "finish_rollouts": simulator.finish_due_rollouts,
         "sweep_expired": approvals.sweep_expired,
         "deploy_after_freezes": lambda: deployments.deploy_after_freezes(authorizer),
+        "sequence_audit": audit_stream.sequence,
     }
     if settings.deployer == "webhook" and client is not None:
         work["deliver_webhooks"] = lambda: webhook.deliver_due(settings, client)
     if settings.email_enabled:
         work["deliver_emails"] = lambda: dispatcher.deliver_due(settings)
+    if client is not None:
+        work["deliver_chat"] = lambda: chat.deliver_due(settings, client)
+        if settings.audit_webhook_url:
+            work["deliver_audit_sink"] = lambda: audit_stream.deliver_sink(settings, client)
     return work
 
 

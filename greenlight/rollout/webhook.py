@@ -20,21 +20,19 @@ delays it.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import hashlib
 import hmac
-import json
 import logging
 from datetime import timedelta
 
 import httpx
-from standardwebhooks import Webhook
 
 from greenlight import outbox
 from greenlight.clock import now
 from greenlight.errors import InvalidState
 from greenlight.models import Deployment, DeploymentStatus, WebhookDelivery
+from greenlight.outbox import body_of, standard_headers
 from greenlight.workflow import deployments
 
 log = logging.getLogger("greenlight.webhook")
@@ -44,33 +42,11 @@ SIGNATURE_HEADER = "X-Greenlight-Signature"
 MAX_BACKOFF_SECONDS = 300.0
 # Each retry waits between half and all of its exponential delay.
 BACKOFF_JITTER = 0.5
-SECRET_PREFIX = "whsec_"
-
-
-def body_of(payload: dict) -> bytes:
-    return json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
 
 
 def signature(secret: str, body: bytes) -> str:
     """The deprecated X-Greenlight-Signature: HMAC-SHA256 over the body alone."""
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
-def signing_key(secret: str) -> bytes:
-    """`whsec_<base64>` is the Standard Webhooks form of a key; anything else is used as is."""
-    if secret.startswith(SECRET_PREFIX):
-        return base64.b64decode(secret.removeprefix(SECRET_PREFIX) + "==")
-    return secret.encode()
-
-
-def standard_headers(secret: str, delivery_id: str, body: bytes) -> dict[str, str]:
-    """webhook-id, webhook-timestamp and webhook-signature of one attempt."""
-    signed_at = now()
-    return {
-        "webhook-id": delivery_id,
-        "webhook-timestamp": str(int(signed_at.timestamp())),
-        "webhook-signature": Webhook(signing_key(secret)).sign(delivery_id, signed_at, body.decode()),
-    }
 
 
 async def _send(settings, client: httpx.AsyncClient, delivery: WebhookDelivery) -> str | None:

@@ -16,7 +16,7 @@ from strawberry.extensions import (
 
 from greenlight.limits.rates import TokenBucket
 from greenlight.observability.requests import OperationObserver
-from greenlight.resolvers import mutations, queries
+from greenlight.resolvers import chat, mutations, queries
 from greenlight.resolvers.subscriptions import Subscription
 from greenlight.schema.context import Context
 from greenlight.schema.errors import (
@@ -111,6 +111,14 @@ class Query:
     audit_events = strawberry.field(
         resolver=queries.audit_events, description="The audit log, newest first; super-admins only."
     )
+    chat_channels = strawberry.field(
+        resolver=chat.chat_channels,
+        description="Where approval events are told, oldest first; super-admins only (R2).",
+    )
+    chat_deliveries = strawberry.field(
+        resolver=chat.chat_deliveries,
+        description="Chat notices, newest first (failedOnly: those given up); super-admins only (R2).",
+    )
 
 
 @strawberry.type(description="Changes. Each runs in one transaction: a failed mutation changes nothing.")
@@ -203,6 +211,19 @@ class Mutation:
     )
     delete_deploy_freeze = strawberry.mutation(
         resolver=mutations.delete_deploy_freeze, description="Remove a freeze; super-admins only."
+    )
+    create_chat_channel = strawberry.mutation(
+        resolver=chat.create_chat_channel,
+        description="Tell a pipeline's (or an environment's) approval events to Slack, Teams or a "
+        "signed webhook; super-admins only (R2). A WEBHOOK channel's signingSecret is in this answer only.",
+    )
+    delete_chat_channel = strawberry.mutation(
+        resolver=chat.delete_chat_channel,
+        description="Stop telling a channel; what it was not sent yet is marked failed. Super-admins only (R2).",
+    )
+    retry_chat_delivery = strawberry.mutation(
+        resolver=chat.retry_chat_delivery,
+        description="Queue a failed chat notice again, the same message; super-admins only (R2).",
     )
     grant_role = strawberry.mutation(
         resolver=mutations.grant_role,

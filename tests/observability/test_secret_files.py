@@ -23,6 +23,7 @@ def _base() -> dict[str, str]:
     return {
         "GREENLIGHT_DEPLOYER": "webhook",
         "GREENLIGHT_DEPLOY_WEBHOOK_URL": "https://cd.example.com/hook",
+        "GREENLIGHT_AUDIT_WEBHOOK_URL": "https://siem.example.com/greenlight",
         "GREENLIGHT_SMTP_HOST": "smtp.example.com",
         "GREENLIGHT_SMTP_FROM": "greenlight@example.com",
         "GREENLIGHT_JWT_ISSUER": "https://id.example.com",
@@ -37,12 +38,18 @@ FIELDS = {
     "GREENLIGHT_SECRET_KEY_PREVIOUS": ("secret_key_previous", "p" * 40),
     "GREENLIGHT_DEPLOY_WEBHOOK_SECRET": ("deploy_webhook_secret", "w" * 40),
     "GREENLIGHT_JWT_SECRET": ("jwt_secret", "j" * 40),
+    "GREENLIGHT_AUDIT_WEBHOOK_SECRET": ("audit_webhook_secret", "a" * 40),
 }
 
 
 def _required(env: dict[str, str]) -> dict[str, str]:
     """The secrets that _base() makes required, for those not given another way."""
-    for name in ("GREENLIGHT_SECRET_KEY", "GREENLIGHT_DEPLOY_WEBHOOK_SECRET", "GREENLIGHT_JWT_SECRET"):
+    for name in (
+        "GREENLIGHT_SECRET_KEY",
+        "GREENLIGHT_DEPLOY_WEBHOOK_SECRET",
+        "GREENLIGHT_JWT_SECRET",
+        "GREENLIGHT_AUDIT_WEBHOOK_SECRET",
+    ):
         if name not in env and f"{name}_FILE" not in env:
             env[name] = FIELDS[name][1]
     return env

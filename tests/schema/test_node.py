@@ -8,7 +8,7 @@ import uuid
 from graphql import GraphQLObjectType
 
 from greenlight.clock import now
-from greenlight.models import EmailOutbox, User
+from greenlight.models import ChatDelivery, EmailOutbox, User
 from greenlight.resolvers.queries import NODES
 from greenlight.schema import build_schema
 
@@ -162,7 +162,20 @@ async def one_of_each(world) -> dict[str, str]:
         {"i": image},
     )
     audit = await admin.ok("{ auditEvents(first: 1) { edges { node { id } } } }")
+    chat = await admin.ok(
+        """mutation($p: ID!) { createChatChannel(input: {kind: SLACK, pipelineId: $p,
+             url: "https://hooks.slack.com/services/T0/B0/x"}) { id } }""",
+        {"p": world.ids["shop/prod"]},
+    )
     dev = await User.get(email="dev@example.com")
+    delivery = await ChatDelivery.create(
+        channel_id=int(chat["createChatChannel"]["id"].split(":")[1]),
+        audit_event_id=int(audit["auditEvents"]["edges"][0]["node"]["id"].split(":")[1]),
+        event="REQUESTED",
+        delivery_id=f"msg_{uuid.uuid4().hex}",
+        payload={"text": "t"},
+        next_attempt_at=now(),
+    )
     email = await EmailOutbox.create(
         message_id=f"<{uuid.uuid4()}@test>",
         kind="approval_requested",
@@ -179,6 +192,8 @@ async def one_of_each(world) -> dict[str, str]:
         "ApprovalPolicy": world.ids["shop/prod"].replace("Pipeline", "ApprovalPolicy"),
         "ApprovalRequest": request,
         "AuditEvent": audit["auditEvents"]["edges"][0]["node"]["id"],
+        "ChatChannel": chat["createChatChannel"]["id"],
+        "ChatDelivery": f"ChatDelivery:{delivery.id}",
         "DeployFreeze": freeze["createDeployFreeze"]["id"],
         "Deployment": deployment,
         "Environment": world.ids["prod"],

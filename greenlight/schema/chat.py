@@ -1,0 +1,149 @@
+"""GraphQL types of chat channels (greenlight.workflow.chat): where approval events are told."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import strawberry
+
+from greenlight import models
+from greenlight.schema.context import Info
+from greenlight.schema.enums import described_enum
+from greenlight.schema.types import Environment, Node, Pipeline, User
+from greenlight.workflow.chat import _host
+
+ChatChannelKind = described_enum(
+    models.ChatChannelKind,
+    "What a chat channel's URL is, which decides the body it is sent.",
+    {
+        "SLACK": 'A Slack incoming webhook: {"text": ...} with a section block.',
+        "TEAMS": "A Microsoft Teams incoming webhook: a MessageCard with the text and a link.",
+        "WEBHOOK": "Any HTTP receiver: a JSON event (type, ids, actor, pipeline, image, time), "
+        "signed the Standard Webhooks way with the channel's own secret.",
+    },
+)
+ChatEvent = described_enum(
+    models.ChatEvent,
+    "An approval event a chat channel may hear of; each is sent once its outcome committed.",
+    {
+        "REQUESTED": "Someone asked for an image to be approved (R6).",
+        "APPROVED": "A request reached its approvals and is APPROVED (R12).",
+        "REJECTED": "An approver rejected a request, with the reason (R13).",
+        "CANCELLED": "A request was cancelled (R14, R18, or stale).",
+        "EXPIRED": "An approval expired, by the clock or let expire (R15).",
+        "DEPLOYED": "An image started rolling out on a pipeline (R20, R23, R24).",
+        "ROLLOUT_FINISHED": "A rollout ended HEALTHY, DEGRADED or FAILED (R23).",
+    },
+)
+
+
+@strawberry.input(description="A chat channel: exactly one of pipelineId and environmentId.")
+class CreateChatChannelInput:
+    kind: ChatChannelKind = strawberry.field(description="What the URL is.")
+    url: str = strawberry.field(
+        description="The incoming webhook's URL (http or https). A secret: never shown again, only its host."
+    )
+    pipeline_id: strawberry.ID | None = strawberry.field(
+        default=None, description="Tell the events of this pipeline."
+    )
+    environment_id: strawberry.ID | None = strawberry.field(
+        default=None, description="Tell the events of every pipeline of this environment."
+    )
+    events: list[ChatEvent] | None = strawberry.field(
+        default=None, description="The events to tell (at least one); left out: all of them."
+    )
+
+
+@strawberry.type(
+    description="Where approval events are told (Slack, Teams or a signed webhook); super-admins only (R2)."
+)
+class ChatChannel(Node):
+    model: strawberry.Private[models.ChatChannel]
+
+    @strawberry.field(description="What the URL is.")
+    def kind(self) -> ChatChannelKind:
+        return models.ChatChannelKind(self.model.kind)
+
+    @strawberry.field(
+        description='The URL\'s scheme and host only ("https://hooks.slack.com/"): the rest is its secret.'
+    )
+    def url_host(self) -> str:
+        return _host(self.model.url)
+
+    @strawberry.field(description="The pipeline whose events it hears; null for an environment's channel.")
+    async def pipeline(self, info: Info) -> Pipeline | None:
+        if self.model.pipeline_id is None:
+            return None
+        return Pipeline(model=await info.context.loaders.pipeline.load(self.model.pipeline_id))
+
+    @strawberry.field(
+        description="The environment whose pipelines' events it hears; null for a pipeline's channel."
+    )
+    async def environment(self, info: Info) -> Environment | None:
+        if self.model.environment_id is None:
+            return None
+        return Environment(model=await info.context.loaders.environment.load(self.model.environment_id))
+
+    @strawberry.field(description="The events it hears; null: all of them.")
+    def events(self) -> list[ChatEvent] | None:
+        if self.model.events is None:
+            return None
+        return [models.ChatEvent(e) for e in self.model.events]
+
+    @strawberry.field(
+        description="WEBHOOK channels: the Standard Webhooks secret (whsec_...) receivers verify "
+        "with. Only in createChatChannel's answer: keep it then; null everywhere else."
+    )
+    def signing_secret(self) -> str | None:
+        return getattr(self.model, "shown_secret", None)
+
+    @strawberry.field(description="Who made it.")
+    async def created_by(self, info: Info) -> User:
+        return User(model=await info.context.loaders.user.load(self.model.created_by_id))
+
+    @strawberry.field(description="When it was made.")
+    def created_at(self) -> datetime:
+        return self.model.created_at
+
+
+@strawberry.type(description="A chat notice in the outbox: sent, waiting, or given up (super-admins only).")
+class ChatDelivery(Node):
+    model: strawberry.Private[models.ChatDelivery]
+
+    @strawberry.field(description="The event it tells.")
+    def event(self) -> ChatEvent:
+        return models.ChatEvent(self.model.event)
+
+    @strawberry.field(description="The webhook-id header of every attempt: receivers drop a repeat by it.")
+    def delivery_id(self) -> str:
+        return self.model.delivery_id
+
+    @strawberry.field(description="The channel it goes to (deleted ones included).")
+    async def channel(self) -> ChatChannel:
+        found = self.model.channel  # fetched with the row by chatDeliveries, else a query
+        if not isinstance(found, models.ChatChannel):
+            found = await found
+        return ChatChannel(model=found)
+
+    @strawberry.field(description="Attempts made (counted afresh by retryChatDelivery).")
+    def attempts(self) -> int:
+        return self.model.attempts
+
+    @strawberry.field(description="What went wrong on the last attempt; null when none failed.")
+    def last_error(self) -> str | None:
+        return self.model.last_error
+
+    @strawberry.field(description="When the receiver accepted it; null until then.")
+    def delivered_at(self) -> datetime | None:
+        return self.model.delivered_at
+
+    @strawberry.field(
+        description="When it was given up (GREENLIGHT_WEBHOOK_MAX_ATTEMPTS, or its channel deleted); "
+        "null while it is sent or retried."
+    )
+    def failed_at(self) -> datetime | None:
+        return self.model.failed_at
+
+    @strawberry.field(description="When it was written.")
+    def created_at(self) -> datetime:
+        return self.model.created_at
