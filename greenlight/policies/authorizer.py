@@ -42,6 +42,7 @@ from tortoise import connections
 
 from greenlight.models import PolicyVersion, Role, User
 from greenlight.policies.actions import Action
+from greenlight.policies.token_scope import UNLIMITED, TokenScope
 
 POLICY_DIR = Path(__file__).parent
 MODEL_PATH = POLICY_DIR / "model.conf"
@@ -798,17 +799,25 @@ class Actor:
 
     user: User
     authorizer: Authorizer
+    token: TokenScope = UNLIMITED  # the limits of the API token it signed in with
 
     @property
     def id(self) -> int:
         return self.user.id
 
     def may(self, action: Action, scope: Scope) -> bool:
-        return self.authorizer.may(self.user.id, action, scope)
+        return self.authorizer.may(self.user.id, action, scope) and self.token.permits(
+            action, scope.application, scope.environment
+        )
 
     def scopes(self, action: Action) -> list[Scope]:
-        return self.authorizer.scopes(self.user.id, action)
+        found = self.authorizer.scopes(self.user.id, action)
+        if not self.token.limited:
+            return found
+        if not self.token.allows_action(action):
+            return []
+        return [Scope(*part) for s in found for part in self.token.narrow(s.application, s.environment)]
 
     @property
     def is_super_admin(self) -> bool:
-        return self.authorizer.is_super_admin(self.user.id)
+        return self.may(Action.ADMINISTER, EVERYTHING)

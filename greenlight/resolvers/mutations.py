@@ -160,11 +160,21 @@ async def create_user(info: Info, input: Annotated[CreateUserInput, described("T
 async def issue_api_token(
     info: Info, input: Annotated[IssueApiTokenInput, described("Whose token, named how, for how long.")]
 ) -> IssuedApiToken:
+    limits = identity.TokenLimits(
+        actions=input.actions,
+        application_ids=None
+        if input.application_ids is None
+        else [ids.decode("Application", a, "applicationIds") for a in input.application_ids],
+        environment_ids=None
+        if input.environment_ids is None
+        else [ids.decode("Environment", e, "environmentIds") for e in input.environment_ids],
+    )
     secret, api_token = await identity.issue_api_token(
         info.context.actor,
         ids.decode("User", input.user_id, "userId"),
         input.name,
         input.ttl_hours,
+        limits,
     )
     return IssuedApiToken(token=secret, api_token=ApiToken(model=api_token))
 

@@ -254,6 +254,12 @@ async def api_tokens(
     return connection(found, ApiToken)
 
 
+async def my_api_tokens(info: Info, first: First = 20, after: After = None) -> Connection[ApiToken]:
+    actor = info.context.actor
+    found = await identity.api_tokens(actor, actor.id, first, ids.decode_cursor(after))
+    return connection(found, ApiToken)
+
+
 async def groups(info: Info, first: First = 20, after: After = None) -> Connection[Group]:
     return connection(await teams.groups(info.context.actor, first, ids.decode_cursor(after)), Group)
 

@@ -91,6 +91,9 @@ class Query:
         resolver=queries.api_tokens,
         description="API tokens (never their secrets): your own; super-admins anyone's.",
     )
+    my_api_tokens = strawberry.field(
+        resolver=queries.my_api_tokens, description="The caller's own API tokens (never their secrets)."
+    )
     groups = strawberry.field(resolver=queries.groups, description="Super-admins only.")
     group = strawberry.field(resolver=queries.group, description="Super-admins only.")
     user_connection = strawberry.field(
@@ -160,7 +163,8 @@ class Mutation:
     )
     issue_api_token = strawberry.mutation(
         resolver=mutations.issue_api_token,
-        description="A new API token for a user, its secret shown once; super-admins only (R2).",
+        description="A new API token, its secret shown once: for yourself (anyone), or for another user "
+        "(super-admins only, R2); it may be limited to some actions, applications and environments.",
     )
     revoke_api_token = strawberry.mutation(
         resolver=mutations.revoke_api_token,

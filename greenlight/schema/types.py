@@ -799,6 +799,27 @@ class ApiToken(Node):
     def last_used_at(self) -> datetime | None:
         return self.model.last_used_at
 
+    @strawberry.field(
+        description="The only actions it may take (policy.csv names; view is always within); null: no limit."
+    )
+    def actions(self) -> list[str] | None:
+        return self.model.actions
+
+    @strawberry.field(description="The only applications it may act on; null: no limit.")
+    async def applications(self) -> list[Application] | None:
+        return await _limited(models.Application, Application, self.model.application_ids)
+
+    @strawberry.field(description="The only environments it may act on; null: no limit.")
+    async def environments(self) -> list[Environment] | None:
+        return await _limited(models.Environment, Environment, self.model.environment_ids)
+
+
+async def _limited(model, node, limit_ids: list[int] | None):
+    """A token's application or environment limits, by name (one statement, only when set)."""
+    if limit_ids is None:
+        return None
+    return [node(model=row) for row in await model.filter(id__in=limit_ids).order_by("name")]
+
 
 @strawberry.type(description="The secret is shown once, here.")
 class IssuedApiToken:
@@ -934,10 +955,15 @@ class Decision:
     )
     grants: list[AccessGrant] = strawberry.field(description="The bindings that allow it; empty when denied.")
     roles_needed: list[Role] = strawberry.field(description="Roles that allow the action.")
+    code: str | None = strawberry.field(
+        default=None,
+        description="TOKEN_SCOPE when the roles allow it but the API token asking is limited to less; else null.",
+    )
 
     @classmethod
     def of(cls, explanation) -> Decision:
         return cls(
+            code=explanation.code,
             allowed=explanation.allowed,
             reason=explanation.reason,
             grants=[

@@ -19,7 +19,7 @@ from greenlight.models import (
 from greenlight.policies import Action, Actor
 from greenlight.workflow import audit, policy, validation
 from greenlight.workflow.clock import now
-from greenlight.workflow.errors import BadUserInput, Conflict, Forbidden, not_found
+from greenlight.workflow.errors import BadUserInput, Conflict, Forbidden, TokenScopeRefused, not_found
 from greenlight.workflow.guards import pipeline_scope, require_admin, sees_application
 from greenlight.workflow.policy import PolicyChange
 from greenlight.workflow.states import effective_state
@@ -263,6 +263,13 @@ async def register_image(
     if application is None or not sees_application(actor, application_name):
         raise not_found("application")
     if not any(s.application in ("*", application_name) for s in actor.scopes(Action.REGISTER_IMAGE)):
+        owner = actor.authorizer.scopes(actor.id, Action.REGISTER_IMAGE)
+        if any(s.application in ("*", application_name) for s in owner):
+            # the owner may: the token's limits refuse it
+            raise TokenScopeRefused(
+                actor.token.refusal(Action.REGISTER_IMAGE, application_name, "*")
+                or f"this API token may not register images for {application_name}"
+            )
         raise Forbidden(f"you may not register images for {application_name}")
     async with transaction():
         existing = await Image.get_or_none(application_id=application.id, digest=digest)

@@ -50,6 +50,7 @@ from greenlight.workflow.guards import (
     pipeline_scope,
     sees_image,
     sees_pipeline,
+    token_refusal,
 )
 from greenlight.workflow.states import active_deployment, active_image, effective_state, state_q
 
@@ -95,6 +96,8 @@ def _role(actor: Actor, action: Action, scope: Scope, what: str) -> Refusal | No
     """R3, R4: the role the action needs on the scope (as `guards.require`)."""
     if actor.may(action, scope):
         return None
+    if (limited := token_refusal(actor, action, scope)) is not None:
+        return Refusal(limited, limited.message)
     decision = actor.authorizer.explain(actor.id, action, scope)
     needed = [r.value for r in decision.roles_needed if r.value != Role.SUPER_ADMIN.value]
     reason = (
