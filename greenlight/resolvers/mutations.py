@@ -11,6 +11,7 @@ from greenlight.models import DeploymentStrategy, Role, TriggerType
 from greenlight.schema import ids
 from greenlight.schema.arguments import described
 from greenlight.schema.context import Info
+from greenlight.schema.edits import UpdateApplicationInput, UpdateEnvironmentInput
 from greenlight.schema.enums import DeploymentStatus
 from greenlight.schema.inputs import (
     ApprovalPolicyInput,
@@ -196,6 +197,26 @@ async def create_environment(
     info: Info, name: Annotated[str, described("Lowercase [a-z0-9][a-z0-9-]{0,62}, unique.")]
 ) -> Environment:
     return Environment(model=await catalog.create_environment(info.context.actor, name))
+
+
+async def update_application(
+    info: Info, input: Annotated[UpdateApplicationInput, described("Which application, and what changes.")]
+) -> Application:
+    application_id = ids.decode("Application", input.id, "id")
+    found = await catalog.update_application(info.context.actor, application_id, input.name, input.archived)
+    return Application(model=found)
+
+
+async def update_environment(
+    info: Info, input: Annotated[UpdateEnvironmentInput, described("Which environment, and what changes.")]
+) -> Environment:
+    environment_id = ids.decode("Environment", input.id, "id")
+    found = await catalog.update_environment(info.context.actor, environment_id, input.name, input.archived)
+    return Environment(model=found)
+
+
+async def delete_group(info: Info, id: Annotated[strawberry.ID, described('"Group:<number>".')]) -> Group:
+    return Group(model=await teams.delete_group(info.context.actor, ids.decode("Group", id, "id")))
 
 
 async def create_pipeline(

@@ -92,12 +92,19 @@ def me(info: Info) -> User:
     return User(model=info.context.actor.user)
 
 
-async def applications(info: Info) -> list[Application]:
-    return [Application(model=a) for a in await reads.applications(info.context.actor)]
+IncludeArchived = Annotated[
+    bool, described("Archived ones too (super-admins only; FORBIDDEN otherwise). Left out by default.")
+]
 
 
-async def environments(info: Info) -> list[Environment]:
-    return [Environment(model=e) for e in await reads.environments(info.context.actor)]
+async def applications(info: Info, include_archived: IncludeArchived = False) -> list[Application]:
+    found = await reads.applications(info.context.actor, include_archived)
+    return [Application(model=a) for a in found]
+
+
+async def environments(info: Info, include_archived: IncludeArchived = False) -> list[Environment]:
+    found = await reads.environments(info.context.actor, include_archived)
+    return [Environment(model=e) for e in found]
 
 
 async def pipeline(

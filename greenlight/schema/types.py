@@ -138,6 +138,16 @@ class Environment(Node):
     def name(self) -> str:
         return self.model.name
 
+    @strawberry.field(
+        description="Archived: left out of lists, takes no new requests or deployments; history kept."
+    )
+    def archived(self) -> bool:
+        return self.model.archived_at is not None
+
+    @strawberry.field(description="When it was archived; null while it is not.")
+    def archived_at(self) -> datetime | None:
+        return self.model.archived_at
+
 
 @strawberry.type(
     description="A deployable application; its images are registered by CI (R3). Visible through any role on it (R1)."
@@ -148,6 +158,16 @@ class Application(Node):
     @strawberry.field(description="Lowercase [a-z0-9][a-z0-9-]{0,62}, unique.")
     def name(self) -> str:
         return self.model.name
+
+    @strawberry.field(
+        description="Archived: left out of lists, takes no new requests or deployments; history kept."
+    )
+    def archived(self) -> bool:
+        return self.model.archived_at is not None
+
+    @strawberry.field(description="When it was archived; null while it is not.")
+    def archived_at(self) -> datetime | None:
+        return self.model.archived_at
 
     @strawberry.field(description="Its pipelines the caller can see (R1), oldest first.")
     async def pipelines(self, info: Info) -> list[Pipeline]:

@@ -14,16 +14,18 @@ from greenlight.models import (
     Environment,
     Image,
     Pipeline,
+    RoleBinding,
     TriggerType,
 )
 from greenlight.policies import Action, Actor
+from greenlight.policies.authorizer import lock_policy, record_policy_change
 from greenlight.workflow import audit, policy, validation
 from greenlight.workflow.clock import now
 from greenlight.workflow.errors import BadUserInput, Conflict, Forbidden, TokenScopeRefused, not_found
 from greenlight.workflow.guards import pipeline_scope, require_admin, sees_application
 from greenlight.workflow.policy import PolicyChange
 from greenlight.workflow.states import effective_state
-from greenlight.workflow.tx import transaction
+from greenlight.workflow.tx import access_transaction, transaction
 
 
 async def _create_named(actor: Actor, model: type, kind: str, name: str):
@@ -45,6 +47,56 @@ async def create_application(actor: Actor, name: str) -> Application:
 
 async def create_environment(actor: Actor, name: str) -> Environment:
     return await _create_named(actor, Environment, "environment", name)
+
+
+async def _update_named(
+    actor: Actor, model: type, kind: str, object_id: int, name: str | None, archived: bool | None
+):
+    """R2: rename (the name format and uniqueness as at creation) and archive or restore;
+    what is left out keeps its value. Role bindings name their scope, so a rename moves
+    the bindings on the old name to the new one, a change of roles in force at once (R5)."""
+    require_admin(actor, f"change {kind}s")
+    if name is not None:
+        validation.name("name", name)
+    async with access_transaction(actor):
+        await lock_policy()  # first, as every change to who may do what takes it: no deadlock
+        found = await model.select_for_update().get_or_none(id=object_id)
+        if found is None:
+            raise not_found(kind)
+        before = {"name": found.name, "archived": found.archived_at is not None}
+        old_name = found.name
+        if name is not None and name != found.name:
+            existing = await model.get_or_none(name=name)
+            if existing is not None:
+                raise Conflict(f"{kind} {name} exists", existing=existing)
+            found.name = name
+            moved = await RoleBinding.filter(**{kind: old_name}).values_list("user_id", "group_id")
+            for user_id, group_id in sorted(set(moved), key=str):
+                await record_policy_change(user_id=user_id, group_id=group_id)
+            await RoleBinding.filter(**{kind: old_name}).update(**{kind: name})
+        if archived is not None and archived != (found.archived_at is not None):
+            found.archived_at = now() if archived else None
+        await found.save(update_fields=["name", "archived_at"])
+        after = {"name": found.name, "archived": found.archived_at is not None}
+        await audit.record(
+            f"update_{kind}", found, actor_id=actor.id, before=before, after=after, **{kind: found.name}
+        )
+    return found
+
+
+async def update_application(
+    actor: Actor, application_id: int, name: str | None, archived: bool | None
+) -> Application:
+    """updateApplication: rename, archive (hidden from lists, no new requests or
+    deployments, history kept) or restore."""
+    return await _update_named(actor, Application, "application", application_id, name, archived)
+
+
+async def update_environment(
+    actor: Actor, environment_id: int, name: str | None, archived: bool | None
+) -> Environment:
+    """updateEnvironment: as updateApplication."""
+    return await _update_named(actor, Environment, "environment", environment_id, name, archived)
 
 
 def _policy(pipeline: Pipeline) -> dict:

@@ -31,10 +31,12 @@ from greenlight.models import (
 from greenlight.policies import Action, Actor, Scope
 from greenlight.workflow import freezes, policy
 from greenlight.workflow.errors import (
+    ApplicationArchived,
     ApproverCannotDeploy,
     BadUserInput,
     Conflict,
     DeployFrozen,
+    EnvironmentArchived,
     Forbidden,
     GreenlightError,
     InvalidState,
@@ -291,7 +293,7 @@ async def _pipeline_and_image(
     if not sees_pipeline(actor, pipeline):
         return None, None, Refusal(not_found("pipeline"), "Pipeline not found")
     scope = pipeline_scope(pipeline)
-    refusal = _role(actor, action, scope, what)
+    refusal = _role(actor, action, scope, what) or archived(pipeline)
     if refusal is not None:
         return pipeline, None, refusal
     image = await find_image(image_id)
@@ -302,6 +304,24 @@ async def _pipeline_and_image(
         reason = f"This image belongs to {image.application.name}, not to {pipeline.application.name}"
         return pipeline, image, Refusal(error, reason)
     return pipeline, image, None
+
+
+def archived(pipeline: Pipeline) -> Refusal | None:
+    """An archived application or environment takes no new requests or deployments; its
+    history stays readable."""
+    if pipeline.application.archived_at is not None:
+        name = pipeline.application.name
+        return Refusal(
+            ApplicationArchived(f"application {name} is archived: it takes no new requests or deployments"),
+            f"{name} is archived: it takes no new requests or deployments",
+        )
+    if pipeline.environment.archived_at is not None:
+        name = pipeline.environment.name
+        return Refusal(
+            EnvironmentArchived(f"environment {name} is archived: it takes no new requests or deployments"),
+            f"{name} is archived: it takes no new requests or deployments",
+        )
+    return None
 
 
 def _running(scope: Scope, active: Deployment | Image) -> Refusal:
