@@ -64,6 +64,9 @@ async def request_approval(
         image_id=ids.decode("Image", input.image_id, "imageId"),
         approver_ids=[ids.decode("User", a, "approverIds") for a in input.approver_ids or []],
         comment=input.comment,
+        previous_request_id=ids.decode_optional(
+            "ApprovalRequest", input.previous_request_id, "previousRequestId"
+        ),
     )
     return ApprovalRequest(model=request)
 

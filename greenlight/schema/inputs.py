@@ -55,6 +55,11 @@ class RequestApprovalInput:
         default_factory=list,
     )
     comment: str | None = strawberry.field(default=None, description="For the approvers.")
+    previous_request_id: strawberry.ID | None = strawberry.field(
+        default=None,
+        description="Asking again after a rejection: the REJECTED request of this image and pipeline this one "
+        "answers (its reason shows as previousRequest.rejection); each is answered once.",
+    )
 
 
 @strawberry.input(description="What to deploy where (R19 to R22).")

@@ -443,6 +443,19 @@ class Image(Node):
     def created_at(self) -> datetime:
         return self.model.created_at
 
+    @strawberry.field(
+        description="Its history on one pipeline: every request, oldest first, each asking again naming the "
+        "rejected one before it (previousRequest). NOT_FOUND for a pipeline the caller cannot see (R1)."
+    )
+    async def approval_requests(
+        self,
+        info: Info,
+        pipeline_id: Annotated[strawberry.ID, strawberry.argument(description="The pipeline.")],
+    ) -> list[ApprovalRequest]:
+        pid = ids.decode("Pipeline", pipeline_id, "pipelineId")
+        found = await reads.request_chain(info.context.actor, self.model.id, pid)
+        return [ApprovalRequest(model=r) for r in found]
+
     @strawberry.field(description="Environments where this image is active.")
     async def active_on(self, info: Info) -> list[Environment]:
         found = await info.context.loaders.active_on(info.context.actor).load(self.model.id)
@@ -552,6 +565,28 @@ class ApprovalRequest(Node):
         if row is None:
             return None
         return Approval(user_id=row.user_id, decided_at=row.decided_at, comment=row.reason)
+
+    @strawberry.field(
+        description="The REJECTED request this one asks again after (its reason: previousRequest.rejection); null if none."
+    )
+    async def previous_request(self, info: Info) -> ApprovalRequest | None:
+        if self.model.previous_request_id is None:
+            return None
+        return ApprovalRequest(model=await info.context.loaders.request.load(self.model.previous_request_id))
+
+    @strawberry.field(
+        description="The request that asked again after this one was rejected; null if none yet."
+    )
+    async def next_request(self, info: Info) -> ApprovalRequest | None:
+        found = await info.context.loaders.next_request.load(self.model.id)
+        return None if found is None else ApprovalRequest(model=found)
+
+    @strawberry.field(
+        description="Every request of this image on this pipeline, this one included, oldest first."
+    )
+    async def history(self, info: Info) -> list[ApprovalRequest]:
+        found = await reads.request_chain(info.context.actor, self.model.image_id, self.model.pipeline_id)
+        return [ApprovalRequest(model=r) for r in found]
 
     @strawberry.field(description="The approvers the requester named (R8).")
     async def notified_approvers(self, info: Info) -> list[User]:

@@ -389,3 +389,11 @@ async def group_bindings_of(actor: Actor, group_ids: list[int]) -> dict[int, lis
     for binding in await RoleBinding.filter(group_id__in=group_ids).order_by("id"):
         result[binding.group_id].append(binding)
     return result
+
+
+async def request_chain(actor: Actor, image_id: int, pipeline_id: int) -> list[ApprovalRequest]:
+    """The history of one image on one pipeline: its requests, oldest first (each asking
+    again after a rejection names it as previousRequest). R1: a pipeline the actor cannot
+    see is NOT_FOUND."""
+    await visible_pipeline(actor, pipeline_id)
+    return await ApprovalRequest.filter(image_id=image_id, pipeline_id=pipeline_id).order_by("id")
