@@ -93,17 +93,17 @@ def me(info: Info) -> User:
 
 
 IncludeArchived = Annotated[
-    bool, described("Archived ones too (super-admins only; FORBIDDEN otherwise). Left out by default.")
+    bool | None, described("Archived ones too (super-admins only; FORBIDDEN otherwise). Left out by default.")
 ]
 
 
 async def applications(info: Info, include_archived: IncludeArchived = False) -> list[Application]:
-    found = await reads.applications(info.context.actor, include_archived)
+    found = await reads.applications(info.context.actor, bool(include_archived))
     return [Application(model=a) for a in found]
 
 
 async def environments(info: Info, include_archived: IncludeArchived = False) -> list[Environment]:
-    found = await reads.environments(info.context.actor, include_archived)
+    found = await reads.environments(info.context.actor, bool(include_archived))
     return [Environment(model=e) for e in found]
 
 
