@@ -44,7 +44,7 @@ async def authorize(authorization: str | None, authorizer: Authorizer) -> Actor:
     (token neither revoked nor expired, user active, JWT unexpired), and the roles are as
     of now: the authorizer applies every change committed by any process first (R5), after
     authenticating, which may itself change group memberships (a JWT's groups claim)."""
-    user, api_token = await _credentials(authorization)
+    user, api_token = await credentials(authorization)
     scope = await token_scope(api_token)
     await authorizer.refresh()
     return Actor(user=user, authorizer=authorizer, token=scope)
@@ -69,11 +69,11 @@ async def token_scope(api_token: ApiToken | None) -> TokenScope:
 async def authenticate(authorization: str | None) -> User:
     """The user behind an `Authorization: Bearer <token>` header (an API token, or a JWT
     from the identity provider when single sign-on is configured), or UNAUTHENTICATED."""
-    user, _ = await _credentials(authorization)
+    user, _ = await credentials(authorization)
     return user
 
 
-async def _credentials(authorization: str | None) -> tuple[User, ApiToken | None]:
+async def credentials(authorization: str | None) -> tuple[User, ApiToken | None]:
     """The user behind the header, and the API token it carried (None for a JWT)."""
     if not authorization:
         raise Unauthenticated("missing Authorization header: send 'Authorization: Bearer <token>'")
