@@ -24,6 +24,20 @@ class Forbidden(GreenlightError):
     code = "FORBIDDEN"
 
 
+class TokenScopeRefused(GreenlightError):
+    """The token's owner may, but the API token in use is limited to less."""
+
+    code = "TOKEN_SCOPE"
+
+
+class ApplicationArchived(GreenlightError):
+    code = "APPLICATION_ARCHIVED"
+
+
+class EnvironmentArchived(GreenlightError):
+    code = "ENVIRONMENT_ARCHIVED"
+
+
 class NotFound(GreenlightError):
     code = "NOT_FOUND"
 

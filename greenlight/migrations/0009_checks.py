@@ -8,7 +8,7 @@ from tortoise import fields
 from tortoise.indexes import Index
 
 class Migration(migrations.Migration):
-    dependencies = [('models', '0007_outbound')]
+    dependencies = [('models', '0008_edits')]
 
     initial = False
 

@@ -10,6 +10,8 @@ class Application(Model):
     id = fields.IntField(primary_key=True)
     name = fields.CharField(max_length=63, unique=True)
     created_at = fields.DatetimeField(auto_now_add=True)
+    # Archived: left out of lists, takes no new requests or deployments; history stays.
+    archived_at = fields.DatetimeField(null=True)
 
     class Meta:
         table = "applications"
@@ -19,6 +21,8 @@ class Environment(Model):
     id = fields.IntField(primary_key=True)
     name = fields.CharField(max_length=63, unique=True)
     created_at = fields.DatetimeField(auto_now_add=True)
+    # Archived: left out of lists, takes no new requests or deployments; history stays.
+    archived_at = fields.DatetimeField(null=True)
 
     class Meta:
         table = "environments"

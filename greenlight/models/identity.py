@@ -26,6 +26,12 @@ class ApiToken(Model):
     expires_at = fields.DatetimeField(null=True)
     revoked_at = fields.DatetimeField(null=True)
     last_used_at = fields.DatetimeField(null=True)
+    # Limits on what the token may do, each null for none: action names of policy.csv,
+    # application ids, environment ids. The token's power is its owner's rights now,
+    # within these (greenlight.policies.token_scope).
+    actions = fields.JSONField(null=True)
+    application_ids = fields.JSONField(null=True)
+    environment_ids = fields.JSONField(null=True)
 
     class Meta:
         table = "api_tokens"

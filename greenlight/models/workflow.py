@@ -36,6 +36,12 @@ class ApprovalRequest(Model):
     # when the freeze ends, or tell the requester that they could not
     # (greenlight.workflow.deployments.deploy_after_freezes).
     deploy_after_freeze = fields.BooleanField(default=False)
+    # The REJECTED request of the same image and pipeline this one asks again after; each
+    # rejected request is answered at most once, so one image's history on one pipeline
+    # reads as a chain.
+    previous_request = fields.OneToOneField(
+        "models.ApprovalRequest", related_name="next_request", null=True, on_delete=fields.SET_NULL
+    )
 
     class Meta:
         table = "approval_requests"

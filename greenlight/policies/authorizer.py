@@ -49,6 +49,7 @@ from greenlight.policies.matcher import (  # noqa: F401
 )
 from greenlight.policies.matcher import role_action_lines as _role_action_lines
 from greenlight.policies.rules import ROLES, Grant, Rules, group_subject, subject  # noqa: F401
+from greenlight.policies.token_scope import UNLIMITED, TokenScope
 from greenlight.scopes import EVERYTHING, WILDCARD, Scope  # noqa: F401
 
 # Rules loaded at once from which the garbage collector is told to leave them alone.
@@ -212,17 +213,25 @@ class Actor:
 
     user: User
     authorizer: Authorizer
+    token: TokenScope = UNLIMITED  # the limits of the API token it signed in with
 
     @property
     def id(self) -> int:
         return self.user.id
 
     def may(self, action: Action, scope: Scope) -> bool:
-        return self.authorizer.may(self.user.id, action, scope)
+        return self.authorizer.may(self.user.id, action, scope) and self.token.permits(
+            action, scope.application, scope.environment
+        )
 
     def scopes(self, action: Action) -> list[Scope]:
-        return self.authorizer.scopes(self.user.id, action)
+        found = self.authorizer.scopes(self.user.id, action)
+        if not self.token.limited:
+            return found
+        if not self.token.allows_action(action):
+            return []
+        return [Scope(*part) for s in found for part in self.token.narrow(s.application, s.environment)]
 
     @property
     def is_super_admin(self) -> bool:
-        return self.authorizer.is_super_admin(self.user.id)
+        return self.may(Action.ADMINISTER, EVERYTHING)

@@ -11,6 +11,7 @@ from greenlight.models import DeploymentStrategy, Role, TriggerType
 from greenlight.schema import ids
 from greenlight.schema.arguments import described
 from greenlight.schema.context import Info
+from greenlight.schema.edits import UpdateApplicationInput, UpdateEnvironmentInput
 from greenlight.schema.enums import DeploymentStatus
 from greenlight.schema.images import ImageCheck, ReportImageCheckInput
 from greenlight.schema.inputs import (
@@ -86,6 +87,9 @@ async def request_approval(
         image_id=ids.decode("Image", input.image_id, "imageId"),
         approver_ids=[ids.decode("User", a, "approverIds") for a in input.approver_ids or []],
         comment=input.comment,
+        previous_request_id=ids.decode_optional(
+            "ApprovalRequest", input.previous_request_id, "previousRequestId"
+        ),
     )
     return ApprovalRequest(model=request)
 
@@ -183,11 +187,21 @@ async def create_user(info: Info, input: Annotated[CreateUserInput, described("T
 async def issue_api_token(
     info: Info, input: Annotated[IssueApiTokenInput, described("Whose token, named how, for how long.")]
 ) -> IssuedApiToken:
+    limits = identity.TokenLimits(
+        actions=input.actions,
+        application_ids=None
+        if input.application_ids is None
+        else [ids.decode("Application", a, "applicationIds") for a in input.application_ids],
+        environment_ids=None
+        if input.environment_ids is None
+        else [ids.decode("Environment", e, "environmentIds") for e in input.environment_ids],
+    )
     secret, api_token = await identity.issue_api_token(
         info.context.actor,
         ids.decode("User", input.user_id, "userId"),
         input.name,
         input.ttl_hours,
+        limits,
     )
     return IssuedApiToken(token=secret, api_token=ApiToken(model=api_token))
 
@@ -209,6 +223,26 @@ async def create_environment(
     info: Info, name: Annotated[str, described("Lowercase [a-z0-9][a-z0-9-]{0,62}, unique.")]
 ) -> Environment:
     return Environment(model=await catalog.create_environment(info.context.actor, name))
+
+
+async def update_application(
+    info: Info, input: Annotated[UpdateApplicationInput, described("Which application, and what changes.")]
+) -> Application:
+    application_id = ids.decode("Application", input.id, "id")
+    found = await catalog.update_application(info.context.actor, application_id, input.name, input.archived)
+    return Application(model=found)
+
+
+async def update_environment(
+    info: Info, input: Annotated[UpdateEnvironmentInput, described("Which environment, and what changes.")]
+) -> Environment:
+    environment_id = ids.decode("Environment", input.id, "id")
+    found = await catalog.update_environment(info.context.actor, environment_id, input.name, input.archived)
+    return Environment(model=found)
+
+
+async def delete_group(info: Info, id: Annotated[strawberry.ID, described('"Group:<number>".')]) -> Group:
+    return Group(model=await teams.delete_group(info.context.actor, ids.decode("Group", id, "id")))
 
 
 async def create_pipeline(

@@ -108,12 +108,19 @@ def me(info: Info) -> User:
     return User(model=info.context.actor.user)
 
 
-async def applications(info: Info) -> list[Application]:
-    return [Application(model=a) for a in await reads.applications(info.context.actor)]
+IncludeArchived = Annotated[
+    bool | None, described("Archived ones too (super-admins only; FORBIDDEN otherwise). Left out by default.")
+]
 
 
-async def environments(info: Info) -> list[Environment]:
-    return [Environment(model=e) for e in await reads.environments(info.context.actor)]
+async def applications(info: Info, include_archived: IncludeArchived = False) -> list[Application]:
+    found = await reads.applications(info.context.actor, bool(include_archived))
+    return [Application(model=a) for a in found]
+
+
+async def environments(info: Info, include_archived: IncludeArchived = False) -> list[Environment]:
+    found = await reads.environments(info.context.actor, bool(include_archived))
+    return [Environment(model=e) for e in found]
 
 
 async def pipeline(
@@ -273,6 +280,12 @@ async def api_tokens(
 ) -> Connection[ApiToken]:
     uid = ids.decode_optional("User", user_id, "userId")
     found = await identity.api_tokens(info.context.actor, uid, first, ids.decode_cursor(after))
+    return connection(found, ApiToken)
+
+
+async def my_api_tokens(info: Info, first: First = 20, after: After = None) -> Connection[ApiToken]:
+    actor = info.context.actor
+    found = await identity.api_tokens(actor, actor.id, first, ids.decode_cursor(after))
     return connection(found, ApiToken)
 
 

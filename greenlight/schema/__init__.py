@@ -50,10 +50,12 @@ class Query:
         resolver=queries.deploy_freezes, description="The freezes on what the caller can see."
     )
     applications = strawberry.field(
-        resolver=queries.applications, description="Only those the caller can see."
+        resolver=queries.applications,
+        description="Only those the caller can see; archived ones only when asked.",
     )
     environments = strawberry.field(
-        resolver=queries.environments, description="Only those the caller can see (R1), by name."
+        resolver=queries.environments,
+        description="Only those the caller can see (R1), by name; archived ones only when asked.",
     )
     pipeline = strawberry.field(
         resolver=queries.pipeline,
@@ -90,6 +92,9 @@ class Query:
     api_tokens = strawberry.field(
         resolver=queries.api_tokens,
         description="API tokens (never their secrets): your own; super-admins anyone's.",
+    )
+    my_api_tokens = strawberry.field(
+        resolver=queries.my_api_tokens, description="The caller's own API tokens (never their secrets)."
     )
     groups = strawberry.field(resolver=queries.groups, description="Super-admins only.")
     group = strawberry.field(resolver=queries.group, description="Super-admins only.")
@@ -172,7 +177,8 @@ class Mutation:
     )
     issue_api_token = strawberry.mutation(
         resolver=mutations.issue_api_token,
-        description="A new API token for a user, its secret shown once; super-admins only (R2).",
+        description="A new API token, its secret shown once: for yourself (anyone), or for another user "
+        "(super-admins only, R2); it may be limited to some actions, applications and environments.",
     )
     revoke_api_token = strawberry.mutation(
         resolver=mutations.revoke_api_token,
@@ -185,6 +191,14 @@ class Mutation:
     create_environment = strawberry.mutation(
         resolver=mutations.create_environment,
         description="A new environment; super-admins only (R2). A taken name is CONFLICT.",
+    )
+    update_application = strawberry.mutation(
+        resolver=mutations.update_application,
+        description="Rename or archive (or restore) an application; super-admins only (R2). A taken name is CONFLICT.",
+    )
+    update_environment = strawberry.mutation(
+        resolver=mutations.update_environment,
+        description="Rename or archive (or restore) an environment; super-admins only (R2). A taken name is CONFLICT.",
     )
     create_pipeline = strawberry.mutation(
         resolver=mutations.create_pipeline,
@@ -235,6 +249,11 @@ class Mutation:
     )
     create_group = strawberry.mutation(
         resolver=mutations.create_group, description="A new group (team); super-admins only (R2)."
+    )
+    delete_group = strawberry.mutation(
+        resolver=mutations.delete_group,
+        description="Delete a group with its memberships and role bindings; its members lose those roles at once (R5). "
+        "Super-admins only; a group named by a pipeline's approval policy is INVALID_STATE.",
     )
     add_group_member = strawberry.mutation(
         resolver=mutations.add_group_member,

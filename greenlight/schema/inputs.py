@@ -72,6 +72,11 @@ class RequestApprovalInput:
         default_factory=list,
     )
     comment: str | None = strawberry.field(default=None, description="For the approvers.")
+    previous_request_id: strawberry.ID | None = strawberry.field(
+        default=None,
+        description="Asking again after a rejection: the REJECTED request of this image and pipeline this one "
+        "answers (its reason shows as previousRequest.rejection); each is answered once.",
+    )
 
 
 @strawberry.input(description="What to deploy where (R19 to R22).")
@@ -94,12 +99,28 @@ class CreateUserInput:
     name: str = strawberry.field(description="The display name.")
 
 
-@strawberry.input(description="A new API token for a user (super-admins only, R2).")
+@strawberry.input(
+    description="A new API token: for yourself (anyone), or for another user (super-admins only, R2); "
+    "optionally limited to less than its owner may do."
+)
 class IssueApiTokenInput:
-    user_id: strawberry.ID = strawberry.field(description="Whose token: it acts as this user.")
+    user_id: strawberry.ID = strawberry.field(
+        description="Whose token: it acts as this user. Your own id (me { id }), or anyone's for super-admins."
+    )
     name: str = strawberry.field(description="What it is for, e.g. the CI system using it.")
     ttl_hours: int | None = strawberry.field(
         default=None, description="Lifetime in hours (1 to 87600); null: never expires."
+    )
+    actions: list[str] | None = strawberry.field(
+        default=None,
+        description="Only these actions of the policy (policy.csv names, e.g. register_image; view is always "
+        "within); an unknown name is BAD_USER_INPUT; null: every action its owner may take.",
+    )
+    application_ids: list[strawberry.ID] | None = strawberry.field(
+        default=None, description="Only on these applications; null: on every one its owner's roles cover."
+    )
+    environment_ids: list[strawberry.ID] | None = strawberry.field(
+        default=None, description="Only on these environments; null: on every one its owner's roles cover."
     )
 
 

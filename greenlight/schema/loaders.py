@@ -78,6 +78,7 @@ class Loaders:
         self.pipeline = _by_id(models.Pipeline)
         self.image = _by_id(models.Image)
         self.request = _by_id(models.ApprovalRequest)
+        self.next_request = _one(models.ApprovalRequest, "previous_request_id")
         self.approvals = _many(models.Approval, "request_id")
         self.named_approvers = _many(models.NamedApprover, "request_id")
         self.rejection = _one(models.Rejection, "request_id")

@@ -141,6 +141,16 @@ class Environment(Node):
     def name(self) -> str:
         return self.model.name
 
+    @strawberry.field(
+        description="Archived: left out of lists, takes no new requests or deployments; history kept."
+    )
+    def archived(self) -> bool:
+        return self.model.archived_at is not None
+
+    @strawberry.field(description="When it was archived; null while it is not.")
+    def archived_at(self) -> datetime | None:
+        return self.model.archived_at
+
 
 @strawberry.type(
     description="A deployable application; its images are registered by CI (R3). Visible through any role on it (R1)."
@@ -151,6 +161,16 @@ class Application(Node):
     @strawberry.field(description="Lowercase [a-z0-9][a-z0-9-]{0,62}, unique.")
     def name(self) -> str:
         return self.model.name
+
+    @strawberry.field(
+        description="Archived: left out of lists, takes no new requests or deployments; history kept."
+    )
+    def archived(self) -> bool:
+        return self.model.archived_at is not None
+
+    @strawberry.field(description="When it was archived; null while it is not.")
+    def archived_at(self) -> datetime | None:
+        return self.model.archived_at
 
     @strawberry.field(description="Its pipelines the caller can see (R1), oldest first.")
     async def pipelines(self, info: Info) -> list[Pipeline]:
@@ -487,6 +507,19 @@ class Image(Node):
 
         return [ImageCheck(model=c) for c in await info.context.loaders.image_checks.load(self.model.id)]
 
+    @strawberry.field(
+        description="Its history on one pipeline: every request, oldest first, each asking again naming the "
+        "rejected one before it (previousRequest). NOT_FOUND for a pipeline the caller cannot see (R1)."
+    )
+    async def approval_requests(
+        self,
+        info: Info,
+        pipeline_id: Annotated[strawberry.ID, strawberry.argument(description="The pipeline.")],
+    ) -> list[ApprovalRequest]:
+        pid = ids.decode("Pipeline", pipeline_id, "pipelineId")
+        found = await reads.request_chain(info.context.actor, self.model.id, pid)
+        return [ApprovalRequest(model=r) for r in found]
+
     @strawberry.field(description="Environments where this image is active.")
     async def active_on(self, info: Info) -> list[Environment]:
         found = await info.context.loaders.active_on(info.context.actor).load(self.model.id)
@@ -596,6 +629,28 @@ class ApprovalRequest(Node):
         if row is None:
             return None
         return Approval(user_id=row.user_id, decided_at=row.decided_at, comment=row.reason)
+
+    @strawberry.field(
+        description="The REJECTED request this one asks again after (its reason: previousRequest.rejection); null if none."
+    )
+    async def previous_request(self, info: Info) -> ApprovalRequest | None:
+        if self.model.previous_request_id is None:
+            return None
+        return ApprovalRequest(model=await info.context.loaders.request.load(self.model.previous_request_id))
+
+    @strawberry.field(
+        description="The request that asked again after this one was rejected; null if none yet."
+    )
+    async def next_request(self, info: Info) -> ApprovalRequest | None:
+        found = await info.context.loaders.next_request.load(self.model.id)
+        return None if found is None else ApprovalRequest(model=found)
+
+    @strawberry.field(
+        description="Every request of this image on this pipeline, this one included, oldest first."
+    )
+    async def history(self, info: Info) -> list[ApprovalRequest]:
+        found = await reads.request_chain(info.context.actor, self.model.image_id, self.model.pipeline_id)
+        return [ApprovalRequest(model=r) for r in found]
 
     @strawberry.field(description="The approvers the requester named (R8).")
     async def notified_approvers(self, info: Info) -> list[User]:
@@ -868,6 +923,27 @@ class ApiToken(Node):
     def last_used_at(self) -> datetime | None:
         return self.model.last_used_at
 
+    @strawberry.field(
+        description="The only actions it may take (policy.csv names; view is always within); null: no limit."
+    )
+    def actions(self) -> list[str] | None:
+        return self.model.actions
+
+    @strawberry.field(description="The only applications it may act on; null: no limit.")
+    async def applications(self) -> list[Application] | None:
+        return await _limited(models.Application, Application, self.model.application_ids)
+
+    @strawberry.field(description="The only environments it may act on; null: no limit.")
+    async def environments(self) -> list[Environment] | None:
+        return await _limited(models.Environment, Environment, self.model.environment_ids)
+
+
+async def _limited(model, node, limit_ids: list[int] | None):
+    """A token's application or environment limits, by name (one statement, only when set)."""
+    if limit_ids is None:
+        return None
+    return [node(model=row) for row in await model.filter(id__in=limit_ids).order_by("name")]
+
 
 @strawberry.type(description="The secret is shown once, here.")
 class IssuedApiToken:
@@ -1004,10 +1080,15 @@ class Decision:
     )
     grants: list[AccessGrant] = strawberry.field(description="The bindings that allow it; empty when denied.")
     roles_needed: list[Role] = strawberry.field(description="Roles that allow the action.")
+    code: str | None = strawberry.field(
+        default=None,
+        description="TOKEN_SCOPE when the roles allow it but the API token asking is limited to less; else null.",
+    )
 
     @classmethod
     def of(cls, explanation) -> Decision:
         return cls(
+            code=explanation.code,
             allowed=explanation.allowed,
             reason=explanation.reason,
             grants=[

@@ -10,7 +10,7 @@ from greenlight.models import User
 from greenlight.policies import Action, Actor, Authorizer, Scope
 from greenlight.policies.authorizer import Grant
 from greenlight.workflow import validation
-from greenlight.workflow.guards import require_admin
+from greenlight.workflow.guards import require_admin, token_refusal
 
 
 @dataclass(frozen=True)
@@ -19,6 +19,7 @@ class Explanation:
     reason: str
     grants: list[Grant]
     roles_needed: list[str]
+    code: str | None = None  # TOKEN_SCOPE when the caller's roles allow it but the token does not
 
 
 def _describe(grant: Grant) -> str:
@@ -57,4 +58,9 @@ async def explain(
         user = await User.get_or_none(id=user_id)
         if user is None:
             raise not_found("user")
-    return explain_for(actor.authorizer, user, action, Scope(application, environment))
+    scope = Scope(application, environment)
+    found = explain_for(actor.authorizer, user, action, scope)
+    if user is actor.user and found.allowed and (limited := token_refusal(actor, action, scope)):
+        # the roles allow it; the API token asking is limited to less
+        return Explanation(False, limited.message, [], found.roles_needed, limited.code)
+    return found

@@ -9,6 +9,9 @@ from tortoise.expressions import Subquery
 from greenlight import internals, notifications
 from greenlight.clock import now
 from greenlight.errors import (
+    BadUserInput,
+    Conflict,
+    InvalidState,
     not_found,
 )
 from greenlight.models import (
@@ -90,12 +93,16 @@ async def request_approval(
     image_id: int,
     approver_ids: list[int],
     comment: str | None,
+    previous_request_id: int | None = None,
 ) -> ApprovalRequest:
-    """R3, R6, R7, R8, R9; refusals decided by `decisions.request_approval`."""
+    """R3, R6, R7, R8, R9; refusals decided by `decisions.request_approval`; asking again
+    after a rejection (`previous_request_id`): see `_previous`."""
     comment = validation.text("comment", comment)
     async with transaction():
         plan = await decisions.request_approval(actor, pipeline_id, image_id, approver_ids, lock=True)
         refuse(plan.refusal)
+        if previous_request_id is not None:
+            await _previous(actor, previous_request_id, plan.image.id, plan.pipeline.id)
         pipeline, image, active, snapshot, wanted = (
             plan.pipeline,
             plan.image,
@@ -121,6 +128,7 @@ async def request_approval(
             expires_at=expires_at,
             policy=snapshot.stored(),
             stale=stale,
+            previous_request_id=previous_request_id,
         )
         await NamedApprover.bulk_create(
             [NamedApprover(request_id=request.id, user_id=user_id) for user_id in wanted]
@@ -137,11 +145,43 @@ async def request_approval(
                 "policy": snapshot.stored(),
                 "stale": stale,
                 "namedApprovers": wanted,
+                **({"previousRequest": previous_request_id} if previous_request_id is not None else {}),
             },
             application=scope.application,
             environment=scope.environment,
         )
     return request
+
+
+async def _previous(actor: Actor, previous_id: int, image_id: int, pipeline_id: int) -> None:
+    """Asking again after a rejection: the request answered must be one the actor sees
+    (NOT_FOUND), of the same image and pipeline (BAD_USER_INPUT), REJECTED (INVALID_STATE),
+    and not answered already (CONFLICT naming the answer), so one image's requests on one
+    pipeline read as a chain. Its row is locked: two answers to it cannot both be made."""
+    previous = await ApprovalRequest.select_for_update().get_or_none(id=previous_id)
+    if previous is None or previous.pipeline_id != pipeline_id and not await _sees(actor, previous):
+        raise not_found("previous approval request")
+    if previous.image_id != image_id or previous.pipeline_id != pipeline_id:
+        raise BadUserInput(
+            "previousRequestId: that request is for another image or pipeline; name a rejected "
+            "request of this image on this pipeline",
+            field="previousRequestId",
+        )
+    state = effective_state(previous)
+    if state != ApprovalState.REJECTED:
+        raise InvalidState(
+            f"previousRequestId: that request is {state.value}; only a REJECTED one can be asked again after"
+        )
+    answer = await ApprovalRequest.get_or_none(previous_request_id=previous.id)
+    if answer is not None:
+        raise Conflict("that rejected request has been asked again already", existing=answer)
+
+
+async def _sees(actor: Actor, request: ApprovalRequest) -> bool:
+    pipeline = (
+        await Pipeline.filter(id=request.pipeline_id).select_related("application", "environment").first()
+    )
+    return pipeline is not None and actor.may(Action.VIEW, pipeline_scope(pipeline))
 
 
 def _facts(

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from greenlight import notifications
 from greenlight.clock import now
-from greenlight.errors import BadUserInput, Conflict, Forbidden, not_found
+from greenlight.errors import BadUserInput, Conflict, Forbidden, TokenScopeRefused, not_found
 from greenlight.models import (
     LIVE_STATES,
     Application,
@@ -16,14 +16,16 @@ from greenlight.models import (
     Environment,
     Image,
     Pipeline,
+    RoleBinding,
     TriggerType,
 )
 from greenlight.policies import Action, Actor
+from greenlight.policies.authorizer import lock_policy
 from greenlight.workflow import audit, checks, images, policy, validation
 from greenlight.workflow.guards import pipeline_scope, require_admin, sees_application
 from greenlight.workflow.policy import PolicyChange
 from greenlight.workflow.states import effective_state
-from greenlight.workflow.tx import transaction
+from greenlight.workflow.tx import access_transaction, transaction
 
 
 async def _create_named(actor: Actor, model: type, kind: str, name: str):
@@ -45,6 +47,54 @@ async def create_application(actor: Actor, name: str) -> Application:
 
 async def create_environment(actor: Actor, name: str) -> Environment:
     return await _create_named(actor, Environment, "environment", name)
+
+
+async def _update_named(
+    actor: Actor, model: type, kind: str, object_id: int, name: str | None, archived: bool | None
+):
+    """R2: rename (the name format and uniqueness as at creation) and archive or restore;
+    what is left out keeps its value. Role bindings name their scope, so a rename moves
+    the bindings on the old name to the new one, a change of roles in force at once (R5)."""
+    require_admin(actor, f"change {kind}s")
+    if name is not None:
+        validation.name("name", name)
+    async with access_transaction(actor):
+        await lock_policy()  # first, as every change to who may do what takes it: no deadlock
+        found = await model.select_for_update().get_or_none(id=object_id)
+        if found is None:
+            raise not_found(kind)
+        before = {"name": found.name, "archived": found.archived_at is not None}
+        old_name = found.name
+        if name is not None and name != found.name:
+            existing = await model.get_or_none(name=name)
+            if existing is not None:
+                raise Conflict(f"{kind} {name} exists", existing=existing)
+            found.name = name
+            # the R5 triggers on role_bindings record the change for every holder
+            await RoleBinding.filter(**{kind: old_name}).update(**{kind: name})
+        if archived is not None and archived != (found.archived_at is not None):
+            found.archived_at = now() if archived else None
+        await found.save(update_fields=["name", "archived_at"])
+        after = {"name": found.name, "archived": found.archived_at is not None}
+        await audit.record(
+            f"update_{kind}", found, actor_id=actor.id, before=before, after=after, **{kind: found.name}
+        )
+    return found
+
+
+async def update_application(
+    actor: Actor, application_id: int, name: str | None, archived: bool | None
+) -> Application:
+    """updateApplication: rename, archive (hidden from lists, no new requests or
+    deployments, history kept) or restore."""
+    return await _update_named(actor, Application, "application", application_id, name, archived)
+
+
+async def update_environment(
+    actor: Actor, environment_id: int, name: str | None, archived: bool | None
+) -> Environment:
+    """updateEnvironment: as updateApplication."""
+    return await _update_named(actor, Environment, "environment", environment_id, name, archived)
 
 
 def _policy(pipeline: Pipeline) -> dict:
@@ -281,6 +331,13 @@ async def register_image(
     if application is None or not sees_application(actor, application_name):
         raise not_found("application")
     if not any(s.covers_application(application_name) for s in actor.scopes(Action.REGISTER_IMAGE)):
+        owner = actor.authorizer.scopes(actor.id, Action.REGISTER_IMAGE)
+        if any(s.covers_application(application_name) for s in owner):
+            # the owner may: the token's limits refuse it
+            raise TokenScopeRefused(
+                actor.token.refusal(Action.REGISTER_IMAGE, application_name, "*")
+                or f"this API token may not register images for {application_name}"
+            )
         raise Forbidden(f"you may not register images for {application_name}")
     async with transaction():
         existing = await Image.get_or_none(application_id=application.id, digest=digest)

@@ -71,7 +71,7 @@ def _may_report(actor: Actor, application: str) -> bool:
     """Whoever may register the application's images (build-and-deploy on a scope covering
     some pipeline of it) or a super-admin: the action is its own, so a token can be
     limited to it."""
-    return any(s.application in ("*", application) for s in actor.scopes(Action.REPORT_IMAGE_CHECK))
+    return any(s.covers_application(application) for s in actor.scopes(Action.REPORT_IMAGE_CHECK))
 
 
 def _described(check: ImageCheck) -> dict:

@@ -19,11 +19,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from greenlight.errors import (
+    ApplicationArchived,
     ApproverCannotDeploy,
     BadUserInput,
     ChecksNotPassed,
     Conflict,
     DeployFrozen,
+    EnvironmentArchived,
     Forbidden,
     GreenlightError,
     InvalidState,
@@ -52,6 +54,7 @@ from greenlight.workflow.guards import (
     pipeline_scope,
     sees_image,
     sees_pipeline,
+    token_refusal,
 )
 from greenlight.workflow.states import active_deployment, active_image, effective_state, state_q
 
@@ -97,6 +100,8 @@ def _role(actor: Actor, action: Action, scope: Scope, what: str) -> Refusal | No
     """R3, R4: the role the action needs on the scope (as `guards.require`)."""
     if actor.may(action, scope):
         return None
+    if (limited := token_refusal(actor, action, scope)) is not None:
+        return Refusal(limited, limited.message)
     decision = actor.authorizer.explain(actor.id, action, scope)
     needed = [r.value for r in decision.roles_needed if r.value != Role.SUPER_ADMIN.value]
     reason = (
@@ -306,7 +311,7 @@ async def _pipeline_and_image(
     if not sees_pipeline(actor, pipeline):
         return None, None, Refusal(not_found("pipeline"), "Pipeline not found")
     scope = pipeline_scope(pipeline)
-    refusal = _role(actor, action, scope, what)
+    refusal = _role(actor, action, scope, what) or archived(pipeline)
     if refusal is not None:
         return pipeline, None, refusal
     image = await find_image(image_id)
@@ -317,6 +322,24 @@ async def _pipeline_and_image(
         reason = f"This image belongs to {image.application.name}, not to {pipeline.application.name}"
         return pipeline, image, Refusal(error, reason)
     return pipeline, image, None
+
+
+def archived(pipeline: Pipeline) -> Refusal | None:
+    """An archived application or environment takes no new requests or deployments; its
+    history stays readable."""
+    if pipeline.application.archived_at is not None:
+        name = pipeline.application.name
+        return Refusal(
+            ApplicationArchived(f"application {name} is archived: it takes no new requests or deployments"),
+            f"{name} is archived: it takes no new requests or deployments",
+        )
+    if pipeline.environment.archived_at is not None:
+        name = pipeline.environment.name
+        return Refusal(
+            EnvironmentArchived(f"environment {name} is archived: it takes no new requests or deployments"),
+            f"{name} is archived: it takes no new requests or deployments",
+        )
+    return None
 
 
 def _running(scope: Scope, active: Deployment | Image) -> Refusal:

@@ -142,7 +142,9 @@ async def deploy_on_approval(pipeline: Pipeline, request: ApprovalRequest, autho
         return None  # already running (R22); the approval stays usable
     scope = pipeline_scope(pipeline)
     skipped = None
-    if not await _requester_may_deploy(request, scope, authorizer):
+    if (closed := decisions.archived(pipeline)) is not None:
+        skipped = closed.error.message  # archived: no new deployments
+    elif not await _requester_may_deploy(request, scope, authorizer):
         # The system acts for the requester only with the requester's own rights (R3):
         # the approval stays APPROVED for someone who may deploy.
         skipped = "the requester may no longer deploy here"
@@ -222,6 +224,8 @@ async def _deploy_after_freeze(pipeline: Pipeline, request: ApprovalRequest, aut
             "the approval is stale: a newer image was deployed during the freeze; "
             "deploy this one by hand with acknowledgeStale to roll back"
         )
+    elif (closed := decisions.archived(pipeline)) is not None:
+        reason = closed.error.message
     elif not await _requester_may_deploy(request, scope, authorizer):
         reason = "the requester may no longer deploy here; someone who may can deploy the approval"
     elif unmet := await checks.unmet_for(pipeline, request.image_id, lock=True):

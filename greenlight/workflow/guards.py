@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from greenlight.errors import BadUserInput, Forbidden, not_found
+from greenlight.errors import BadUserInput, Forbidden, TokenScopeRefused, not_found
 from greenlight.models import Application, ApprovalRequest, Deployment, Image, Pipeline
 from greenlight.policies import Action, Actor, Scope
+from greenlight.scopes import EVERYTHING
 
 
 def pipeline_scope(pipeline: Pipeline) -> Scope:
@@ -21,14 +22,26 @@ def sees_environment(actor: Actor, environment_name: str) -> bool:
     return any(s.covers_environment(environment_name) for s in actor.scopes(Action.VIEW))
 
 
+def token_refusal(actor: Actor, action: Action, scope: Scope) -> TokenScopeRefused | None:
+    """TOKEN_SCOPE when the token's owner may do it now but the token's limits refuse it."""
+    if not actor.token.limited or not actor.authorizer.may(actor.id, action, scope):
+        return None
+    reason = actor.token.refusal(action, scope.application, scope.environment)
+    return None if reason is None else TokenScopeRefused(reason)
+
+
 def require(actor: Actor, action: Action, scope: Scope, what: str) -> None:
     if not actor.may(action, scope):
-        raise Forbidden(f"you may not {what} on {scope.application}/{scope.environment}")
+        raise token_refusal(actor, action, scope) or Forbidden(
+            f"you may not {what} on {scope.application}/{scope.environment}"
+        )
 
 
 def require_admin(actor: Actor, what: str) -> None:
     if not actor.is_super_admin:
-        raise Forbidden(f"only super-admins may {what}")
+        raise token_refusal(actor, Action.ADMINISTER, EVERYTHING) or Forbidden(
+            f"only super-admins may {what}"
+        )
 
 
 async def find_pipeline(pipeline_id: int, *, lock: bool = False) -> Pipeline | None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
+from dataclasses import dataclass
 from datetime import timedelta
 
 from tortoise.exceptions import IntegrityError
@@ -15,6 +17,7 @@ from greenlight.errors import (
     Conflict,
     GreenlightError,
     InvalidState,
+    TokenScopeRefused,
     Unauthenticated,
     not_found,
 )
@@ -22,9 +25,10 @@ from greenlight.models import ApiToken, Application, Environment, Group, GroupMe
 from greenlight.models.prepared import Prepared
 from greenlight.policies import Actor, Authorizer
 from greenlight.policies.authorizer import lock_policy
+from greenlight.policies.token_scope import ACTION_NAMES, UNLIMITED, TokenScope
 from greenlight.scopes import EVERYTHING, Scope
 from greenlight.workflow import audit, validation
-from greenlight.workflow.guards import require_admin
+from greenlight.workflow.guards import require_admin, sees_application, sees_environment
 from greenlight.workflow.reads import page
 from greenlight.workflow.tx import access_transaction, transaction
 
@@ -41,14 +45,37 @@ async def authorize(authorization: str | None, authorizer: Authorizer) -> Actor:
     (token neither revoked nor expired, user active, JWT unexpired), and the roles are as
     of now: the authorizer applies every change committed by any process first (R5), after
     authenticating, which may itself change group memberships (a JWT's groups claim)."""
-    user = await authenticate(authorization)
+    user, api_token = await credentials(authorization)
+    scope = await token_scope(api_token)
     await authorizer.refresh()
-    return Actor(user=user, authorizer=authorizer)
+    return Actor(user=user, authorizer=authorizer, token=scope)
+
+
+async def token_scope(api_token: ApiToken | None) -> TokenScope:
+    """The token's limits by name, as decisions compare them (its ids kept, so a renamed
+    application stays within them); UNLIMITED for a JWT or a token without limits."""
+    if api_token is None:
+        return UNLIMITED
+    applications = environments = None
+    if api_token.application_ids is not None:
+        found = await Application.filter(id__in=api_token.application_ids).values_list("name", flat=True)
+        applications = frozenset(found)
+    if api_token.environment_ids is not None:
+        found = await Environment.filter(id__in=api_token.environment_ids).values_list("name", flat=True)
+        environments = frozenset(found)
+    actions = frozenset(api_token.actions) if api_token.actions is not None else None
+    return TokenScope(actions, applications, environments, api_token.expires_at)
 
 
 async def authenticate(authorization: str | None) -> User:
     """The user behind an `Authorization: Bearer <token>` header (an API token, or a JWT
     from the identity provider when single sign-on is configured), or UNAUTHENTICATED."""
+    user, _ = await credentials(authorization)
+    return user
+
+
+async def credentials(authorization: str | None) -> tuple[User, ApiToken | None]:
+    """The user behind the header, and the API token it carried (None for a JWT)."""
     if not authorization:
         raise Unauthenticated("missing Authorization header: send 'Authorization: Bearer <token>'")
     scheme, _, token = authorization.strip().partition(" ")
@@ -56,7 +83,7 @@ async def authenticate(authorization: str | None) -> User:
     if scheme.lower() != "bearer" or not token:
         raise Unauthenticated("malformed Authorization header: expected 'Bearer <token>'")
     if sso.current().enabled and sso.looks_like_jwt(token):
-        return await _user_of_jwt(token)
+        return await _user_of_jwt(token), None
     api_token = await _TOKEN_WITH_USER.first(hash_token(token))
     if api_token is None:
         raise Unauthenticated("invalid token")
@@ -69,7 +96,7 @@ async def authenticate(authorization: str | None) -> User:
     at = now()
     if api_token.last_used_at is None or at - api_token.last_used_at > LAST_USED_PRECISION:
         await ApiToken.filter(id=api_token.id).update(last_used_at=at)
-    return api_token.user
+    return api_token.user, api_token
 
 
 LAST_USED_PRECISION = timedelta(minutes=1)
@@ -160,30 +187,111 @@ async def create_user(actor: Actor, email: str, name: str) -> User:
     return user
 
 
-async def _issue_token(user: User, name: str, ttl_hours: int | None) -> tuple[str, ApiToken]:
+@dataclass(frozen=True)
+class TokenLimits:
+    """What a new token is limited to; None in a field: no limit there."""
+
+    actions: list[str] | None = None
+    application_ids: list[int] | None = None
+    environment_ids: list[int] | None = None
+
+
+NO_LIMITS = TokenLimits()
+
+
+async def _issue_token(
+    user: User, name: str, ttl_hours: int | None, limits: TokenLimits = NO_LIMITS
+) -> tuple[str, ApiToken]:
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
     expires_at = now() + timedelta(hours=ttl_hours) if ttl_hours else None
     api_token = await ApiToken.create(
-        user=user, name=name, token_hash=hash_token(secret), expires_at=expires_at
+        user=user,
+        name=name,
+        token_hash=hash_token(secret),
+        expires_at=expires_at,
+        actions=limits.actions,
+        application_ids=limits.application_ids,
+        environment_ids=limits.environment_ids,
     )
     return secret, api_token
 
 
+def _action_names(raw: list[str] | None) -> list[str] | None:
+    """Action names of policy.csv (`register_image`; `REGISTER_IMAGE` and `registerImage`
+    name it too); an unknown one is BAD_USER_INPUT."""
+    if raw is None:
+        return None
+    names = []
+    for given in raw:
+        name = re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", given.strip()).lower()
+        if name not in ACTION_NAMES:
+            raise BadUserInput(
+                f"actions: {given!r} is not an action; known: {', '.join(ACTION_NAMES)}", field="actions"
+            )
+        names.append(name)
+    return sorted(set(names))
+
+
+async def _limited_to(actor: Actor, model: type, kind: str, ids: list[int] | None) -> list[str] | None:
+    """The names of the applications or environments a token is limited to; each must be
+    one the caller can see (R1), else NOT_FOUND."""
+    if ids is None:
+        return None
+    found = {row.id: row for row in await model.filter(id__in=ids)}
+    sees = sees_application if kind == "application" else sees_environment
+    for wanted in ids:
+        row = found.get(wanted)
+        if row is None or not sees(actor, row.name):
+            raise not_found(kind)
+    return sorted(row.name for row in found.values())
+
+
 async def issue_api_token(
-    actor: Actor, user_id: int, name: str, ttl_hours: int | None
+    actor: Actor,
+    user_id: int,
+    name: str,
+    ttl_hours: int | None,
+    limits: TokenLimits = NO_LIMITS,
 ) -> tuple[str, ApiToken]:
-    """R2. The secret is returned once and stored only as a hash."""
-    require_admin(actor, "issue API tokens")
+    """Anyone issues tokens for themself, super-admins for anyone (R2). A token may be
+    limited to some actions, applications and environments: it can then do what its owner
+    may do now, within them (greenlight.policies.token_scope). A token issued with a
+    limited token is limited at least as much, and expires no later. The secret is
+    returned once and stored only as a hash."""
+    if user_id != actor.id:
+        require_admin(actor, "issue API tokens for other users")
     name = validation.text("name", name, required=True, limit=200)
     validation.in_range("ttlHours", ttl_hours, 1, validation.MAX_TOKEN_TTL_HOURS, nullable=True)
+    actions = _action_names(limits.actions)
+    app_ids = sorted(set(limits.application_ids)) if limits.application_ids is not None else None
+    env_ids = sorted(set(limits.environment_ids)) if limits.environment_ids is not None else None
     async with transaction():
         user = await User.get_or_none(id=user_id)
         if user is None:
             raise not_found("user")
-        secret, api_token = await _issue_token(user, name, ttl_hours)
-        await audit.record(
-            "issue_api_token", api_token, actor_id=actor.id, after={"user": user.id, "name": name}
+        apps = await _limited_to(actor, Application, "application", app_ids)
+        envs = await _limited_to(actor, Environment, "environment", env_ids)
+        asked = TokenScope(
+            frozenset(actions) if actions is not None else None,
+            frozenset(apps) if apps is not None else None,
+            frozenset(envs) if envs is not None else None,
         )
+        if not asked.within(actor.token):
+            raise TokenScopeRefused(
+                "this API token is limited: a token it issues must be limited to the same "
+                "actions, applications and environments, or fewer"
+            )
+        ends = actor.token.expires_at
+        if ends is not None and (ttl_hours is None or now() + timedelta(hours=ttl_hours) > ends):
+            raise TokenScopeRefused(
+                f"this API token expires at {ends.isoformat()}: a token it issues must expire by then (ttlHours)"
+            )
+        limited = TokenLimits(actions, app_ids, env_ids)
+        secret, api_token = await _issue_token(user, name, ttl_hours, limited)
+        after = {"user": user.id, "name": name}
+        if asked.limited:
+            after["limits"] = {"actions": actions, "applications": apps, "environments": envs}
+        await audit.record("issue_api_token", api_token, actor_id=actor.id, after=after)
     return secret, api_token
 
 

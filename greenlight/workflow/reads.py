@@ -148,17 +148,28 @@ def pipelines_in(actor: Actor, action: Action) -> Subquery:
     return Subquery(Pipeline.filter(pipelines_q(actor, action)).values("id"))
 
 
-async def applications(actor: Actor) -> list[Application]:
-    return await Application.filter(scope_q(actor.scopes(Action.VIEW), "name")).order_by("name")
+def _archived_shown(actor: Actor, include_archived: bool):
+    """Archived applications and environments are left out of lists unless a super-admin
+    asks for them (`includeArchived`); asked for by id they stay readable (history kept)."""
+    if include_archived:
+        require_admin(actor, "list archived applications and environments")
+        return {}
+    return {"archived_at__isnull": True}
 
 
-async def environments(actor: Actor) -> list[Environment]:
+async def applications(actor: Actor, include_archived: bool = False) -> list[Application]:
+    shown = _archived_shown(actor, include_archived)
+    return await Application.filter(scope_q(actor.scopes(Action.VIEW), "name"), **shown).order_by("name")
+
+
+async def environments(actor: Actor, include_archived: bool = False) -> list[Environment]:
+    shown = _archived_shown(actor, include_archived)
     scopes = actor.scopes(Action.VIEW)
     if not scopes:
         return []
     if any(s.every_environment for s in scopes):
-        return await Environment.all().order_by("name")
-    return await Environment.filter(name__in={s.environment for s in scopes}).order_by("name")
+        return await Environment.filter(**shown).order_by("name")
+    return await Environment.filter(name__in={s.environment for s in scopes}, **shown).order_by("name")
 
 
 async def environment(actor: Actor, environment_id: int) -> Environment:
@@ -384,3 +395,11 @@ async def group_bindings_of(actor: Actor, group_ids: list[int]) -> dict[int, lis
     for binding in await RoleBinding.filter(group_id__in=group_ids).order_by("id"):
         result[binding.group_id].append(binding)
     return result
+
+
+async def request_chain(actor: Actor, image_id: int, pipeline_id: int) -> list[ApprovalRequest]:
+    """The history of one image on one pipeline: its requests, oldest first (each asking
+    again after a rejection names it as previousRequest). R1: a pipeline the actor cannot
+    see is NOT_FOUND."""
+    await visible_pipeline(actor, pipeline_id)
+    return await ApprovalRequest.filter(image_id=image_id, pipeline_id=pipeline_id).order_by("id")

@@ -4,7 +4,7 @@ a team on a scope exactly as to a user; members inherit them through Casbin (R2,
 from __future__ import annotations
 
 from greenlight.errors import Conflict, InvalidState, not_found
-from greenlight.models import Group, GroupMember, Role, RoleBinding, User
+from greenlight.models import ApprovalException, Group, GroupMember, GroupQuorum, Role, RoleBinding, User
 from greenlight.policies import Actor
 from greenlight.policies.authorizer import lock_policy
 from greenlight.workflow import audit, validation
@@ -70,6 +70,43 @@ async def grant_group_role(
 
 async def revoke_group_role(actor: Actor, binding_id: int) -> RoleBinding:
     return await delete_binding(actor, "group", binding_id)
+
+
+async def delete_group(actor: Actor, group_id: int) -> Group:
+    """R2, R5: the group goes with its memberships and role bindings; its members lose the
+    roles they had through it on their next request, on every process. A group the approval
+    policy of a pipeline names (a quorum, an exception) is refused: change the policy first,
+    so no policy changes by the way."""
+    require_admin(actor, "delete groups")
+    async with access_transaction(actor):
+        await lock_policy()  # first, as every change to who may do what takes it: no deadlock
+        group = await Group.select_for_update().get_or_none(id=group_id)
+        if group is None:
+            raise not_found("group")
+        used = await GroupQuorum.filter(group_id=group.id).values_list(
+            "pipeline_id", flat=True
+        ) + await ApprovalException.filter(group_id=group.id).values_list("pipeline_id", flat=True)
+        if used:
+            raise InvalidState(
+                f"group {group.name} is named in the approval policy of pipeline "
+                f"{', '.join(f'Pipeline:{p}' for p in sorted(set(used)))}: remove it there first"
+            )
+        members = sorted(await GroupMember.filter(group_id=group.id).values_list("user_id", flat=True))
+        bindings = await RoleBinding.filter(group_id=group.id).order_by("id")
+        before = {
+            "name": group.name,
+            "members": members,
+            "roleBindings": [
+                {"role": Role(b.role).value, "scope": f"{b.application}/{b.environment}"} for b in bindings
+            ],
+        }
+        await GroupMember.filter(group_id=group.id).delete()
+        await RoleBinding.filter(group_id=group.id).delete()
+        deleted_id = group.id
+        await group.delete()
+        group.id = deleted_id
+        await audit.record("delete_group", group, actor_id=actor.id, before=before)
+    return group
 
 
 async def groups(actor: Actor, first: int | None, after_id: int | None) -> Page:

@@ -411,7 +411,8 @@ async def test_database_unreachable_while_authenticating_is_unavailable_then_rec
     async def unreachable(authorization):
         raise ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused")
 
-    monkeypatch.setattr(greenlight.workflow.identity, "authenticate", unreachable)
+    # credentials(): the user and the API token behind the header, as every request reads them
+    monkeypatch.setattr(greenlight.workflow.identity, "credentials", unreachable)
     async with unchanged():
         response = await post(world, "dev", query, variables)
     body = response.json()

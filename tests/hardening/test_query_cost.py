@@ -164,7 +164,7 @@ def test_query_cost_and_time_limit_are_configurable_and_checked():
 async def test_operation_timeout_abandons_a_slow_query_and_healthz_answers_meanwhile(world, monkeypatch):
     started = asyncio.Event()
 
-    async def stuck(actor):
+    async def stuck(actor, *_):
         started.set()
         await asyncio.sleep(60)
 

@@ -327,7 +327,19 @@ async def test_users_list_only_their_own_tokens_and_never_a_secret(world, unchan
 
     fields = await world["dev"].ok('{ __type(name: "ApiToken") { fields { name } } }')
     names = {f["name"] for f in fields["__type"]["fields"]}
-    assert names == {"id", "name", "user", "createdAt", "expiresAt", "lastUsedAt", "revokedAt"}
+    assert names == {
+        "id",
+        "name",
+        "user",
+        "createdAt",
+        "expiresAt",
+        "lastUsedAt",
+        "revokedAt",
+        # a token's limits (scoped tokens)
+        "actions",
+        "applications",
+        "environments",
+    }
     hashes = await ApiToken.all().values_list("token_hash", flat=True)
     for client in (world["dev"], world["admin"]):
         text = json.dumps(await client.ok(TOKENS, {"first": 100}))

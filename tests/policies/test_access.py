@@ -299,7 +299,8 @@ async def admin_operations(world) -> list[tuple[str, str, dict]]:
         (
             "issueApiToken",
             "mutation($i: IssueApiTokenInput!) { issueApiToken(input: $i) { token } }",
-            {"i": {"userId": world["viewer"].user_id, "name": "stolen"}},
+            # another user's: anyone may issue tokens for themself, only super-admins for others
+            {"i": {"userId": world["admin"].user_id, "name": "stolen"}},
         ),
         (
             "revokeApiToken",
