@@ -38,6 +38,12 @@ class Pipeline(Model):
     policy_kind = fields.CharEnumField(ApprovalPolicyKind, max_length=16, default=ApprovalPolicyKind.ANY)
     count_once_per_person = fields.BooleanField(default=True)
     cancel_stale_requests = fields.BooleanField(default=False)
+    # Reminders and escalation of PENDING requests (greenlight.workflow.reminders): the
+    # named approvers are reminded every `remind_after_hours`; after `escalate_after_hours`
+    # the members of group `escalate_group_id` (or the super-admins) are told, once.
+    remind_after_hours = fields.IntField(null=True)
+    escalate_after_hours = fields.IntField(null=True)
+    escalate_group_id = fields.IntField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:

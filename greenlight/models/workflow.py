@@ -36,6 +36,11 @@ class ApprovalRequest(Model):
     # when the freeze ends, or tell the requester that they could not
     # (greenlight.workflow.deployments.deploy_after_freezes).
     deploy_after_freeze = fields.BooleanField(default=False)
+    # Reminders and escalation (greenlight.workflow.reminders): when the named approvers
+    # were last reminded, and when the request was escalated. Each is claimed by a
+    # conditional UPDATE, so one process sends each reminder.
+    last_reminded_at = fields.DatetimeField(null=True)
+    escalated_at = fields.DatetimeField(null=True)
 
     class Meta:
         table = "approval_requests"

@@ -1,5 +1,5 @@
 """The periodic work of every server process: finish rollouts, send webhooks and emails,
-write the expiry of requests whose time has passed.
+write the expiry of requests whose time has passed, remind and escalate pending requests.
 
 Each kind of work runs in a task of its own, on its own clock: a peer that hangs (an SMTP
 server that accepts and never greets, a webhook receiver that never answers) holds up only
@@ -19,7 +19,7 @@ from greenlight.notifications import dispatcher
 from greenlight.observability.tracing import job_span
 from greenlight.policies import Authorizer
 from greenlight.rollout import simulator, webhook
-from greenlight.workflow import approvals, deployments
+from greenlight.workflow import approvals, deployments, reminders
 
 log = logging.getLogger("greenlight.jobs")
 
@@ -38,6 +38,7 @@ def kinds(settings, client: httpx.AsyncClient | None) -> dict[str, Job]:
         work["deliver_webhooks"] = lambda: webhook.deliver_due(settings, client)
     if settings.email_enabled:
         work["deliver_emails"] = lambda: dispatcher.deliver_due(settings)
+        work["send_reminders"] = lambda: reminders.send_due(authorizer)
     return work
 
 

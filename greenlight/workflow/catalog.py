@@ -17,7 +17,7 @@ from greenlight.models import (
     TriggerType,
 )
 from greenlight.policies import Action, Actor
-from greenlight.workflow import audit, policy, validation
+from greenlight.workflow import audit, policy, reminders, validation
 from greenlight.workflow.clock import now
 from greenlight.workflow.errors import BadUserInput, Conflict, Forbidden, not_found
 from greenlight.workflow.guards import pipeline_scope, require_admin, sees_application
@@ -112,6 +112,13 @@ class PipelineEdit:
     ttl_hours: int | None = None
     clear_ttl_hours: bool = False
     approvers_can_deploy: bool | None = None
+    # Reminders and escalation (greenlight.workflow.reminders); `clear_*` removes one.
+    remind_after_hours: int | None = None
+    clear_remind_after_hours: bool = False
+    escalate_after_hours: int | None = None
+    clear_escalate_after_hours: bool = False
+    escalate_to_group_id: int | None = None
+    clear_escalate_to_group: bool = False
 
 
 async def update_approval_policy(
@@ -180,6 +187,7 @@ async def edit_pipeline(
             pipeline.ttl_hours = edit.ttl_hours
         if edit.approvers_can_deploy is not None:
             pipeline.approvers_can_deploy = edit.approvers_can_deploy
+        await reminders.apply_settings(pipeline, edit)
         await policy.apply_change(actor, pipeline, change or PolicyChange())
         await pipeline.save(
             update_fields=[
@@ -188,6 +196,7 @@ async def edit_pipeline(
                 "required_approvals",
                 "ttl_hours",
                 "approvers_can_deploy",
+                *reminders.SETTINGS,
             ]
         )
         await audit.record(
@@ -220,6 +229,7 @@ async def _described(pipeline: Pipeline, with_settings: bool) -> dict:
     if with_settings:
         described["strategy"] = DeploymentStrategy(pipeline.strategy).value
         described["triggerType"] = TriggerType(pipeline.trigger_type).value
+        described.update(reminders.describe(pipeline))
     return described
 
 
@@ -231,8 +241,8 @@ async def close_request(
     scope,
     reason: str | None = None,
 ) -> None:
-    """Move a locked live request to a final state, audit it, and tell the requester of a
-    rejection or an expiry (R8)."""
+    """Move a locked live request to a final state, audit it, and tell everyone concerned
+    of a rejection, a cancellation or an expiry (greenlight.notifications.recipients)."""
     before = ApprovalState(request.state).value
     request.state = new_state
     request.live_key = None
@@ -247,8 +257,8 @@ async def close_request(
         application=scope.application,
         environment=scope.environment,
     )
-    if new_state in (ApprovalState.REJECTED, ApprovalState.EXPIRED):
-        await notifications.request_closed(request, new_state.value.lower(), reason)
+    if new_state in (ApprovalState.REJECTED, ApprovalState.CANCELLED, ApprovalState.EXPIRED):
+        await notifications.request_closed(request, new_state.value.lower(), reason, actor_id=actor_id)
 
 
 async def register_image(
