@@ -7,7 +7,7 @@ from tortoise.fields.base import OnDelete
 from tortoise import fields
 
 class Migration(migrations.Migration):
-    dependencies = [('models', '0005_fault_outcomes')]
+    dependencies = [('models', '0006_notices')]
 
     initial = False
 

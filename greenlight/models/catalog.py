@@ -48,6 +48,12 @@ class Pipeline(Model):
     # Promotion: an image must have been HEALTHY on this environment (a pipeline of the same
     # application) before it may be requested here.
     requires_healthy_on = fields.ForeignKeyField("models.Environment", related_name="promotes_to", null=True)
+    # Reminders and escalation of PENDING requests (greenlight.workflow.reminders): the
+    # named approvers are reminded every `remind_after_hours`; after `escalate_after_hours`
+    # the members of group `escalate_group_id` (or the super-admins) are told, once.
+    remind_after_hours = fields.IntField(null=True)
+    escalate_after_hours = fields.IntField(null=True)
+    escalate_group_id = fields.IntField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:

@@ -12,6 +12,9 @@ class User(Model):
     name = fields.CharField(max_length=200)
     is_active = fields.BooleanField(default=True)
     created_at = fields.DatetimeField(auto_now_add=True)
+    # False: the user turned Greenlight's notices off for themself (outcomes, reminders,
+    # escalations); the approval requests naming them still come (R8).
+    email_notices = fields.BooleanField(default=True)
 
     class Meta:
         table = "users"

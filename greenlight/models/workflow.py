@@ -42,6 +42,11 @@ class ApprovalRequest(Model):
     previous_request = fields.OneToOneField(
         "models.ApprovalRequest", related_name="next_request", null=True, on_delete=fields.SET_NULL
     )
+    # Reminders and escalation (greenlight.workflow.reminders): when the named approvers
+    # were last reminded, and when the request was escalated. Each is claimed by a
+    # conditional UPDATE, so one process sends each reminder.
+    last_reminded_at = fields.DatetimeField(null=True)
+    escalated_at = fields.DatetimeField(null=True)
 
     class Meta:
         table = "approval_requests"

@@ -110,6 +110,64 @@ def request_closed(f: RequestFacts, outcome: str, reason: str | None = None) -> 
     return Message(subject[:255], text, html)
 
 
+def outcome_notice(f: RequestFacts, outcome: str, reason: str | None = None) -> Message:
+    """To a named approver or an approver of the request (not its requester)."""
+    said = OUTCOMES[outcome]
+    subject = f"[Greenlight] Request {said.split(':')[0]}: {f.repository}:{f.tag} to {f.application}/{f.environment}"
+    reason_text = f"Reason: {reason}\n" if reason else ""
+    text = (
+        f"The approval request of {f.requester} for {f.repository}:{f.tag} on "
+        f"{f.application}/{f.environment} {said}.\n"
+        f"{reason_text}\n{_facts_text(f)}\nSee the request: {f.request_url}\n"
+    )
+    reason_html = f"<p>Reason: {escape(reason)}</p>" if reason else ""
+    html = (
+        f"<p>The approval request of {escape(f.requester)} for {escape(f.repository)}:{escape(f.tag)} on "
+        f"<b>{escape(f.application)}/{escape(f.environment)}</b> {escape(said)}.</p>"
+        f"{reason_html}{_facts_html(f)}"
+        f'<p><a href="{escape(f.request_url)}">See the request</a></p>'
+    )
+    return Message(subject[:255], text, html)
+
+
+def reminder(f: RequestFacts, approve_url: str, pending_hours: int) -> Message:
+    subject = f"[Greenlight] Reminder: approval still awaited: {f.repository}:{f.tag} to {f.application}/{f.environment}"
+    text = (
+        f"{f.requester} asked you {pending_hours} hours ago or more to approve an image for "
+        f"{f.application} on {f.environment}; the request is still pending.\n\n"
+        f"{_facts_text(f)}\n"
+        f"See the request: {f.request_url}\n"
+        f"Approve in one click (you will be asked to confirm): {approve_url}\n"
+    )
+    html = (
+        f"<p>{escape(f.requester)} asked you {pending_hours} hours ago or more to approve an image for "
+        f"<b>{escape(f.application)}</b> on <b>{escape(f.environment)}</b>; the request is still pending.</p>"
+        f"{_facts_html(f)}"
+        f'<p><a href="{escape(f.request_url)}">See the request</a> &middot; '
+        f'<a href="{escape(approve_url)}">Approve in one click</a> (you will be asked to confirm)</p>'
+    )
+    return Message(subject[:255], text, html)
+
+
+def escalation(f: RequestFacts, pending_hours: int, progress: str) -> Message:
+    subject = (
+        f"[Greenlight] Escalated: pending over {pending_hours} h: {f.repository}:{f.tag} "
+        f"to {f.application}/{f.environment}"
+    )
+    text = (
+        f"An approval request for {f.application} on {f.environment} has been pending for "
+        f"{pending_hours} hours or more ({progress}).\n\n"
+        f"{_facts_text(f)}\nSee the request: {f.request_url}\n"
+    )
+    html = (
+        f"<p>An approval request for <b>{escape(f.application)}</b> on <b>{escape(f.environment)}</b> "
+        f"has been pending for {pending_hours} hours or more ({escape(progress)}).</p>"
+        f"{_facts_html(f)}"
+        f'<p><a href="{escape(f.request_url)}">See the request</a></p>'
+    )
+    return Message(subject[:255], text, html)
+
+
 def automatic_deploy_not_done(f: RequestFacts, reason: str) -> Message:
     subject = (
         f"[Greenlight] Not deployed automatically: {f.repository}:{f.tag} to {f.application}/{f.environment}"

@@ -43,7 +43,17 @@ from greenlight.schema.types import (
     RoleBinding,
     User,
 )
-from greenlight.workflow import approvals, catalog, checks, deployments, freezes, identity, outbox, teams
+from greenlight.workflow import (
+    approvals,
+    catalog,
+    checks,
+    deployments,
+    freezes,
+    identity,
+    notices,
+    outbox,
+    teams,
+)
 from greenlight.workflow.policy import PolicyChange, Quorum
 
 
@@ -292,6 +302,14 @@ async def update_pipeline(
         ttl_hours=input.ttl_hours,
         clear_ttl_hours=bool(input.clear_ttl_hours),
         approvers_can_deploy=input.approvers_can_deploy,
+        remind_after_hours=input.remind_after_hours,
+        clear_remind_after_hours=bool(input.clear_remind_after_hours),
+        escalate_after_hours=input.escalate_after_hours,
+        clear_escalate_after_hours=bool(input.clear_escalate_after_hours),
+        escalate_to_group_id=None
+        if input.escalate_to_group_id is None
+        else ids.decode("Group", input.escalate_to_group_id, "escalateToGroupId"),
+        clear_escalate_to_group=bool(input.clear_escalate_to_group),
     )
     pipeline = await catalog.update_pipeline(
         info.context.actor, ids.decode("Pipeline", id, "id"), edit, _policy_change(input)
@@ -381,6 +399,15 @@ async def retry_notification(
 ) -> OutboxEmail:
     email_id = ids.decode("OutboxEmail", id, "id")
     return OutboxEmail(model=await outbox.retry_email(info.context.actor, email_id))
+
+
+async def update_my_notification_settings(
+    info: Info,
+    email_notices: Annotated[
+        bool, described("false: no outcome notices, reminders or escalations by email for you.")
+    ],
+) -> User:
+    return User(model=await notices.update_my_notification_settings(info.context.actor, email_notices))
 
 
 async def create_group(

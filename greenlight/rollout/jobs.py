@@ -1,6 +1,7 @@
 """The periodic work of every server process: finish rollouts, send webhooks and emails,
-write the expiry of requests whose time has passed, put new audit events in commit order
-(fanning out their chat notices), send chat notices and feed the audit sink.
+write the expiry of requests whose time has passed, remind and escalate pending requests,
+put new audit events in commit order (fanning out their chat notices), send chat notices
+and feed the audit sink.
 
 Each kind of work runs in a task of its own, on its own clock: a peer that hangs (an SMTP
 server that accepts and never greets, a webhook receiver that never answers) holds up only
@@ -20,7 +21,7 @@ from greenlight.notifications import audit_stream, chat, dispatcher
 from greenlight.observability.tracing import job_span
 from greenlight.policies import Authorizer
 from greenlight.rollout import simulator, webhook
-from greenlight.workflow import approvals, deployments
+from greenlight.workflow import approvals, deployments, reminders
 
 log = logging.getLogger("greenlight.jobs")
 
@@ -40,6 +41,7 @@ def kinds(settings, client: httpx.AsyncClient | None) -> dict[str, Job]:
         work["deliver_webhooks"] = lambda: webhook.deliver_due(settings, client)
     if settings.email_enabled:
         work["deliver_emails"] = lambda: dispatcher.deliver_due(settings)
+        work["send_reminders"] = lambda: reminders.send_due(authorizer)
     if client is not None:
         work["deliver_chat"] = lambda: chat.deliver_due(settings, client)
         if settings.audit_webhook_url:

@@ -172,6 +172,10 @@ class Mutation:
         resolver=mutations.retry_notification,
         description="Queue a failed email again; super-admins only.",
     )
+    update_my_notification_settings = strawberry.mutation(
+        resolver=mutations.update_my_notification_settings,
+        description="The caller's own notice settings (emailNotices); anyone, for themself only.",
+    )
     create_user = strawberry.mutation(
         resolver=mutations.create_user, description="A new user, with no roles; super-admins only (R2)."
     )

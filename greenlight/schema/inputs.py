@@ -264,6 +264,26 @@ class PipelineUpdateInput:
     clear_requires_healthy_on: bool | None = strawberry.field(
         default=None, description="true: requests need no promotion any more (not with requiresHealthyOn)."
     )
+    remind_after_hours: int | None = strawberry.field(
+        default=None,
+        description="1 to 8760: remind the named approvers of a request pending this long, once per period.",
+    )
+    clear_remind_after_hours: bool | None = strawberry.field(
+        default=None, description="true: no more reminders (not with remindAfterHours)."
+    )
+    escalate_after_hours: int | None = strawberry.field(
+        default=None,
+        description="1 to 8760, more than remindAfterHours when both are set: escalate a request pending this long, once.",
+    )
+    clear_escalate_after_hours: bool | None = strawberry.field(
+        default=None, description="true: no more escalations (not with escalateAfterHours)."
+    )
+    escalate_to_group_id: strawberry.ID | None = strawberry.field(
+        default=None, description="Escalate to this group's members rather than to the super-admins."
+    )
+    clear_escalate_to_group: bool | None = strawberry.field(
+        default=None, description="true: escalate to the super-admins again (not with escalateToGroupId)."
+    )
 
 
 @strawberry.input(

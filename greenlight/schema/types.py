@@ -25,7 +25,7 @@ from greenlight.schema.enums import (
     Weekday,
     described_enum,
 )
-from greenlight.workflow import checks, decisions, freezes, policy, reads
+from greenlight.workflow import checks, decisions, freezes, notices, policy, reads
 from greenlight.workflow.states import effective_state
 
 if TYPE_CHECKING:
@@ -93,6 +93,14 @@ class User(Node):
     @strawberry.field(description="Whether the user holds super-admin (R2; the default approvers, R4).")
     def is_super_admin(self, info: Info) -> bool:
         return info.context.actor.authorizer.is_super_admin(self.model.id)
+
+    @strawberry.field(
+        description="Whether Greenlight emails the user its notices (outcomes, reminders, escalations); "
+        "approval requests naming them come regardless. Visible to the user themself and to "
+        "super-admins; null for anyone else."
+    )
+    def email_notices(self, info: Info) -> bool | None:
+        return self.model.email_notices if notices.sees_settings(info.context.actor, self.model) else None
 
     @strawberry.field(description="Visible to the user themself and to super-admins.")
     async def role_bindings(self, info: Info) -> list[RoleBinding]:
@@ -277,6 +285,27 @@ class ApprovalPolicy(Node):
         return Environment(
             model=await info.context.loaders.environment.load(self.pipeline.requires_healthy_on_id)
         )
+
+    @strawberry.field(
+        description="A request pending this many hours reminds its named approvers who have not approved, "
+        "once per such period; null: no reminders."
+    )
+    def remind_after_hours(self) -> int | None:
+        return self.pipeline.remind_after_hours
+
+    @strawberry.field(
+        description="A request pending this many hours is escalated, once, to escalateToGroup's members "
+        "or else the super-admins; null: no escalation."
+    )
+    def escalate_after_hours(self) -> int | None:
+        return self.pipeline.escalate_after_hours
+
+    @strawberry.field(description="Who is told of an escalation; null: the super-admins.")
+    async def escalate_to_group(self, info: Info) -> Group | None:
+        if self.pipeline.escalate_group_id is None:
+            return None
+        group = await info.context.loaders.group.load(self.pipeline.escalate_group_id)
+        return None if group is None else Group(model=group)
 
 
 @strawberry.type(

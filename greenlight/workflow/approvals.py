@@ -259,7 +259,7 @@ async def approve(
             more=more,
         )
         if approved:
-            await notifications.request_closed(request, "approved")
+            await notifications.request_closed(request, "approved", actor_id=actor.id)
             await deploy_on_approval(pipeline, request, actor.authorizer)
     return request
 

@@ -21,7 +21,7 @@ from greenlight.models import (
 )
 from greenlight.policies import Action, Actor
 from greenlight.policies.authorizer import lock_policy
-from greenlight.workflow import audit, checks, images, policy, validation
+from greenlight.workflow import audit, checks, images, policy, reminders, validation
 from greenlight.workflow.guards import pipeline_scope, require_admin, sees_application
 from greenlight.workflow.policy import PolicyChange
 from greenlight.workflow.states import effective_state
@@ -162,6 +162,13 @@ class PipelineEdit:
     ttl_hours: int | None = None
     clear_ttl_hours: bool = False
     approvers_can_deploy: bool | None = None
+    # Reminders and escalation (greenlight.workflow.reminders); `clear_*` removes one.
+    remind_after_hours: int | None = None
+    clear_remind_after_hours: bool = False
+    escalate_after_hours: int | None = None
+    clear_escalate_after_hours: bool = False
+    escalate_to_group_id: int | None = None
+    clear_escalate_to_group: bool = False
 
 
 async def update_approval_policy(
@@ -234,6 +241,7 @@ async def edit_pipeline(
         await checks.apply_settings(
             pipeline, change.required_checks, change.requires_healthy_on_id, change.clear_requires_healthy_on
         )
+        await reminders.apply_settings(pipeline, edit)
         await policy.apply_change(actor, pipeline, change)
         await pipeline.save(
             update_fields=[
@@ -244,6 +252,7 @@ async def edit_pipeline(
                 "approvers_can_deploy",
                 "required_checks",
                 "requires_healthy_on_id",
+                *reminders.SETTINGS,
             ]
         )
         await audit.record(
@@ -276,6 +285,7 @@ async def _described(pipeline: Pipeline, with_settings: bool) -> dict:
     if with_settings:
         described["strategy"] = DeploymentStrategy(pipeline.strategy).value
         described["triggerType"] = TriggerType(pipeline.trigger_type).value
+        described.update(reminders.describe(pipeline))
     return described
 
 
@@ -287,8 +297,8 @@ async def close_request(
     scope,
     reason: str | None = None,
 ) -> None:
-    """Move a locked live request to a final state, audit it, and tell the requester of a
-    rejection or an expiry (R8)."""
+    """Move a locked live request to a final state, audit it, and tell everyone concerned
+    of a rejection, a cancellation or an expiry (greenlight.notifications.recipients)."""
     before = ApprovalState(request.state).value
     request.state = new_state
     request.live_key = None
@@ -303,8 +313,8 @@ async def close_request(
         application=scope.application,
         environment=scope.environment,
     )
-    if new_state in (ApprovalState.REJECTED, ApprovalState.EXPIRED):
-        await notifications.request_closed(request, new_state.value.lower(), reason)
+    if new_state in (ApprovalState.REJECTED, ApprovalState.CANCELLED, ApprovalState.EXPIRED):
+        await notifications.request_closed(request, new_state.value.lower(), reason, actor_id=actor_id)
 
 
 async def register_image(

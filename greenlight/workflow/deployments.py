@@ -325,8 +325,7 @@ async def _outdate_requests(pipeline: Pipeline, image: Image) -> None:
             continue
         if pipeline.cancel_stale_requests:
             reason = f"a newer image ({image.repository}:{image.tag}) was deployed"
-            await close_request(request, ApprovalState.CANCELLED, actor_id=None, scope=scope)
-            await notifications.request_closed(request, "cancelled", reason)
+            await close_request(request, ApprovalState.CANCELLED, actor_id=None, scope=scope, reason=reason)
         elif not request.stale:
             request.stale = True
             await request.save(update_fields=["stale"])

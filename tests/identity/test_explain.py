@@ -24,19 +24,21 @@ from greenlight.policies.validate import check
 from ..conftest import ROLES as WORLD_ROLES
 from ..conftest import Client
 
-# What each role may do, from RULES.md (R1 to R4, R14, R15) and the deploy-agent of rollouts;
+# What each role may do, from the rules (R1 to R4, R14, R15; image checks) and the deploy-agent of rollouts;
 # written out here so that both the enforcer and canI are checked against an independent table.
 ALLOWS = {
     "SUPER_ADMIN": {
         "VIEW",
         "REGISTER_IMAGE",
+        "REPORT_IMAGE_CHECK",
         "REQUEST_APPROVAL",
         "DEPLOY",
         "APPROVE",
         "CLOSE_ANY_REQUEST",
         "ADMINISTER",
     },
-    "BUILD_AND_DEPLOY": {"VIEW", "REGISTER_IMAGE", "REQUEST_APPROVAL", "DEPLOY"},
+    # whoever may register an application's images may report checks on them
+    "BUILD_AND_DEPLOY": {"VIEW", "REGISTER_IMAGE", "REPORT_IMAGE_CHECK", "REQUEST_APPROVAL", "DEPLOY"},
     "IMAGE_APPROVER": {"VIEW", "APPROVE"},
     "VIEWER": {"VIEW"},
     "DEPLOY_AGENT": {"VIEW", "REPORT_DEPLOYMENT_STATUS"},

@@ -410,9 +410,10 @@ async def test_r8_requester_told_when_rejected_with_reason(world, settings, smtp
 
 
 async def test_r8_requester_told_when_approval_expires(world, settings, smtp):
-    """expireApproval (R15) by the requester, and an expiry written by the sweep."""
+    """expireApproval (R15) by a super-admin, and an expiry written by the sweep (the
+    requester letting it expire themself is not told of their own action: test_notices)."""
     _, used = await world.approved_image()
-    await world["dev2"].ok(EXPIRE, {"id": used})
+    await world["admin"].ok(EXPIRE, {"id": used})
     image = await world.register_image("dev")
     pending = await request_approval(world, image, [])
     await ApprovalRequest.filter(id=pk(pending["id"])).update(expires_at=now() - timedelta(minutes=1))
@@ -502,8 +503,12 @@ async def test_r8_one_click_completing_approval_tells_requester(world, settings,
         assert (await click(world, token_of(mail[name]))).status_code == 200
     data = await world["admin"].ok(READ_REQUEST, {"id": request["id"]})
     assert data["approvalRequest"]["state"] == "APPROVED"
-    assert await deliver(settings) == 1
-    assert smtp.received[-1].rcpt_tos == ["dev2@example.com"]
+    # the requester, and the named approver who did not complete it (who hears what)
+    assert await deliver(settings) == 2
+    assert sorted(a for r in smtp.received[-2:] for a in r.rcpt_tos) == [
+        "approver1@example.com",
+        "dev2@example.com",
+    ]
 
 
 async def test_issue6_r8_one_click_on_a_stale_image_asks_in_page_words_then_approves(world, settings, smtp):
@@ -711,6 +716,7 @@ async def test_r8_background_round_sends_emails_and_expiry(world, settings, smtp
     await jobs.run_once(settings)
     assert sorted((r.rcpt_tos[0], r.message["Subject"].split(":")[0]) for r in smtp.received) == [
         ("approver1@example.com", "[Greenlight] Approval requested"),
+        ("approver1@example.com", "[Greenlight] Request expired without being used"),
         ("dev2@example.com", "[Greenlight] Your request expired without being used"),
     ]
 

@@ -219,7 +219,13 @@ async def test_issue6_cancel_stale_requests_cancels_and_emails_the_requester(wor
     }
     assert sorted(events) == sorted([request_a, request_b])
     assert all(event["actor"] is None for event in events.values())
-    assert await outbox(world, "request_cancelled") == ["admin2@example.com", "dev2@example.com"]
+    # the requesters, and those who had approved request_b (who hears what: cancelled)
+    assert await outbox(world, "request_cancelled") == [
+        "admin2@example.com",
+        "approver1@example.com",
+        "approver2@example.com",
+        "dev2@example.com",
+    ]
 
     # A cancelled request is no longer live: a new one can be made (and is stale).
     again = await world.request_approval(a, who="dev2")
