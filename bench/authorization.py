@@ -162,7 +162,8 @@ async def seed_database(path: Path, **sizes) -> dict:
         connection.execute("BEGIN")
         for name, (columns, rows) in tables.items():
             marks = ", ".join("?" * len(columns))
-            connection.executemany(f'INSERT INTO "{name}" ({", ".join(columns)}) VALUES ({marks})', rows)
+            quoted = ", ".join(f'"{column}"' for column in columns)  # "commit" is a keyword
+            connection.executemany(f'INSERT INTO "{name}" ({quoted}) VALUES ({marks})', rows)
         connection.execute("COMMIT")
     finally:
         connection.close()

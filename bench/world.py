@@ -438,7 +438,8 @@ def fill_sqlite(path: Path, tables: list[Table]) -> None:
         for table in tables:
             name, columns, rows = _complete(table)
             marks = ", ".join("?" * len(columns))
-            connection.executemany(f'INSERT INTO "{name}" ({", ".join(columns)}) VALUES ({marks})', rows)
+            quoted = ", ".join(f'"{column}"' for column in columns)  # "commit" is a keyword
+            connection.executemany(f'INSERT INTO "{name}" ({quoted}) VALUES ({marks})', rows)
         connection.execute("COMMIT")
         connection.execute("PRAGMA journal_mode=WAL")
     finally:
