@@ -8,12 +8,9 @@ and a process that dies mid-attempt only delays the row until the lease runs out
 
 from __future__ import annotations
 
-import base64
-import json
 import random
 from datetime import timedelta
 
-from standardwebhooks import Webhook
 from tortoise.models import Model
 
 from greenlight.clock import now
@@ -77,29 +74,3 @@ async def record_attempt(
     await row.save(
         update_fields=["attempts", "last_error", done_field, "failed_at", "next_attempt_at", *also]
     )
-
-
-# Every outbound HTTP delivery (deploy webhooks, chat, the audit sink) is signed the
-# Standard Webhooks way: the same delivery id on every retry, so receivers drop duplicates.
-SECRET_PREFIX = "whsec_"
-
-
-def body_of(payload: dict) -> bytes:
-    return json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
-
-
-def signing_key(secret: str) -> bytes:
-    """`whsec_<base64>` is the Standard Webhooks form of a key; anything else is used as is."""
-    if secret.startswith(SECRET_PREFIX):
-        return base64.b64decode(secret.removeprefix(SECRET_PREFIX) + "==")
-    return secret.encode()
-
-
-def standard_headers(secret: str, delivery_id: str, body: bytes) -> dict[str, str]:
-    """webhook-id, webhook-timestamp and webhook-signature of one attempt."""
-    signed_at = now()
-    return {
-        "webhook-id": delivery_id,
-        "webhook-timestamp": str(int(signed_at.timestamp())),
-        "webhook-signature": Webhook(signing_key(secret)).sign(delivery_id, signed_at, body.decode()),
-    }

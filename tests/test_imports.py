@@ -30,6 +30,7 @@ LAYERS: list[set[str]] = [
         "clock",
         "errors",
         "scopes",
+        "signing",
         "config",
         "db",
         "sqlite",

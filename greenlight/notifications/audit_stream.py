@@ -33,7 +33,7 @@ from greenlight import outbox
 from greenlight.clock import now
 from greenlight.models import AuditCursor, AuditEvent, User
 from greenlight.notifications import chat
-from greenlight.outbox import standard_headers
+from greenlight.signing import standard_headers
 from greenlight.workflow.tx import transaction
 
 log = logging.getLogger("greenlight.audit")

@@ -38,7 +38,7 @@ from greenlight.models import (
     Rejection,
     User,
 )
-from greenlight.outbox import body_of, standard_headers
+from greenlight.signing import body_of, standard_headers
 
 log = logging.getLogger("greenlight.chat")
 

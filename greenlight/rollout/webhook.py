@@ -32,7 +32,7 @@ from greenlight import outbox
 from greenlight.clock import now
 from greenlight.errors import InvalidState
 from greenlight.models import Deployment, DeploymentStatus, WebhookDelivery
-from greenlight.outbox import body_of, standard_headers
+from greenlight.signing import body_of, standard_headers
 from greenlight.workflow import deployments
 
 log = logging.getLogger("greenlight.webhook")

@@ -191,7 +191,7 @@ async def test_no_line_holds_a_token(world, json_logs, monkeypatch):
     assert page.status_code in (200, 400, 403, 404, 409)
 
     # An unexpected error whose message and traceback carry the token.
-    async def broken(actor):
+    async def broken(actor, *args, **kwargs):
         raise RuntimeError(f"upstream refused Authorization: Bearer {dev_token} (token={one_click})")
 
     monkeypatch.setattr(reads, "applications", broken)

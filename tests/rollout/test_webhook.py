@@ -16,6 +16,7 @@ import httpx
 import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
+from greenlight import signing
 from greenlight.config import Settings
 from greenlight.models import AuditEvent, Deployment, DeploymentStatus, WebhookDelivery
 from greenlight.rollout import jobs, webhook
@@ -290,7 +291,7 @@ async def test_webhook_captured_event_cannot_be_replayed(world, settings, receiv
     with a fresh timestamp, or another id, or another body, the signature no longer matches."""
     deployment = await deploy(world)
     captured_at = datetime.now(UTC) - timedelta(minutes=10)
-    monkeypatch.setattr(webhook, "now", lambda: captured_at)
+    monkeypatch.setattr(signing, "now", lambda: captured_at)
     assert await deliver(settings) == 1
     monkeypatch.undo()
     (captured,) = receiver.requests
@@ -316,8 +317,8 @@ async def test_webhook_captured_event_cannot_be_replayed(world, settings, receiv
 async def _sign_now(deployment: dict, settings: Settings) -> Received:
     """The headers and body of the same delivery signed now (as a retry would be)."""
     row = await WebhookDelivery.get(deployment_id=pk(deployment["id"]))
-    body = webhook.body_of(row.payload)
-    headers = webhook.standard_headers(settings.deploy_webhook_secret, str(row.id), body)
+    body = signing.body_of(row.payload)
+    headers = signing.standard_headers(settings.deploy_webhook_secret, str(row.id), body)
     return Received("POST", "/", {k.lower(): v for k, v in headers.items()}, body)
 
 
