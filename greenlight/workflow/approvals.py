@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from tortoise.expressions import Subquery
-
-from greenlight import internals, notifications
+from greenlight import notifications
 from greenlight.clock import now
 from greenlight.errors import (
     BadUserInput,
@@ -23,11 +21,10 @@ from greenlight.models import (
     Pipeline,
     Rejection,
     User,
+    queries,
 )
-from greenlight.models.prepared import Prepared
 from greenlight.policies import Action, Actor
-from greenlight.workflow import audit, checks, decisions, policy, validation
-from greenlight.workflow.catalog import close_request
+from greenlight.workflow import audit, checks, decisions, lifecycle, policy, validation
 from greenlight.workflow.decisions import refuse
 from greenlight.workflow.deployments import deploy_on_approval
 from greenlight.workflow.guards import (
@@ -49,42 +46,12 @@ async def eligible_approvers_for_caller(actor: Actor, pipeline_id: int, image_id
 
 
 async def _lock(actor: Actor, request_id: int) -> tuple[ApprovalRequest, Pipeline]:
-    """Lock the request's pipeline, then the request (always in this order), and read both:
-    the pipeline with its application and environment, then the request with its image, a
-    statement each. A request the actor may not see is NOT_FOUND (R1)."""
-    pipeline = await _LOCKED_PIPELINE.first(request_id)
-    if pipeline is None or not actor.may(Action.VIEW, pipeline_scope(pipeline)):
+    """The request and its pipeline, locked in R17's order (`lifecycle.lock`). A request the
+    actor may not see is NOT_FOUND (R1)."""
+    locked = await lifecycle.lock(request_id)
+    if locked is None or not actor.may(Action.VIEW, pipeline_scope(locked[1])):
         raise not_found("approval request")
-    request = await _LOCKED_REQUEST.first(request_id)
-    if request is None:
-        raise not_found("approval request")
-    request.pipeline = pipeline
-    return request, pipeline
-
-
-# _lock's two statements, their SQL built once.
-_LOCKED_PIPELINE = Prepared(
-    Pipeline,
-    lambda request_id: (
-        Pipeline.filter(id__in=Subquery(ApprovalRequest.filter(id=request_id).values("pipeline_id")))
-        .select_related("application", "environment")
-        .select_for_update(of=(Pipeline._meta.db_table,))
-        .limit(1)
-    ),
-)
-_APPROVALS_WITH_USERS = Prepared(
-    Approval,
-    lambda request_id: Approval.filter(request_id=request_id).select_related("user").order_by("id"),
-)
-_LOCKED_REQUEST = Prepared(
-    ApprovalRequest,
-    lambda request_id: (
-        ApprovalRequest.filter(id=request_id)
-        .select_related("image")
-        .select_for_update(of=(ApprovalRequest._meta.db_table,))
-        .limit(1)
-    ),
-)
+    return locked
 
 
 async def request_approval(
@@ -112,7 +79,7 @@ async def request_approval(
         )
         scope = pipeline_scope(pipeline)
         if plan.expired is not None:
-            await close_request(plan.expired, ApprovalState.EXPIRED, actor_id=None, scope=scope)
+            await lifecycle.close(plan.expired, ApprovalState.EXPIRED, actor_id=None, scope=scope)
         stale = active is not None and older(image, active)
         requested_at = now()
         expires_at = requested_at + timedelta(hours=pipeline.ttl_hours) if pipeline.ttl_hours else None
@@ -207,9 +174,7 @@ async def approve(
         request, pipeline = await _lock(actor, request_id)
         scope = pipeline_scope(pipeline)
         # with their users, who the answer names
-        await internals.keep_fetched(
-            request, "approvals", await _APPROVALS_WITH_USERS.all(request.id), "approvals__user"
-        )
+        await queries.keep_approvals(request, await queries.approvals_with_users(request.id))
         approvals = [(a.user_id, a.group_ids) for a in request.approvals]
         approver_ids = {user_id for user_id, _ in approvals}
         # the required check rows, locked after the pipeline and the request
@@ -231,8 +196,7 @@ async def approve(
         approved = all(line.met for line in lines)
         more = []
         if approved:
-            request.state = ApprovalState.APPROVED
-            await request.save(update_fields=["state"])
+            await lifecycle.approve(request)
             more.append(
                 audit.event(
                     "request_approved",
@@ -272,7 +236,7 @@ async def reject(actor: Actor, request_id: int, reason: str) -> ApprovalRequest:
         request, pipeline = await _lock(actor, request_id)
         refuse(decisions.reject(actor, _facts(request, pipeline)))
         await Rejection.create(request_id=request.id, user_id=actor.id, reason=reason)
-        await close_request(
+        await lifecycle.close(
             request, ApprovalState.REJECTED, actor_id=actor.id, scope=pipeline_scope(pipeline), reason=reason
         )
     return request
@@ -283,7 +247,7 @@ async def cancel(actor: Actor, request_id: int) -> ApprovalRequest:
     async with transaction():
         request, pipeline = await _lock(actor, request_id)
         refuse(decisions.cancel(actor, _facts(request, pipeline)))
-        await close_request(
+        await lifecycle.close(
             request, ApprovalState.CANCELLED, actor_id=actor.id, scope=pipeline_scope(pipeline)
         )
     return request
@@ -294,7 +258,9 @@ async def expire(actor: Actor, request_id: int) -> ApprovalRequest:
     async with transaction():
         request, pipeline = await _lock(actor, request_id)
         refuse(decisions.expire(actor, _facts(request, pipeline)))
-        await close_request(request, ApprovalState.EXPIRED, actor_id=actor.id, scope=pipeline_scope(pipeline))
+        await lifecycle.close(
+            request, ApprovalState.EXPIRED, actor_id=actor.id, scope=pipeline_scope(pipeline)
+        )
     return request
 
 
@@ -307,12 +273,12 @@ async def withdraw_approval(actor: Actor, request_id: int) -> ApprovalRequest:
     async with transaction():
         request, pipeline = await _lock(actor, request_id)
         scope = pipeline_scope(pipeline)
-        approvals_before = await _APPROVALS_WITH_USERS.all(request.id)
+        approvals_before = await queries.approvals_with_users(request.id)
         approvals = [(a.user_id, a.group_ids) for a in approvals_before]
         refuse(decisions.withdraw(actor, _facts(request, pipeline), {user_id for user_id, _ in approvals}))
         await Approval.filter(request_id=request.id, user_id=actor.id).delete()
         remaining = [a for a in approvals_before if a.user_id != actor.id]
-        await internals.keep_fetched(request, "approvals", remaining, "approvals__user")
+        await queries.keep_approvals(request, remaining)
         snapshot = policy.Snapshot.of(request)
         before = policy.requirements(request.required_approvals, snapshot, approvals)
         after = policy.requirements(
@@ -343,17 +309,14 @@ async def sweep_expired() -> int:
     )
     for request_id in due:
         async with transaction():
-            request = await ApprovalRequest.select_for_update().get_or_none(id=request_id)
-            if request is None or request.state not in LIVE_STATES:
+            locked = await lifecycle.lock(request_id)  # R17's order, as approve takes them
+            if locked is None:
                 continue
-            if effective_state(request) != ApprovalState.EXPIRED:
-                continue
-            await request.fetch_related("pipeline__application", "pipeline__environment")
-            await close_request(
-                request,
-                ApprovalState.EXPIRED,
-                actor_id=None,
-                scope=pipeline_scope(request.pipeline),
+            request, pipeline = locked
+            if request.state not in LIVE_STATES or effective_state(request) != ApprovalState.EXPIRED:
+                continue  # another process, or a decision, got there first
+            await lifecycle.close(
+                request, ApprovalState.EXPIRED, actor_id=None, scope=pipeline_scope(pipeline)
             )
             closed += 1
     return closed

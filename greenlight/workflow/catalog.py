@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from greenlight import notifications
 from greenlight.clock import now
 from greenlight.errors import BadUserInput, Conflict, Forbidden, TokenScopeRefused, not_found
 from greenlight.models import (
@@ -21,7 +20,7 @@ from greenlight.models import (
 )
 from greenlight.policies import Action, Actor
 from greenlight.policies.authorizer import lock_policy
-from greenlight.workflow import audit, checks, images, policy, reminders, validation
+from greenlight.workflow import audit, checks, images, lifecycle, policy, reminders, validation
 from greenlight.workflow.guards import pipeline_scope, require_admin, sees_application
 from greenlight.workflow.policy import PolicyChange
 from greenlight.workflow.states import effective_state
@@ -275,7 +274,7 @@ async def edit_pipeline(
                     if effective_state(request) == ApprovalState.EXPIRED
                     else ApprovalState.CANCELLED
                 )
-                await close_request(request, new_state, actor_id=actor.id, scope=scope)
+                await lifecycle.close(request, new_state, actor_id=actor.id, scope=scope)
     return pipeline
 
 
@@ -287,34 +286,6 @@ async def _described(pipeline: Pipeline, with_settings: bool) -> dict:
         described["triggerType"] = TriggerType(pipeline.trigger_type).value
         described.update(reminders.describe(pipeline))
     return described
-
-
-async def close_request(
-    request: ApprovalRequest,
-    new_state: ApprovalState,
-    *,
-    actor_id: int | None,
-    scope,
-    reason: str | None = None,
-) -> None:
-    """Move a locked live request to a final state, audit it, and tell everyone concerned
-    of a rejection, a cancellation or an expiry (greenlight.notifications.recipients)."""
-    before = ApprovalState(request.state).value
-    request.state = new_state
-    request.live_key = None
-    request.closed_at = now()
-    await request.save(update_fields=["state", "live_key", "closed_at"])
-    await audit.record(
-        f"request_{new_state.value.lower()}",
-        request,
-        actor_id=actor_id,
-        before={"state": before},
-        after={"state": new_state.value},
-        application=scope.application,
-        environment=scope.environment,
-    )
-    if new_state in (ApprovalState.REJECTED, ApprovalState.CANCELLED, ApprovalState.EXPIRED):
-        await notifications.request_closed(request, new_state.value.lower(), reason, actor_id=actor_id)
 
 
 async def register_image(

@@ -24,8 +24,7 @@ from greenlight.models import (
 )
 from greenlight.policies import Action, Actor
 from greenlight.rollout import drivers
-from greenlight.workflow import audit, checks, decisions, freezes, validation
-from greenlight.workflow.catalog import close_request
+from greenlight.workflow import audit, checks, decisions, freezes, lifecycle, validation
 from greenlight.workflow.decisions import refuse
 from greenlight.workflow.guards import (
     pipeline_scope,
@@ -116,7 +115,7 @@ async def deploy(
         )
         refuse(plan.refusal)
         if plan.request is not None:
-            await close_request(
+            await lifecycle.close(
                 plan.request, ApprovalState.CONSUMED, actor_id=actor.id, scope=pipeline_scope(plan.pipeline)
             )
         deployment = await _start(
@@ -164,7 +163,7 @@ async def deploy_on_approval(pipeline: Pipeline, request: ApprovalRequest, autho
         )
         return None
     image = await Image.get(id=request.image_id)
-    await close_request(request, ApprovalState.CONSUMED, actor_id=None, scope=pipeline_scope(pipeline))
+    await lifecycle.close(request, ApprovalState.CONSUMED, actor_id=None, scope=pipeline_scope(pipeline))
     return await _start(pipeline, image, request, triggered_by_id=request.requested_by_id, actor_id=None)
 
 
@@ -181,22 +180,17 @@ async def deploy_after_freezes(authorizer) -> int:
     The background jobs of every process call this; the locks on the pipeline and the
     request (in approve's order) and the request's mark make it happen once (R17).
     Returns how many it deployed."""
-    waiting = await ApprovalRequest.filter(deploy_after_freeze=True).values_list("id", "pipeline_id")
+    waiting = await ApprovalRequest.filter(deploy_after_freeze=True).values_list("id", flat=True)
     if not waiting:
         return 0
     await authorizer.refresh()
     deployed = 0
-    for request_id, pipeline_id in waiting:
+    for request_id in waiting:
         async with transaction():
-            pipeline = (
-                await Pipeline.filter(id=pipeline_id)
-                .select_related("application", "environment")
-                .select_for_update(of=(Pipeline._meta.db_table,))
-                .first()
-            )
-            request = await ApprovalRequest.select_for_update().get_or_none(id=request_id)
-            if pipeline is None or request is None or not request.deploy_after_freeze:
+            locked = await lifecycle.lock(request_id)  # R17's order, as approve takes them
+            if locked is None or not locked[0].deploy_after_freeze:
                 continue  # another process got there first
+            request, pipeline = locked
             deployed += await _deploy_after_freeze(pipeline, request, authorizer)
     return deployed
 
@@ -244,7 +238,7 @@ async def _deploy_after_freeze(pipeline: Pipeline, request: ApprovalRequest, aut
         await notifications.automatic_deploy_not_done(request, reason)
         return False
     image = await Image.get(id=request.image_id)
-    await close_request(request, ApprovalState.CONSUMED, actor_id=None, scope=scope)
+    await lifecycle.close(request, ApprovalState.CONSUMED, actor_id=None, scope=scope)
     await _start(pipeline, image, request, triggered_by_id=request.requested_by_id, actor_id=None)
     return True
 
@@ -325,7 +319,7 @@ async def _outdate_requests(pipeline: Pipeline, image: Image) -> None:
             continue
         if pipeline.cancel_stale_requests:
             reason = f"a newer image ({image.repository}:{image.tag}) was deployed"
-            await close_request(request, ApprovalState.CANCELLED, actor_id=None, scope=scope, reason=reason)
+            await lifecycle.close(request, ApprovalState.CANCELLED, actor_id=None, scope=scope, reason=reason)
         elif not request.stale:
             request.stale = True
             await request.save(update_fields=["stale"])

@@ -21,8 +21,17 @@ from greenlight.errors import (
     Unauthenticated,
     not_found,
 )
-from greenlight.models import ApiToken, Application, Environment, Group, GroupMember, Role, RoleBinding, User
-from greenlight.models.prepared import Prepared
+from greenlight.models import (
+    ApiToken,
+    Application,
+    Environment,
+    Group,
+    GroupMember,
+    Role,
+    RoleBinding,
+    User,
+    queries,
+)
 from greenlight.policies import Actor, Authorizer
 from greenlight.policies.authorizer import lock_policy
 from greenlight.policies.token_scope import ACTION_NAMES, UNLIMITED, TokenScope
@@ -84,7 +93,7 @@ async def credentials(authorization: str | None) -> tuple[User, ApiToken | None]
         raise Unauthenticated("malformed Authorization header: expected 'Bearer <token>'")
     if sso.current().enabled and sso.looks_like_jwt(token):
         return await _user_of_jwt(token), None
-    api_token = await _TOKEN_WITH_USER.first(hash_token(token))
+    api_token = await queries.token_with_user(hash_token(token))
     if api_token is None:
         raise Unauthenticated("invalid token")
     if api_token.revoked_at is not None:
@@ -100,11 +109,6 @@ async def credentials(authorization: str | None) -> tuple[User, ApiToken | None]
 
 
 LAST_USED_PRECISION = timedelta(minutes=1)
-
-# The statement of every request with an API token, its SQL built once.
-_TOKEN_WITH_USER = Prepared(
-    ApiToken, lambda token_hash: ApiToken.filter(token_hash=token_hash).select_related("user").limit(1)
-)
 
 
 async def _user_of_jwt(token: str) -> User:
