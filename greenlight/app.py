@@ -25,7 +25,7 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET
 
-from greenlight import console, db, notifications, sso
+from greenlight import console, db, jobs, notifications, sso
 from greenlight.config import Settings
 from greenlight.errors import Unauthenticated
 from greenlight.events import listen_postgres
@@ -36,7 +36,7 @@ from greenlight.observability import logs, media, metrics, tracing
 from greenlight.observability.requests import RequestContextMiddleware
 from greenlight.policies import Authorizer, validate
 from greenlight.resolvers import pages
-from greenlight.rollout import drivers, jobs
+from greenlight.rollout import drivers
 from greenlight.schema import build_schema
 from greenlight.schema.context import Context
 from greenlight.schema.errors import to_contract

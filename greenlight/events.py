@@ -1,6 +1,6 @@
 """Publication of state changes to live subscribers (R25), within and across processes.
 
-Workflow functions announce changes through `greenlight.workflow.tx`. Within a process,
+Workflow functions announce changes through `greenlight.tx`. Within a process,
 events reach the local bus once their transaction has committed. On PostgreSQL each
 event is also sent with NOTIFY inside the transaction (so it is delivered on commit, or
 never), and every process LISTENs and hands events from other processes to its own bus.

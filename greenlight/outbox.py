@@ -14,7 +14,7 @@ from datetime import timedelta
 from tortoise.models import Model
 
 from greenlight.clock import now
-from greenlight.workflow.tx import transaction
+from greenlight.tx import transaction
 
 
 async def claim(model: type[Model], done_field: str, lease_seconds: float) -> Model | None:

@@ -14,7 +14,7 @@ from tortoise import connections
 
 from greenlight.models import Application
 from greenlight.sqlite import InlineConnection
-from greenlight.workflow.tx import transaction
+from greenlight.tx import transaction
 
 
 @pytest.fixture

@@ -34,7 +34,7 @@ from greenlight.clock import now
 from greenlight.models import AuditCursor, AuditEvent, User
 from greenlight.notifications import chat
 from greenlight.signing import standard_headers
-from greenlight.workflow.tx import transaction
+from greenlight.tx import transaction
 
 log = logging.getLogger("greenlight.audit")
 

@@ -6,10 +6,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from greenlight.clock import now
 from greenlight.models import Deployment, Image, Pipeline, WebhookDelivery
+
+# How a driver ends a rollout: the workflow's `finish_rollout(deployment_id, status,
+# message=..., failed_step=...)`, handed in by greenlight.jobs, since adapters never import
+# the workflow (it raises INVALID_STATE for one that ended meanwhile).
+Finish = Callable[..., Awaitable[Deployment]]
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ It plays each strategy's steps (greenlight.rollout.plan) over the rollout time f
 when the deployment started, then ends it HEALTHY, or with the configured failure rate
 DEGRADED or FAILED. Its only state is in the database: a restarted process, or any other
 process, finishes what it finds still progressing; the row lock in `finish_rollout`
-lets exactly one of them end each deployment.
+(the workflow's, through greenlight.jobs) lets exactly one of them end each deployment.
 """
 
 from __future__ import annotations
@@ -16,13 +16,14 @@ from greenlight.clock import now
 from greenlight.errors import InvalidState
 from greenlight.models import Deployment, DeploymentStatus, DeploymentStrategy
 from greenlight.rollout import drivers, plan
-from greenlight.workflow import deployments
+from greenlight.rollout.drivers import Finish
 
 _rng = random.Random()
 
 
-async def finish_due_rollouts(rollout_seconds: float | None = None) -> int:
-    """End every simulated deployment whose rollout time is up (R23); returns how many.
+async def finish_due_rollouts(finish: Finish, rollout_seconds: float | None = None) -> int:
+    """End, through `finish` (the workflow's, given by greenlight.jobs), every simulated
+    deployment whose rollout time is up (R23); returns how many.
 
     `rollout_seconds` overrides the time each deployment fixed at its start.
     """
@@ -37,9 +38,7 @@ async def finish_due_rollouts(rollout_seconds: float | None = None) -> int:
             continue
         end = plan.outcome(DeploymentStrategy(row["strategy"]), drivers.current().failure_rate, _rng)
         try:
-            await deployments.finish_rollout(
-                row["id"], end.status, message=end.message, failed_step=end.failed_step
-            )
+            await finish(row["id"], end.status, message=end.message, failed_step=end.failed_step)
             finished += 1
         except InvalidState:
             pass  # superseded, or ended by another process meanwhile

@@ -32,8 +32,8 @@ from greenlight import outbox
 from greenlight.clock import now
 from greenlight.errors import InvalidState
 from greenlight.models import Deployment, DeploymentStatus, WebhookDelivery
+from greenlight.rollout.drivers import Finish
 from greenlight.signing import body_of, standard_headers
-from greenlight.workflow import deployments
 
 log = logging.getLogger("greenlight.webhook")
 
@@ -98,8 +98,10 @@ async def _follows_its_start(delivery: WebhookDelivery) -> bool:
     return False
 
 
-async def deliver_due(settings, client: httpx.AsyncClient) -> int:
-    """Send every delivery that is due; returns how many were accepted."""
+async def deliver_due(settings, client: httpx.AsyncClient, finish: Finish) -> int:
+    """Send every delivery that is due; returns how many were accepted. A deployment whose
+    start could not be delivered after the last attempt is ended FAILED through `finish`
+    (the workflow's, given by greenlight.jobs)."""
     delivered = 0
     lease = settings.webhook_timeout_seconds + 30
     while (delivery := await outbox.claim(WebhookDelivery, "delivered_at", lease)) is not None:
@@ -131,7 +133,7 @@ async def deliver_due(settings, client: httpx.AsyncClient) -> int:
         log.warning("webhook delivery %s attempt %s failed: %s", delivery.id, delivery.attempts, error)
         if delivery.failed_at is not None and delivery.payload.get("event") == "deployment.started":
             with contextlib.suppress(InvalidState):
-                await deployments.finish_rollout(
+                await finish(
                     delivery.deployment_id,
                     DeploymentStatus.FAILED,
                     message=f"the CD system could not be reached after {delivery.attempts} attempts: {error}",

@@ -24,6 +24,7 @@ from greenlight.models import (
     queries,
 )
 from greenlight.policies import Action, Actor
+from greenlight.tx import transaction
 from greenlight.workflow import audit, checks, decisions, lifecycle, policy, validation
 from greenlight.workflow.decisions import refuse
 from greenlight.workflow.deployments import deploy_on_approval
@@ -34,7 +35,6 @@ from greenlight.workflow.guards import (
     visible_pipeline,
 )
 from greenlight.workflow.states import effective_state, older
-from greenlight.workflow.tx import transaction
 
 
 async def eligible_approvers_for_caller(actor: Actor, pipeline_id: int, image_id: int) -> list[User]:

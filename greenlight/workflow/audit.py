@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from greenlight.models import AuditEvent
-from greenlight.workflow.tx import announce
+from greenlight.tx import announce
 
 PUBLISHED = ("ApprovalRequest", "Deployment")
 

@@ -20,11 +20,11 @@ from greenlight.models import (
 )
 from greenlight.policies import Action, Actor
 from greenlight.policies.authorizer import lock_policy
+from greenlight.tx import access_transaction, transaction
 from greenlight.workflow import audit, checks, images, lifecycle, policy, reminders, validation
 from greenlight.workflow.guards import pipeline_scope, require_admin, sees_application
 from greenlight.workflow.policy import PolicyChange
 from greenlight.workflow.states import effective_state
-from greenlight.workflow.tx import access_transaction, transaction
 
 
 async def _create_named(actor: Actor, model: type, kind: str, name: str):

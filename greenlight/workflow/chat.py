@@ -14,10 +14,10 @@ from greenlight.clock import now
 from greenlight.errors import BadUserInput, InvalidState, not_found
 from greenlight.models import ChatChannel, ChatChannelKind, ChatDelivery, ChatEvent, Environment, Pipeline
 from greenlight.policies import Actor
+from greenlight.tx import transaction
 from greenlight.workflow import audit
 from greenlight.workflow.guards import require_admin
 from greenlight.workflow.reads import Page, page
-from greenlight.workflow.tx import transaction
 
 MAX_URL = 2048
 

@@ -32,9 +32,9 @@ from greenlight.models import (
     Pipeline,
 )
 from greenlight.policies import Action, Actor
+from greenlight.tx import transaction
 from greenlight.workflow import audit, images, validation
 from greenlight.workflow.guards import find_image, sees_image
-from greenlight.workflow.tx import transaction
 
 CHECK_NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 MAX_REQUIRED_CHECKS = 20

@@ -24,6 +24,7 @@ from greenlight.models import (
 )
 from greenlight.policies import Action, Actor
 from greenlight.rollout import drivers
+from greenlight.tx import transaction
 from greenlight.workflow import audit, checks, decisions, freezes, lifecycle, validation
 from greenlight.workflow.decisions import refuse
 from greenlight.workflow.guards import (
@@ -38,7 +39,6 @@ from greenlight.workflow.states import (
     older,
     state_q,
 )
-from greenlight.workflow.tx import transaction
 
 TERMINAL = (
     DeploymentStatus.HEALTHY,

@@ -21,9 +21,9 @@ from greenlight.clock import now
 from greenlight.errors import BadUserInput, DeployFrozen, Forbidden, not_found
 from greenlight.models import DeployFreeze, Environment, Pipeline, Weekday
 from greenlight.policies import Action, Actor
+from greenlight.tx import transaction
 from greenlight.workflow import audit, validation
 from greenlight.workflow.guards import pipeline_scope, require_admin, sees_environment, visible_pipeline
-from greenlight.workflow.tx import transaction
 
 TIME_RE = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
 WEEK = 7 * 24 * 3600

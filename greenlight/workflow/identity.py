@@ -36,10 +36,10 @@ from greenlight.policies import Actor, Authorizer
 from greenlight.policies.authorizer import lock_policy
 from greenlight.policies.token_scope import ACTION_NAMES, UNLIMITED, TokenScope
 from greenlight.scopes import EVERYTHING, Scope
+from greenlight.tx import access_transaction, transaction
 from greenlight.workflow import audit, validation
 from greenlight.workflow.guards import require_admin, sees_application, sees_environment
 from greenlight.workflow.reads import page
-from greenlight.workflow.tx import access_transaction, transaction
 
 TOKEN_PREFIX = "glt_"
 

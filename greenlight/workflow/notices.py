@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from greenlight.models import User
 from greenlight.policies import Actor
+from greenlight.tx import transaction
 from greenlight.workflow import audit
-from greenlight.workflow.tx import transaction
 
 
 async def update_my_notification_settings(actor: Actor, email_notices: bool) -> User:

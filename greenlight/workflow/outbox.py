@@ -6,10 +6,10 @@ from greenlight.clock import now
 from greenlight.errors import InvalidState, not_found
 from greenlight.models import EmailOutbox
 from greenlight.policies import Actor
+from greenlight.tx import transaction
 from greenlight.workflow import audit
 from greenlight.workflow.guards import require_admin
 from greenlight.workflow.reads import Page, page
-from greenlight.workflow.tx import transaction
 
 
 async def list_emails(actor: Actor, failed_only: bool, first: int | None, after_id: int | None) -> Page:

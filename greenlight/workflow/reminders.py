@@ -33,9 +33,9 @@ from greenlight.models import (
     User,
 )
 from greenlight.policies import Action, Authorizer, Scope
+from greenlight.tx import transaction
 from greenlight.workflow import audit, policy
 from greenlight.workflow.guards import pipeline_scope
-from greenlight.workflow.tx import transaction
 from greenlight.workflow.validation import MAX_TTL_HOURS, in_range
 
 EVERYTHING = Scope("*", "*")

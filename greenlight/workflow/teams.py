@@ -7,11 +7,11 @@ from greenlight.errors import Conflict, InvalidState, not_found
 from greenlight.models import ApprovalException, Group, GroupMember, GroupQuorum, Role, RoleBinding, User
 from greenlight.policies import Actor
 from greenlight.policies.authorizer import lock_policy
+from greenlight.tx import access_transaction, transaction
 from greenlight.workflow import audit, validation
 from greenlight.workflow.guards import require_admin
 from greenlight.workflow.identity import create_binding, delete_binding
 from greenlight.workflow.reads import Page, page
-from greenlight.workflow.tx import access_transaction, transaction
 
 
 async def create_group(actor: Actor, name: str) -> Group:

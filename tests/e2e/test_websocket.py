@@ -26,8 +26,8 @@ from websockets.typing import Subprotocol
 
 from greenlight.clock import now
 from greenlight.config import Settings
+from greenlight.jobs import finish_due_rollouts
 from greenlight.models import ApiToken, ApprovalRequest, ApprovalState, Deployment, DeploymentStatus, Image
-from greenlight.rollout.simulator import finish_due_rollouts
 from tests.conftest import Client
 from tests.support import receive, send, serving
 

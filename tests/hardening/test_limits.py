@@ -28,8 +28,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
 from greenlight.config import Settings
+from greenlight.jobs import finish_due_rollouts
 from greenlight.models import Approval, Image
-from greenlight.rollout.simulator import finish_due_rollouts
 from tests.support import receive, send, serving
 
 TIMEOUT = 5.0

@@ -2,9 +2,9 @@
 
 import asyncio
 
+from greenlight.jobs import finish_due_rollouts
 from greenlight.models import AuditEvent, Deployment, RoleBinding, User
 from greenlight.policies import Actor
-from greenlight.rollout.simulator import finish_due_rollouts
 from greenlight.schema import schema
 from greenlight.schema.context import Context
 

@@ -8,7 +8,7 @@ from tortoise.expressions import Subquery
 
 from greenlight.models import ApiToken, ApprovalRequest, Pipeline, User
 from greenlight.models.prepared import Prepared
-from greenlight.workflow.tx import transaction
+from greenlight.tx import transaction
 
 
 def pipeline_of_request(request_id):

@@ -11,10 +11,10 @@ import httpx
 import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
+from greenlight import jobs
 from greenlight.config import Settings
 from greenlight.models import AuditEvent, ChatDelivery
 from greenlight.notifications import audit_stream, chat
-from greenlight.rollout import jobs
 from greenlight.workflow.deployments import finish_rollout
 from tests.rollout.test_webhook import Receiver
 

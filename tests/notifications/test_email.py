@@ -20,13 +20,12 @@ import httpx
 import pytest
 from aiosmtpd.controller import Controller
 
-from greenlight import db, notifications, outbox
+from greenlight import db, jobs, notifications, outbox
 from greenlight.app import create_app
 from greenlight.clock import now
 from greenlight.config import ConfigError, Settings
 from greenlight.models import Approval, ApprovalRequest, EmailOutbox, User
 from greenlight.notifications import dispatcher, links
-from greenlight.rollout import jobs
 from greenlight.workflow.approvals import sweep_expired
 from tests.conftest import Client
 

@@ -11,10 +11,10 @@ from datetime import timedelta
 
 import pytest
 
+from greenlight import jobs
 from greenlight.clock import now
 from greenlight.models import AuditEvent, EmailOutbox, Pipeline
 from greenlight.policies import Authorizer
-from greenlight.rollout import jobs
 from greenlight.workflow import reminders
 from tests.notifications.mailbox import SETTINGS, email_settings, mail, received, start_smtp, written
 from tests.notifications.test_email import click, pk, request_approval, token_of

@@ -17,10 +17,10 @@ import httpx
 import pytest
 from standardwebhooks import Webhook
 
+from greenlight import jobs
 from greenlight.config import Settings
 from greenlight.models import AuditCursor, AuditEvent
 from greenlight.notifications import audit_stream
-from greenlight.rollout import jobs
 from tests.rollout.test_webhook import Receiver
 
 ROOT = Path(__file__).resolve().parents[2]

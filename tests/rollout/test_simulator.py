@@ -17,9 +17,9 @@ import pytest
 
 from greenlight.app import create_app
 from greenlight.config import Settings
+from greenlight.jobs import finish_due_rollouts
 from greenlight.models import ApprovalRequest, ApprovalState, AuditEvent, Deployment, DeploymentStatus
 from greenlight.rollout import simulator
-from greenlight.rollout.simulator import finish_due_rollouts
 from tests.conftest import Client
 
 GREENLIGHT = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "greenlight"

@@ -16,11 +16,11 @@ import httpx
 import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from greenlight import signing
+from greenlight import jobs, signing
 from greenlight.config import Settings
+from greenlight.jobs import finish_due_rollouts
 from greenlight.models import AuditEvent, Deployment, DeploymentStatus, WebhookDelivery
-from greenlight.rollout import jobs, webhook
-from greenlight.rollout.simulator import finish_due_rollouts
+from greenlight.rollout import webhook
 from greenlight.workflow.deployments import finish_rollout
 from tests.conftest import Client
 
@@ -144,7 +144,7 @@ def settings(database_url, receiver) -> Settings:
 
 async def deliver(settings: Settings) -> int:
     async with httpx.AsyncClient(trust_env=False) as client:
-        return await webhook.deliver_due(settings, client)
+        return await jobs.deliver_webhooks(settings, client)
 
 
 def expected_signature(body: bytes, secret: str = SECRET) -> str:

@@ -9,10 +9,10 @@ from datetime import timedelta
 
 import pytest
 
+from greenlight import jobs
 from greenlight.config import Settings
 from greenlight.models import ApprovalRequest, AuditEvent, Deployment, EmailOutbox
 from greenlight.policies import Authorizer
-from greenlight.rollout import jobs
 from greenlight.workflow.deployments import deploy_after_freezes
 from tests.workflow.test_freezes import ACTIVE, DELETE_FREEZE, one_off, real_now
 

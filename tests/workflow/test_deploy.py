@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import httpx
 
 from greenlight.app import create_app
+from greenlight.jobs import finish_due_rollouts
 from greenlight.models import ApprovalRequest, ApprovalState, Deployment, DeploymentStatus
-from greenlight.rollout.simulator import finish_due_rollouts
 from greenlight.workflow.deployments import finish_rollout
 from tests.conftest import Client
 

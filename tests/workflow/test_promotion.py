@@ -5,8 +5,8 @@ viewerCanRequestApproval says the same."""
 
 from __future__ import annotations
 
+from greenlight.jobs import finish_due_rollouts
 from greenlight.models import AuditEvent, Deployment, DeploymentStatus
-from greenlight.rollout.simulator import finish_due_rollouts
 from tests.workflow.test_why_cant_i import CAN_REQUEST, agrees, pipeline_decision
 
 UPDATE = """mutation($p: ID!, $i: PipelineUpdateInput!) {
