@@ -541,15 +541,16 @@ def run(args: argparse.Namespace, io: Io) -> int:
         return current.finish(ERROR, error=failure)
 
 
-def main(argv: list[str] | None = None, io: Io | None = None) -> int:
-    """`greenlight ci ...` on its own (argv without the leading "ci"): bad arguments exit 2."""
+def main(argv: list[str], io: Io | None = None) -> int:
+    """`greenlight ci ARGV...` with its own environment and streams (argv without the
+    leading "ci"), returning the exit status: bad arguments are 2, not a SystemExit."""
     io = io or Io()
     parser = argparse.ArgumentParser(prog="greenlight")
     add_to(parser.add_subparsers(dest="command", required=True), lambda: io)
     old_err = sys.stderr
     sys.stderr = io.stderr  # argparse writes its usage errors there
     try:
-        args = parser.parse_args(["ci", *(sys.argv[1:] if argv is None else argv)])
+        args = parser.parse_args(["ci", *argv])
     except SystemExit as stop:
         return stop.code if isinstance(stop.code, int) else BAD_ARGUMENTS
     finally:

@@ -378,6 +378,24 @@ async def test_deploying_an_unapproved_image_is_refused_exit_7_with_the_code(url
     assert "NOT_APPROVED" in human.err
 
 
+async def test_a_check_a_pipeline_requires_not_passed_is_exit_7_naming_it(url, world):
+    await world["admin"].ok(
+        'mutation($id: ID!) { updatePipeline(id: $id, input: {requiredChecks: ["vulnerability-scan"]}) { id } }',
+        {"id": world.ids["shop/staging"]},
+    )
+    image_id = await register(url, world)
+    deploy = ("deploy", "--application", "shop", "--environment", "staging", "--image", image_id, "--json")
+    ran = await ci(url, world["dev"].token, *deploy)
+    assert ran.status == 7
+    assert ran.json["error"]["code"] == "CHECKS_NOT_PASSED"
+    assert ran.json["error"]["missingChecks"] == ["vulnerability-scan"]
+    scan = ("check", "--image", image_id, "--name", "vulnerability-scan", "--status", "PASSED")
+    assert (await ci(url, world["dev"].token, *scan)).status == 0
+    ran = await ci(url, world["dev"].token, *deploy)
+    assert ran.status == 0, ran.err
+    assert ran.json["status"] == "PROGRESSING"
+
+
 async def test_a_bad_token_exits_8_and_is_never_printed(url, world):
     token = "glt_" + "x" * 40
     ran = await ci(url, token, "status", "--application", "shop", "--environment", "prod", "--json")
