@@ -84,10 +84,10 @@ IMAGE_ON_PIPELINE = """query($id: ID!, $p: ID!) {
   }
 }"""
 
-# How a request's wait ends, by its state: ROLLOUT_FINISHED was approved and deployed since.
+# How a request's wait ends, by its state: CONSUMED was approved, and deployed since.
 REQUEST_ENDS = {
     "APPROVED": OK,
-    "ROLLOUT_FINISHED": OK,
+    "CONSUMED": OK,
     "REJECTED": REJECTED,
     "EXPIRED": EXPIRED,
     "CANCELLED": CANCELLED,

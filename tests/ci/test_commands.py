@@ -424,3 +424,44 @@ async def test_greenlight_ci_through_the_main_command(url, world, monkeypatch, c
     out = json.loads(capsys.readouterr().out)
     assert status == 2
     assert out["error"]["code"] == "BAD_USER_INPUT"
+
+
+async def test_the_readme_job_one_token_registers_scans_waits_for_approval_and_deploys(url, world):
+    """The CI job of the README, with one CI token: register, report the scan, ask and wait
+    while the approvers approve, deploy and follow the rollout to HEALTHY."""
+    from greenlight.rollout import simulator
+
+    await world["admin"].ok(
+        'mutation($id: ID!) { updatePipeline(id: $id, input: {requiredChecks: ["vulnerability-scan"]}) { id } }',
+        {"id": world.ids["shop/prod"]},
+    )
+    token = world["dev"].token
+    digest = fresh_digest()
+    image_id = await register(url, world, digest=digest)
+    scan = ("check", "--application", "shop", "--digest", digest, "--name", "vulnerability-scan")
+    assert (await ci(url, token, *scan, "--status", "PASSED")).status == 0
+
+    async def approvers():
+        request_id = await pending_request(world)
+        for who in ("approver1", "approver2"):
+            await world.approve(request_id, who)
+
+    asked, _ = await asyncio.gather(ci(url, token, *REQUEST, "--digest", digest, "--wait"), approvers())
+    assert asked.status == 0, asked.err
+    finishing = asyncio.Event()
+
+    async def simulator_rounds():
+        while not finishing.is_set():
+            await simulator.finish_due_rollouts(0)
+            await asyncio.sleep(0.1)
+
+    rounds = asyncio.create_task(simulator_rounds())
+    try:
+        deploy = ("deploy", "--application", "shop", "--environment", "prod", "--digest", digest)
+        deployed = await ci(url, token, *deploy, "--wait", "--interval", "0.1")
+    finally:
+        finishing.set()
+        await rounds
+    assert deployed.status == 0, deployed.err
+    status = await ci(url, token, "status", "--request", asked.out.strip(), "--json")
+    assert (status.json["state"], status.json["imageId"]) == ("CONSUMED", image_id)
