@@ -465,3 +465,43 @@ async def test_the_readme_job_one_token_registers_scans_waits_for_approval_and_d
     assert deployed.status == 0, deployed.err
     status = await ci(url, token, "status", "--request", asked.out.strip(), "--json")
     assert (status.json["state"], status.json["imageId"]) == ("CONSUMED", image_id)
+
+
+async def test_the_readme_token_limited_to_the_jobs_actions_does_the_job_and_nothing_else(url, world):
+    """The token the README issues for a CI job registers, reports, asks (naming an approver)
+    and reads; what it was not given is TOKEN_SCOPE, exit 7."""
+    actions = ["register_image", "report_image_check", "request_approval", "deploy"]
+    data = await world["dev"].ok(
+        """mutation($i: IssueApiTokenInput!) { issueApiToken(input: $i) { token } }""",
+        {
+            "i": {
+                "userId": world["dev"].user_id,
+                "name": "ci-shop",
+                "actions": actions,
+                "applicationIds": [world.ids["shop"]],
+                "ttlHours": 8760,
+            }
+        },
+    )
+    token = data["issueApiToken"]["token"]
+    image_id = await register(url, world, who="dev")
+    check = ("check", "--image", image_id, "--name", "vulnerability-scan", "--status", "PASSED")
+    assert (await ci(url, token, *check)).status == 0
+    asked = await ci(
+        url, token, *REQUEST, "--image", image_id, "--approver", "approver1@example.com", "--json"
+    )
+    assert asked.status == 0, asked.err
+    status = await ci(
+        url, token, "status", "--application", "shop", "--environment", "prod", "--image", image_id
+    )
+    assert status.status == 0, status.err
+    assert f"image {image_id} 1.4.2: PENDING ({asked.json['requestId']})" in status.out
+    assert "check vulnerability-scan: PASSED" in status.out
+
+    data = await world["dev"].ok(
+        """mutation($i: IssueApiTokenInput!) { issueApiToken(input: $i) { token } }""",
+        {"i": {"userId": world["dev"].user_id, "name": "ci-register", "actions": ["register_image"]}},
+    )
+    limited = await ci(url, data["issueApiToken"]["token"], *REQUEST, "--image", image_id, "--json")
+    assert limited.status == 7
+    assert limited.json["error"]["code"] == "TOKEN_SCOPE"
