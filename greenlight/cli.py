@@ -1,4 +1,4 @@
-"""The `greenlight` command: serve, bootstrap, migrate, export-schema, policy, audit."""
+"""The `greenlight` command: serve, bootstrap, migrate, export-schema, policy, audit, ci."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 from greenlight import build, db, sqlite
+from greenlight.ci import commands as ci
 from greenlight.config import ConfigError, Settings
 from greenlight.observability import logs
 
@@ -359,6 +360,8 @@ def main(argv: list[str] | None = None) -> int:
     p = commands.add_parser("export-schema", help="write the GraphQL schema (SDL)")
     p.add_argument("output", nargs="?", default="schema.graphql")
     p.set_defaults(func=export_schema)
+
+    ci.add_to(commands)
 
     args = parser.parse_args(argv)
     return args.func(args)
