@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 from datetime import timedelta
 
+import httpx
 from tortoise.models import Model
 
 from greenlight.clock import now
@@ -36,6 +37,39 @@ async def claim(model: type[Model], done_field: str, lease_seconds: float) -> Mo
         row.next_attempt_at = now() + timedelta(seconds=lease_seconds)
         await row.save(update_fields=["next_attempt_at"])
     return row
+
+
+# Every outbound HTTP delivery (deploy webhooks, chat, the audit sink) retries the same
+# way: doubling up to five minutes, half of each delay random, so the retries of many
+# rows after an outage spread out instead of arriving together.
+HTTP_MAX_BACKOFF_SECONDS = 300.0
+HTTP_BACKOFF_JITTER = 0.5
+
+
+async def post(client: httpx.AsyncClient, url: str, body: bytes, headers: dict, timeout: float) -> str | None:
+    """POST one delivery: None when the receiver accepted it (a 2xx answer), else what went
+    wrong, in words for the row's `last_error` (never the body or the headers: they may
+    carry secrets)."""
+    try:
+        response = await client.post(url, content=body, headers=headers, timeout=timeout)
+    except httpx.HTTPError as error:
+        return f"{type(error).__name__}: {error}"
+    if 200 <= response.status_code < 300:
+        return None
+    return f"HTTP {response.status_code}"
+
+
+async def record_http_attempt(row: Model, error: str | None, settings) -> None:
+    """`record_attempt` for an HTTP delivery, with the webhook settings' attempts and backoff."""
+    await record_attempt(
+        row,
+        "delivered_at",
+        error,
+        max_attempts=settings.webhook_max_attempts,
+        backoff_seconds=settings.webhook_backoff_seconds,
+        max_backoff_seconds=HTTP_MAX_BACKOFF_SECONDS,
+        jitter=HTTP_BACKOFF_JITTER,
+    )
 
 
 def retry_delay(

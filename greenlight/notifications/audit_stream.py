@@ -40,8 +40,6 @@ log = logging.getLogger("greenlight.audit")
 
 SEQUENCE, SINK = "sequence", "sink"
 BATCH = 500
-MAX_BACKOFF_SECONDS = 300.0
-BACKOFF_JITTER = 0.5
 
 
 async def sequence(*, wait: bool = False) -> int:
@@ -147,7 +145,10 @@ async def _record(settings, record: dict, error: str | None) -> None:
             cursor.attempts += 1
             cursor.last_error = error
             cursor.next_attempt_at = now() + outbox.retry_delay(
-                cursor.attempts, settings.webhook_backoff_seconds, MAX_BACKOFF_SECONDS, BACKOFF_JITTER
+                cursor.attempts,
+                settings.webhook_backoff_seconds,
+                outbox.HTTP_MAX_BACKOFF_SECONDS,
+                outbox.HTTP_BACKOFF_JITTER,
             )
         await cursor.save(update_fields=["position", "attempts", "last_error", "next_attempt_at"])
 
@@ -159,18 +160,9 @@ async def _post(settings, client: httpx.AsyncClient, record: dict) -> str | None
         **standard_headers(settings.audit_webhook_secret, record["id"], body),
         "X-Greenlight-Event": "audit.event",
     }
-    try:
-        response = await client.post(
-            settings.audit_webhook_url,
-            content=body,
-            headers=headers,
-            timeout=settings.webhook_timeout_seconds,
-        )
-    except httpx.HTTPError as error:
-        return f"{type(error).__name__}: {error}"
-    if 200 <= response.status_code < 300:
-        return None
-    return f"HTTP {response.status_code}"
+    return await outbox.post(
+        client, settings.audit_webhook_url, body, headers, settings.webhook_timeout_seconds
+    )
 
 
 async def deliver_sink(settings, client: httpx.AsyncClient) -> int:

@@ -64,8 +64,6 @@ TYPE_OF_EVENT: dict[ChatEvent, str] = {
     ChatEvent.DEPLOYED: "deployment.started",
     ChatEvent.ROLLOUT_FINISHED: "deployment.finished",
 }
-MAX_BACKOFF_SECONDS = 300.0
-BACKOFF_JITTER = 0.5
 TEAMS_COLOURS = {"good": "2EB67D", "bad": "E01E5A", "info": "1D9BD1"}
 
 
@@ -293,15 +291,7 @@ async def _send(
     if channel.kind == ChatChannelKind.WEBHOOK:
         headers |= standard_headers(channel.secret, delivery.delivery_id, body)
         headers["X-Greenlight-Event"] = delivery.payload.get("type", "")
-    try:
-        response = await client.post(
-            channel.url, content=body, headers=headers, timeout=settings.webhook_timeout_seconds
-        )
-    except httpx.HTTPError as error:
-        return f"{type(error).__name__}: {error}"
-    if 200 <= response.status_code < 300:
-        return None
-    return f"HTTP {response.status_code}"
+    return await outbox.post(client, channel.url, body, headers, settings.webhook_timeout_seconds)
 
 
 async def deliver_due(settings, client: httpx.AsyncClient) -> int:
@@ -316,15 +306,7 @@ async def deliver_due(settings, client: httpx.AsyncClient) -> int:
             await delivery.save(update_fields=["failed_at", "last_error"])
             continue
         error = await _send(settings, client, channel, delivery)
-        await outbox.record_attempt(
-            delivery,
-            "delivered_at",
-            error,
-            max_attempts=settings.webhook_max_attempts,
-            backoff_seconds=settings.webhook_backoff_seconds,
-            max_backoff_seconds=MAX_BACKOFF_SECONDS,
-            jitter=BACKOFF_JITTER,
-        )
+        await outbox.record_http_attempt(delivery, error, settings)
         if error is None:
             delivered += 1
         else:

@@ -39,9 +39,6 @@ log = logging.getLogger("greenlight.webhook")
 
 # Deprecated, sent for one release beside the Standard Webhooks headers.
 SIGNATURE_HEADER = "X-Greenlight-Signature"
-MAX_BACKOFF_SECONDS = 300.0
-# Each retry waits between half and all of its exponential delay.
-BACKOFF_JITTER = 0.5
 
 
 def signature(secret: str, body: bytes) -> str:
@@ -59,18 +56,9 @@ async def _send(settings, client: httpx.AsyncClient, delivery: WebhookDelivery) 
         "X-Greenlight-Event": delivery.payload.get("event", ""),
         "X-Greenlight-Delivery": str(delivery.id),
     }
-    try:
-        response = await client.post(
-            settings.deploy_webhook_url,
-            content=body,
-            headers=headers,
-            timeout=settings.webhook_timeout_seconds,
-        )
-    except httpx.HTTPError as error:
-        return f"{type(error).__name__}: {error}"
-    if 200 <= response.status_code < 300:
-        return None
-    return f"HTTP {response.status_code}"
+    return await outbox.post(
+        client, settings.deploy_webhook_url, body, headers, settings.webhook_timeout_seconds
+    )
 
 
 async def _follows_its_start(delivery: WebhookDelivery) -> bool:
@@ -118,15 +106,7 @@ async def deliver_due(settings, client: httpx.AsyncClient, finish: Finish) -> in
         ):
             continue
         error = await _send(settings, client, delivery)
-        await outbox.record_attempt(
-            delivery,
-            "delivered_at",
-            error,
-            max_attempts=settings.webhook_max_attempts,
-            backoff_seconds=settings.webhook_backoff_seconds,
-            max_backoff_seconds=MAX_BACKOFF_SECONDS,
-            jitter=BACKOFF_JITTER,
-        )
+        await outbox.record_http_attempt(delivery, error, settings)
         if error is None:
             delivered += 1
             continue

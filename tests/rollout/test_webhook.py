@@ -16,11 +16,10 @@ import httpx
 import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from greenlight import jobs, signing
+from greenlight import jobs, outbox, signing
 from greenlight.config import Settings
 from greenlight.jobs import finish_due_rollouts
 from greenlight.models import AuditEvent, Deployment, DeploymentStatus, WebhookDelivery
-from greenlight.rollout import webhook
 from greenlight.workflow.deployments import finish_rollout
 from tests.conftest import Client
 
@@ -450,7 +449,7 @@ async def test_webhook_exhausted_deliveries_fail_the_deployment(world, settings,
     # and all of its step.
     for step, delay in enumerate(delays):
         full = BACKOFF_SECONDS * 2**step
-        assert full * (1 - webhook.BACKOFF_JITTER) <= delay <= full + 5, (step, delays)
+        assert full * (1 - outbox.HTTP_BACKOFF_JITTER) <= delay <= full + 5, (step, delays)
     assert row.failed_at is not None and row.delivered_at is None
 
     failed = await read(world, deployment["id"])
