@@ -737,9 +737,13 @@ class _Applier:
         try:
             return await work
         except GreenlightError as error:
-            key = FIELD_KEYS.get(error.extensions.get("field", ""))
+            field_name = error.extensions.get("field", "")
+            key = FIELD_KEYS.get(field_name)
             place = (*path, key) if key and (*path, key) in self.doc.marks else path
-            raise self.doc.refuse(place, error.message) from None
+            message = error.message
+            if key and message.startswith(f"{field_name}: "):  # the place names the key already
+                message = message[len(field_name) + 2 :]
+            raise self.doc.refuse(place, message) from None
 
     async def run(self) -> None:
         await self.named(

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from greenlight import db
-from greenlight.models import Application, DeployFreeze, GroupMember, Pipeline, RoleBinding, User
+from greenlight.models import Application, AuditEvent, DeployFreeze, GroupMember, Pipeline, RoleBinding, User
 from greenlight.policies import Authorizer
 from greenlight.workflow import config_file
 from greenlight.workflow.config_file import ConfigRefused
@@ -189,6 +189,21 @@ async def test_applying_the_same_file_twice_reports_no_change_the_second_time(wo
     assert await snapshot() == before
 
 
+async def test_apply_goes_through_the_workflow_audited_as_the_acting_super_admin(world):
+    admin2 = await User.get(email="admin2@example.com")
+    await apply(RICH, who="admin2@example.com")
+    actions = set(await AuditEvent.filter(actor_id=admin2.id).values_list("action", flat=True))
+    assert {
+        "create_application",
+        "update_application",
+        "create_group",
+        "add_group_member",
+        "grant_role",
+        "update_pipeline",
+        "create_deploy_freeze",
+    } <= actions
+
+
 async def test_applying_an_export_of_the_database_changes_nothing(world):
     before = await snapshot()
     assert await apply(await config_file.export()) == []
@@ -269,7 +284,7 @@ async def test_a_refusal_in_the_middle_leaves_nothing_half_applied(world):
     before = await snapshot()
     error = await refused(text)
     assert error.line == line_of(text, "approvers: [viewer@example.com]")
-    assert "may not approve" in error.message
+    assert "may not approve" in error.message and "approverIds" not in error.message
     assert await snapshot() == before
     assert not await Application.exists(name="legacy")
 
