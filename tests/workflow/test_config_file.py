@@ -374,3 +374,31 @@ async def test_a_role_granted_and_a_policy_naming_its_holder_apply_together(worl
     changes = await apply(text)
     assert changes[0] == "grant image-approver on billing/prod to user nobody@example.com"
     assert changes[1].startswith("update pipeline billing/prod: policy ANY -> SPECIFIC_USERS")
+
+
+# --- the README's example ------------------------------------------------------------------------
+
+
+def readme_example() -> tuple[str, list[str]]:
+    """The README's example document, and the changes its dry run prints."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = text.split("## Configuration as code", 1)[1]
+    document = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    shown = section.split("--dry-run\n", 1)[1].split("```", 1)[0].splitlines()
+    return document, [line for line in shown if not line.startswith("dry run:")]
+
+
+async def test_the_readme_example_applies_and_its_dry_run_prints_what_the_readme_shows(world):
+    document, shown = readme_example()
+    without_sre = yaml.safe_load(document)
+    without_sre["groups"] = []
+    without_sre["roleBindings"] = [b for b in without_sre["roleBindings"] if b.get("group") != "sre"]
+    prod = without_sre["pipelines"][0]
+    prod["policy"] = "ANY"
+    del prod["groupQuorums"], prod["escalateTo"]
+    await apply(config_file.dump(without_sre))
+    assert await apply(document, dry_run=True) == shown
+    await apply(document)
+    assert await apply(document) == []
