@@ -55,6 +55,7 @@ def export_command(args: argparse.Namespace, read_settings, run) -> int:
 
 def apply_command(args: argparse.Namespace, read_settings, run) -> int:
     from greenlight import db, notifications
+    from greenlight.errors import GreenlightError
     from greenlight.policies import Authorizer
     from greenlight.workflow import config_file
 
@@ -85,6 +86,9 @@ def apply_command(args: argparse.Namespace, read_settings, run) -> int:
         changes = run("apply", settings, work())
     except config_file.ConfigRefused as refused:
         print(f"greenlight apply: {refused.located(name)}; nothing was changed", file=sys.stderr)
+        return 1
+    except GreenlightError as error:  # such as a COMMIT whose outcome is unknown
+        print(f"greenlight apply: {error.message}", file=sys.stderr)
         return 1
     for change in changes:
         print(change)

@@ -94,6 +94,8 @@ async def test_apply_refuses_to_guess_the_super_admin_and_bad_arguments_exit_2(w
     assert two_admins.returncode == 1 and "--as EMAIL" in two_admins.stderr
     not_admin = greenlight(database_url, tmp_path, "apply", "-f", "ok.yaml", "--as", "viewer@example.com")
     assert not_admin.returncode == 1 and "not an active super-admin" in not_admin.stderr
+    malformed = greenlight(database_url, tmp_path, "apply", "-f", "ok.yaml", "--as", "admin")
+    assert malformed.returncode == 1 and "not an email address" in malformed.stderr
     assert greenlight(database_url, tmp_path, "apply").returncode == 2
     missing = greenlight(database_url, tmp_path, "apply", "-f", "missing.yaml")
     assert missing.returncode == 2 and "cannot read missing.yaml" in missing.stderr

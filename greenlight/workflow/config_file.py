@@ -14,6 +14,7 @@ refused at that line.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -420,11 +421,26 @@ class _Reader:
                     s[key] = self.name(s[key], at(key))
             for key in ("remindAfterHours", "escalateAfterHours"):
                 s[key] = self.whole(s[key], at(key), 1, validation.MAX_TTL_HOURS, nullable=True)
+            self.policy_shape(s, at)
             application = self.name(item["application"], at("application"))
             environment = self.name(item["environment"], at("environment"))
             found.append(PipelineSpec(application, environment, settings, path))
         self.unique([p.label for p in found], ("pipelines",))
         return found
+
+    def policy_shape(self, s: dict[str, Any], at: Callable[[str], Path]) -> None:
+        """Each policy with the list it needs, and no other."""
+        policy = s["policy"]
+        if policy != ApprovalPolicyKind.ANY.value and s["minApprovals"] == 0:
+            raise self.refuse(at("minApprovals"), f"policy {policy} needs minApprovals of at least 1")
+        if policy != ApprovalPolicyKind.SPECIFIC_USERS.value and s["approvers"]:
+            raise self.refuse(at("approvers"), "only policy SPECIFIC_USERS takes approvers")
+        if policy != ApprovalPolicyKind.GROUP_QUORUMS.value and s["groupQuorums"]:
+            raise self.refuse(at("groupQuorums"), "only policy GROUP_QUORUMS takes groupQuorums")
+        if policy == ApprovalPolicyKind.SPECIFIC_USERS.value and not s["approvers"]:
+            raise self.refuse(at("policy"), "policy SPECIFIC_USERS needs approvers")
+        if policy == ApprovalPolicyKind.GROUP_QUORUMS.value and not s["groupQuorums"]:
+            raise self.refuse(at("policy"), "policy GROUP_QUORUMS needs groupQuorums")
 
     def bindings(self, value: Any) -> list[tuple[BindingKey, Path]]:
         found = []
@@ -486,9 +502,7 @@ class _Reader:
                     raise self.refuse((*path, "endsAt"), "must be after startsAt")
                 window = ("once", _instant_text(starts), _instant_text(ends))
             found.append((FreezeKey(name, target, window), path))
-        self.unique(
-            [(k.target, k.name) for k, _ in found], ("freezes",), lambda k: f"freeze {k[1]} on {k[0]}"
-        )
+        self.unique([k for k, _ in found], ("freezes",), lambda k: f"freeze {k}, with the same window,")
         return found
 
     def pipeline_label(self, value: Any, path: Path) -> str:
@@ -697,7 +711,11 @@ async def actor_for(authorizer, email: str | None) -> Actor:
     """The super-admin apply acts as: `email`, or the only active super-admin."""
     await authorizer.refresh()
     if email is not None:
-        user = await User.get_or_none(email=validation.email(email))
+        try:
+            email = validation.email(email)
+        except GreenlightError:
+            raise ConfigRefused(f"--as {email!r}: not an email address") from None
+        user = await User.get_or_none(email=email)
         if user is None or not user.is_active or not authorizer.is_super_admin(user.id):
             raise ConfigRefused(f"--as {email}: not an active super-admin")
         return Actor(user=user, authorizer=authorizer)
@@ -724,8 +742,19 @@ async def apply(actor: Actor, document: Document, *, prune: bool = False, dry_ru
             if dry_run:
                 raise _DryRun
     except _DryRun:
-        pass
+        await _forget_rolled_back(actor)
+    except Exception:
+        await _forget_rolled_back(actor)
+        raise
     return changes
+
+
+async def _forget_rolled_back(actor: Actor) -> None:
+    """The actor's rules took in the bindings of the transaction (so the checks after a
+    grant saw it): once it is rolled back, they are read again. The refusal being reported
+    matters more than a failure to read them."""
+    with contextlib.suppress(Exception):
+        await actor.authorizer.reload()
 
 
 class _Applier:
@@ -947,51 +976,37 @@ class _Applier:
             requires_healthy_on_id=healthy_on,
             clear_requires_healthy_on=healthy_on is None,
         )
-        if kind == ApprovalPolicyKind.ANY and (s["approvers"] or s["groupQuorums"]):
-            raise self.doc.refuse((*path, "policy"), "policy ANY takes neither approvers nor groupQuorums")
-        if kind == ApprovalPolicyKind.SPECIFIC_USERS and s["groupQuorums"]:
-            raise self.doc.refuse(
-                (*path, "groupQuorums"), "policy SPECIFIC_USERS takes approvers, not groupQuorums"
-            )
-        if kind == ApprovalPolicyKind.GROUP_QUORUMS and s["approvers"]:
-            raise self.doc.refuse(
-                (*path, "approvers"), "policy GROUP_QUORUMS takes groupQuorums, not approvers"
-            )
         return edit, change
 
     async def freezes(self) -> None:
+        """A freeze is known by its name and where it applies; its window is what may
+        change. Several of one name and place (the API allows it) are matched in window
+        order, so a document written by export matches the database it came from."""
         current = await _current_freezes()
-        kept: set[int] = set()
-        wanted = {key for key, _ in self.spec.freezes}
-        for key, _ in self.spec.freezes:
-            for found_key, row in current:
-                if found_key == key and row.id not in kept:
-                    kept.add(row.id)
-                    break
+        unmatched = list(current)
+        fresh: list[tuple[FreezeKey, Path]] = []
         for key, path in self.spec.freezes:
-            if any(found_key == key and row.id in kept for found_key, row in current):
+            same = next((pair for pair in unmatched if pair[0] == key), None)
+            if same is None:
+                fresh.append((key, path))
+            else:
+                unmatched.remove(same)
+        for key, path in fresh:
+            await self.create_freeze(key, path)
+            replaced = next(
+                (pair for pair in unmatched if (pair[0].target, pair[0].name) == (key.target, key.name)), None
+            )
+            if replaced is None:
+                self.changes.append(f"create freeze {key}")
                 continue
             # The same name on the same target with another window: that freeze, changed.
-            replaced = next(
-                (
-                    (k, row)
-                    for k, row in current
-                    if row.id not in kept and (k.target, k.name) == (key.target, key.name) and k not in wanted
-                ),
-                None,
-            )
-            await self.create_freeze(key, path)
-            if replaced is not None:
-                kept.add(replaced[1].id)
-                await self.step(path, freezes.delete_freeze(self.actor, replaced[1].id))
-                self.changes.append(f"update freeze {key}: {replaced[0].window_text} -> {key.window_text}")
-            else:
-                self.changes.append(f"create freeze {key}")
+            unmatched.remove(replaced)
+            await self.step(path, freezes.delete_freeze(self.actor, replaced[1].id))
+            self.changes.append(f"update freeze {key}: {replaced[0].window_text} -> {key.window_text}")
         if self.prune:
-            for key, row in current:
-                if row.id not in kept:
-                    await self.step(("freezes",), freezes.delete_freeze(self.actor, row.id))
-                    self.changes.append(f"remove freeze {key} (not in the file)")
+            for key, row in unmatched:
+                await self.step(("freezes",), freezes.delete_freeze(self.actor, row.id))
+                self.changes.append(f"remove freeze {key} (not in the file)")
 
     async def create_freeze(self, key: FreezeKey, path: Path) -> None:
         kind, _, target = key.target.partition(" ")

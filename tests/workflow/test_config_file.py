@@ -236,6 +236,20 @@ async def test_a_freeze_given_another_window_is_reported_as_updated(world):
     assert await DeployFreeze.filter(name="weekend").values_list("end_time", flat=True) == ["06:00"]
 
 
+async def test_freezes_of_one_name_and_place_round_trip(world):
+    """The API allows two freezes of one name on one environment: an export of them applies
+    as no change."""
+    second = RICH + (
+        "  - name: weekend\n"
+        "    environment: prod\n"
+        "    weekly: {timeZone: UTC, from: SATURDAY 00:00, to: SUNDAY 00:00}\n"
+    )
+    changes = await apply(second)
+    assert changes.count("create freeze environment prod: weekend") == 2
+    assert await apply(await config_file.export()) == []
+    assert await apply(second) == []
+
+
 # --- refusals: where, and nothing changed ---------------------------------------------------------
 
 
@@ -259,6 +273,25 @@ async def test_an_unknown_key_is_refused_with_its_line_and_nothing_changes(world
         ("[dev@example.com]", "[ghost@example.com]", "ghost@example.com", "no user ghost@example.com"),
         ("role: image-approver", "role: owner", "role: owner", "super-admin"),
         ("to: MONDAY 08:00", "to: MOONDAY 08:00", "MOONDAY", "FRIDAY 18:00"),
+        ("    approvers: [billing_approver@example.com]\n", "", "policy: SPECIFIC_USERS", "needs approvers"),
+        (
+            "    exceptionUsers:",
+            "    approvers: [dev@example.com]\n    exceptionUsers:",
+            "approvers: [dev",
+            "only policy",
+        ),
+        (
+            "escalateAfterHours: 24",
+            "escalateAfterHours: 2",
+            "escalateAfterHours: 2",
+            "more than remindAfterHours",
+        ),
+        (
+            "requiresHealthyOn: staging",
+            "requiresHealthyOn: prod",
+            "requiresHealthyOn: prod",
+            "own environment",
+        ),
         (
             'application: shop\n    environment: "*"',
             'application: shoe\n    environment: "*"',
