@@ -154,14 +154,28 @@ def load(text: str) -> Document:
     if root is None:
         return document
     constructor = yaml.SafeLoader("")
+    inside: set[int] = set()  # the collections being walked: an alias of one is a loop
 
     def walk(node: yaml.Node, path: Path) -> Any:
         document.marks[path] = node.start_mark
+        if isinstance(node, yaml.CollectionNode):
+            if id(node) in inside:
+                mark = node.start_mark
+                raise ConfigRefused("an alias may not hold itself", mark.line + 1, mark.column + 1)
+            inside.add(id(node))
+            try:
+                return walk_collection(node, path)
+            finally:
+                inside.discard(id(node))
+        return constructor.construct_object(node)
+
+    def walk_collection(node: yaml.CollectionNode, path: Path) -> Any:
         if isinstance(node, yaml.MappingNode):
             result: dict[str, Any] = {}
             for key_node, value_node in node.value:
                 if not isinstance(key_node, yaml.ScalarNode):
-                    raise ConfigRefused("a key must be a plain word", key_node.start_mark.line + 1)
+                    mark = key_node.start_mark
+                    raise ConfigRefused("a key must be a plain word", mark.line + 1, mark.column + 1)
                 key = constructor.construct_object(key_node)
                 if not isinstance(key, str):
                     key = str(key)
@@ -171,9 +185,7 @@ def load(text: str) -> Document:
                 document.key_marks[(*path, key)] = mark
                 result[key] = walk(value_node, (*path, key))
             return result
-        if isinstance(node, yaml.SequenceNode):
-            return [walk(item, (*path, index)) for index, item in enumerate(node.value)]
-        return constructor.construct_object(node)
+        return [walk(item, (*path, index)) for index, item in enumerate(node.value)]
 
     data = walk(root, ())
     if not isinstance(data, dict):
@@ -327,7 +339,8 @@ class _Reader:
 
     def spec(self) -> Spec:
         data = self.mapping(self.doc.data, (), SECTIONS, ())
-        if "version" in data and data["version"] != VERSION:
+        version = data.get("version", VERSION)
+        if isinstance(version, bool) or version != VERSION:
             raise self.refuse(
                 ("version",), f"this Greenlight reads version {VERSION}, got {data['version']!r}"
             )
