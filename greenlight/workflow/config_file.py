@@ -890,7 +890,11 @@ class _Applier:
             self.changes.append(f"grant {key}")
         if self.prune:
             listed = {key for key, _ in self.spec.bindings}
-            for key, binding_id in current.items():
+            # The acting super-admin's own bindings go last: revoked first, they would
+            # leave it unable to revoke the others.
+            own = self.actor.user.email
+            ordered = sorted(current.items(), key=lambda pair: (pair[0].holder, pair[0].who) == ("user", own))
+            for key, binding_id in ordered:
                 if key not in listed:
                     await self.step(
                         ("roleBindings",), identity.delete_binding(self.actor, key.holder, binding_id)

@@ -365,6 +365,15 @@ async def test_prune_archives_and_removes_what_the_file_leaves_out_and_keeps_pip
     assert not await DeployFreeze.exists(name="christmas")
 
 
+async def test_prune_of_every_super_admin_is_refused_and_changes_nothing(world):
+    exported = yaml.safe_load(await config_file.export())
+    exported["roleBindings"] = [b for b in exported["roleBindings"] if b["role"] != "super-admin"]
+    before = await snapshot()
+    error = await refused(config_file.dump(exported), prune=True)
+    assert "last super-admin" in error.message
+    assert await snapshot() == before
+
+
 # --- role bindings take effect -----------------------------------------------------------------------
 
 
