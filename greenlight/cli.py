@@ -1,4 +1,4 @@
-"""The `greenlight` command: serve, bootstrap, migrate, export-schema, policy, audit, ci."""
+"""The `greenlight` command: serve, bootstrap, migrate, export, apply, export-schema, policy, audit, ci."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from greenlight import build, db, sqlite
+from greenlight import build, config_commands, db, sqlite
 from greenlight.ci import commands as ci
 from greenlight.config import ConfigError, Settings
 from greenlight.observability import logs
@@ -356,6 +356,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     q.add_argument("--since", help="the cursor of the last line already exported; left out: from the start")
     q.set_defaults(func=audit_export)
+
+    config_commands.add_commands(commands, _settings, _run_on_database)
 
     p = commands.add_parser("export-schema", help="write the GraphQL schema (SDL)")
     p.add_argument("output", nargs="?", default="schema.graphql")

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent / "greenlight"
 # cycle results.
 LAYERS: list[set[str]] = [
     # entry points: the commands, the ASGI app, the periodic jobs
-    {"__main__", "cli", "ci", "app", "jobs", "console"},
+    {"__main__", "cli", "ci", "config_commands", "app", "jobs", "console"},
     {"schema"},  # Strawberry types, the Schema, error codes
     {"resolvers"},  # thin: arguments in, one workflow call, the result out
     {"workflow"},  # the rules: one function per action, one transaction each
