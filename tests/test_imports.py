@@ -44,10 +44,6 @@ LAYERS: list[set[str]] = [
     },
 ]
 
-# Temporary re-export modules, for branches written before clock and errors moved out of
-# the workflow: nothing in this tree imports them; they go once those branches are merged.
-SHIMS = {"greenlight.workflow.clock", "greenlight.workflow.errors"}
-
 # The imports that still go up, module to module, and why: each one is a place to fix.
 KNOWN_UPWARD = {
     # Strawberry's root types (Query, Mutation, Subscription) live in resolvers/ and name
@@ -145,13 +141,6 @@ def test_no_cycle_between_packages():
         if start not in done:
             visit(start, [start])
     assert not cycles, "cycles between packages:\n" + "\n".join(cycles)
-
-
-def test_nothing_imports_the_temporary_shims():
-    """clock and errors live at greenlight/, where every layer may use them; the workflow's
-    old modules of those names only re-export them, for branches not merged yet."""
-    users = sorted(f"{a} -> {b}" for a, b in imports() if b in SHIMS and a not in SHIMS)
-    assert not users, "import greenlight.clock and greenlight.errors instead:\n" + "\n".join(users)
 
 
 def test_the_checker_sees_an_arrow_going_up():
