@@ -114,8 +114,7 @@ async def request_approval(
                 "namedApprovers": wanted,
                 **({"previousRequest": previous_request_id} if previous_request_id is not None else {}),
             },
-            application=scope.application,
-            environment=scope.environment,
+            scope=scope,
         )
     return request
 
@@ -204,8 +203,7 @@ async def approve(
                     actor_id=actor.id,
                     before={"state": ApprovalState.PENDING.value},
                     after={"state": ApprovalState.APPROVED.value},
-                    application=scope.application,
-                    environment=scope.environment,
+                    scope=scope,
                 )
             )
         await audit.record(  # with request_approved in one statement, before R24's events
@@ -218,8 +216,7 @@ async def approve(
                 "progress": ", ".join(map(str, lines)),
                 "acknowledgedStale": bool(request.stale),
             },
-            application=scope.application,
-            environment=scope.environment,
+            scope=scope,
             more=more,
         )
         if approved:
@@ -244,23 +241,20 @@ async def reject(actor: Actor, request_id: int, reason: str) -> ApprovalRequest:
 
 async def cancel(actor: Actor, request_id: int) -> ApprovalRequest:
     """R14, R16, R17; refusals decided by `decisions.cancel`."""
-    async with transaction():
-        request, pipeline = await _lock(actor, request_id)
-        refuse(decisions.cancel(actor, _facts(request, pipeline)))
-        await lifecycle.close(
-            request, ApprovalState.CANCELLED, actor_id=actor.id, scope=pipeline_scope(pipeline)
-        )
-    return request
+    return await _close(actor, request_id, decisions.cancel, ApprovalState.CANCELLED)
 
 
 async def expire(actor: Actor, request_id: int) -> ApprovalRequest:
     """R15, R16; refusals decided by `decisions.expire`."""
+    return await _close(actor, request_id, decisions.expire, ApprovalState.EXPIRED)
+
+
+async def _close(actor: Actor, request_id: int, decide, new_state: ApprovalState) -> ApprovalRequest:
+    """Lock the request (R17), refuse what `decide` refuses, then move it to `new_state`."""
     async with transaction():
         request, pipeline = await _lock(actor, request_id)
-        refuse(decisions.expire(actor, _facts(request, pipeline)))
-        await lifecycle.close(
-            request, ApprovalState.EXPIRED, actor_id=actor.id, scope=pipeline_scope(pipeline)
-        )
+        refuse(decide(actor, _facts(request, pipeline)))
+        await lifecycle.close(request, new_state, actor_id=actor.id, scope=pipeline_scope(pipeline))
     return request
 
 
@@ -291,8 +285,7 @@ async def withdraw_approval(actor: Actor, request_id: int) -> ApprovalRequest:
             actor_id=actor.id,
             before={"state": state, "progress": ", ".join(map(str, before))},
             after={"state": state, "progress": ", ".join(map(str, after))},
-            application=scope.application,
-            environment=scope.environment,
+            scope=scope,
         )
     return request
 

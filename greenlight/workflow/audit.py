@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from greenlight.models import AuditEvent
+from greenlight.scopes import Scope
 from greenlight.tx import announce
 
 PUBLISHED = ("ApprovalRequest", "Deployment")
@@ -20,11 +21,15 @@ def event(
     after: dict[str, Any] | None = None,
     application: str | None = None,
     environment: str | None = None,
+    scope: Scope | None = None,
 ) -> AuditEvent:
     """One event, not written yet: `record(..., more=[...])` appends it.
 
-    `actor_id` None means the system acted on its own.
+    `actor_id` None means the system acted on its own. `scope`: where it happened (its
+    application and environment), for a change on one pipeline.
     """
+    if scope is not None:
+        application, environment = scope.application, scope.environment
     return AuditEvent(
         action=action,
         object_type=type(obj).__name__,

@@ -260,8 +260,7 @@ async def edit_pipeline(
             actor_id=actor.id,
             before=before,
             after=await _described(pipeline, with_settings),
-            application=scope.application,
-            environment=scope.environment,
+            scope=scope,
         )
         if pipeline.required_approvals == 0:
             live = await ApprovalRequest.select_for_update().filter(

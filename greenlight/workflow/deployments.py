@@ -158,13 +158,10 @@ async def deploy_on_approval(pipeline: Pipeline, request: ApprovalRequest, autho
             request,
             actor_id=None,
             after={"reason": skipped},
-            application=scope.application,
-            environment=scope.environment,
+            scope=scope,
         )
         return None
-    image = await Image.get(id=request.image_id)
-    await lifecycle.close(request, ApprovalState.CONSUMED, actor_id=None, scope=pipeline_scope(pipeline))
-    return await _start(pipeline, image, request, triggered_by_id=request.requested_by_id, actor_id=None)
+    return await _deploy_for_requester(pipeline, request)
 
 
 async def _requester_may_deploy(request: ApprovalRequest, scope, authorizer) -> bool:
@@ -232,15 +229,19 @@ async def _deploy_after_freeze(pipeline: Pipeline, request: ApprovalRequest, aut
             request,
             actor_id=None,
             after={"reason": reason},
-            application=scope.application,
-            environment=scope.environment,
+            scope=scope,
         )
         await notifications.automatic_deploy_not_done(request, reason)
         return False
-    image = await Image.get(id=request.image_id)
-    await lifecycle.close(request, ApprovalState.CONSUMED, actor_id=None, scope=scope)
-    await _start(pipeline, image, request, triggered_by_id=request.requested_by_id, actor_id=None)
+    await _deploy_for_requester(pipeline, request)
     return True
+
+
+async def _deploy_for_requester(pipeline: Pipeline, request: ApprovalRequest) -> Deployment:
+    """R24: the system deploys a locked APPROVED request for its requester, using it up (R18)."""
+    image = await Image.get(id=request.image_id)
+    await lifecycle.close(request, ApprovalState.CONSUMED, actor_id=None, scope=pipeline_scope(pipeline))
+    return await _start(pipeline, image, request, triggered_by_id=request.requested_by_id, actor_id=None)
 
 
 async def _start(
@@ -286,8 +287,7 @@ async def _start(
             "approvalException": approval_exception,
             "freezeOverrideReason": freeze_override_reason,
         },
-        application=scope.application,
-        environment=scope.environment,
+        scope=scope,
     )
     if freeze_override_reason is not None:
         await audit.record(
@@ -295,8 +295,7 @@ async def _start(
             deployment,
             actor_id=actor_id,
             after={"reason": freeze_override_reason},
-            application=scope.application,
-            environment=scope.environment,
+            scope=scope,
         )
     await _outdate_requests(pipeline, image)
     return deployment
@@ -329,8 +328,7 @@ async def _outdate_requests(pipeline: Pipeline, image: Image) -> None:
                 actor_id=None,
                 before={"stale": False},
                 after={"stale": True, "newerImage": image.id},
-                application=scope.application,
-                environment=scope.environment,
+                scope=scope,
             )
 
 
@@ -356,8 +354,7 @@ async def _set_status(
         actor_id=actor_id,
         before={"status": before},
         after={"status": status.value, "message": deployment.message},
-        application=scope.application,
-        environment=scope.environment,
+        scope=scope,
     )
 
 
@@ -426,8 +423,7 @@ async def report_status(
                 actor_id=actor.id,
                 before={"status": current.value},
                 after={"status": current.value, "message": message},
-                application=scope.application,
-                environment=scope.environment,
+                scope=scope,
             )
         else:
             await _set_status(locked, status, actor_id=actor.id, scope=scope, message=message)

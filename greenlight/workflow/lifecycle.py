@@ -105,8 +105,7 @@ async def close(
         actor_id=actor_id,
         before={"state": before},
         after={"state": new_state.value},
-        application=scope.application,
-        environment=scope.environment,
+        scope=scope,
     )
     if new_state in _TOLD:
         await notifications.request_closed(request, _TOLD[new_state], reason, actor_id=actor_id)

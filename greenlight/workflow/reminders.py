@@ -178,8 +178,7 @@ async def _remind(request_id: int, cutoff: datetime, hours: int) -> int:
                 request,
                 actor_id=None,
                 after={"reminded": told, "pendingHours": hours},
-                application=scope.application,
-                environment=scope.environment,
+                scope=scope,
             )
         return len(told)
 
@@ -206,7 +205,6 @@ async def _escalate(request_id: int, hours: int, group_id: int | None, authorize
             request,
             actor_id=None,
             after={"escalatedTo": told, "group": group_id, "pendingHours": hours},
-            application=scope.application,
-            environment=scope.environment,
+            scope=scope,
         )
         return len(told)

@@ -82,7 +82,8 @@ def test_r16_no_module_but_the_lifecycle_writes_a_request_state():
     """A new writer that sets `request.state` itself skips the table: this fails."""
     writers = {}
     for path in ROOT.rglob("*.py"):
-        if path.name == "lifecycle.py" or "migrations" in path.parts:
+        # greenlight/ci is a client of the API, with no database (tests/ci/test_layering.py).
+        if path.name == "lifecycle.py" or {"migrations", "ci"} & set(path.relative_to(ROOT).parts):
             continue
         text = path.read_text()
         if "ApprovalRequest" not in text and "request" not in text:
