@@ -78,7 +78,7 @@ class Subscription:
         did = ids.decode("Deployment", deployment_id, "deploymentId")
         async with _slot(info), bus.subscribe() as queue:
             deployment = await visible_deployment(info.context.actor, did)
-            yield Deployment(model=deployment)
+            yield Deployment.from_model(deployment)
             last = deployment.status
             while last not in TERMINAL:
                 try:
@@ -93,7 +93,7 @@ class Subscription:
                     return
                 if deployment.status != last:
                     last = deployment.status
-                    yield Deployment(model=deployment)
+                    yield Deployment.from_model(deployment)
 
     @strawberry.subscription(description="Each state change or new approval of a request the caller may see.")
     async def approval_request_events(
@@ -118,4 +118,4 @@ class Subscription:
                 except NotFound:
                     continue
                 if pid is None or request.pipeline_id == pid:
-                    yield ApprovalRequest(model=request)
+                    yield ApprovalRequest.from_model(request)

@@ -88,26 +88,23 @@ class ReportImageCheckInput:
 class ImageCheck(Node):
     model: strawberry.Private[models.ImageCheck]
 
-    @strawberry.field(description="The check's name, e.g. tests.")
-    def name(self) -> str:
-        return self.model.name
-
-    @strawberry.field(description="Its latest status.")
-    def status(self) -> CheckStatus:
-        return models.CheckStatus(self.model.status)
-
-    @strawberry.field(description="Where its result can be read.")
-    def url(self) -> str | None:
-        return self.model.url
-
-    @strawberry.field(description="What CI said about it.")
-    def summary(self) -> str | None:
-        return self.model.summary
-
-    @strawberry.field(description="When it was last reported.")
-    def reported_at(self) -> datetime:
-        return self.model.reported_at
+    name: str = strawberry.field(description="The check's name, e.g. tests.")
+    status: CheckStatus = strawberry.field(description="Its latest status.")
+    url: str | None = strawberry.field(description="Where its result can be read.")
+    summary: str | None = strawberry.field(description="What CI said about it.")
+    reported_at: datetime = strawberry.field(description="When it was last reported.")
 
     @strawberry.field(description="Whose credentials reported it last.")
     async def reported_by(self, info: Info) -> User:
-        return User(model=await info.context.loaders.user.load(self.model.reported_by_id))
+        return User.from_model(await info.context.loaders.user.load(self.model.reported_by_id))
+
+    @classmethod
+    def from_model(cls, model: models.ImageCheck) -> ImageCheck:
+        return cls(
+            model=model,
+            name=model.name,
+            status=models.CheckStatus(model.status),
+            url=model.url,
+            summary=model.summary,
+            reported_at=model.reported_at,
+        )

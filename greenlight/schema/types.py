@@ -1,4 +1,9 @@
-"""GraphQL object types of the contract. Each wraps a model; relations go through loaders."""
+"""GraphQL object types of the contract. Each wraps a model, kept in a Private `model` for
+its resolvers: `from_model` fills the declared fields, its plain columns; what computes,
+authorises or loads a relation (through the loaders) stays a method.
+
+A bare annotation above such a method (`user: User`) keeps that field in its place:
+Strawberry lists annotated fields before the others, and schema.graphql keeps its order."""
 
 from __future__ import annotations
 
@@ -76,19 +81,13 @@ class PageInfo:
 class User(Node):
     model: strawberry.Private[models.User]
 
-    @strawberry.field(description="The address that names the user (and where approver emails go).")
-    def email(self) -> str:
-        return self.model.email
-
-    @strawberry.field(description="The display name.")
-    def name(self) -> str:
-        return self.model.name
-
-    @strawberry.field(
+    email: str = strawberry.field(
+        description="The address that names the user (and where approver emails go)."
+    )
+    name: str = strawberry.field(description="The display name.")
+    is_active: bool = strawberry.field(
         description="False once deactivated: every token and JWT of the user fails, and they are no eligible approver."
     )
-    def is_active(self) -> bool:
-        return self.model.is_active
 
     @strawberry.field(description="Whether the user holds super-admin (R2; the default approvers, R4).")
     def is_super_admin(self, info: Info) -> bool:
@@ -105,15 +104,24 @@ class User(Node):
     @strawberry.field(description="Visible to the user themself and to super-admins.")
     async def role_bindings(self, info: Info) -> list[RoleBinding]:
         bindings = await info.context.loaders.role_bindings(info.context.actor).load(self.model.id)
-        return [RoleBinding(model=b) for b in bindings]
+        return [RoleBinding.from_model(b) for b in bindings]
+
+    @classmethod
+    def from_model(cls, model: models.User) -> User:
+        return cls(
+            model=model,
+            email=model.email,
+            name=model.name,
+            is_active=model.is_active,
+        )
 
 
 async def _user(info: Info, user_id: int) -> User:
-    return User(model=await info.context.loaders.user.load(user_id))
+    return User.from_model(await info.context.loaders.user.load(user_id))
 
 
 async def _users(info: Info, user_ids: list[int]) -> list[User]:
-    return [User(model=u) for u in await info.context.loaders.user.load_many(user_ids)]
+    return [User.from_model(u) for u in await info.context.loaders.user.load_many(user_ids)]
 
 
 @strawberry.type(
@@ -122,21 +130,24 @@ async def _users(info: Info, user_ids: list[int]) -> list[User]:
 class RoleBinding(Node):
     model: strawberry.Private[models.RoleBinding]
 
+    user: User
+
     @strawberry.field(description="Who holds the role.")
     async def user(self, info: Info) -> User:
         return await _user(info, self.model.user_id)
 
-    @strawberry.field(description="The role granted.")
-    def role(self) -> Role:
-        return models.Role(self.model.role)
+    role: Role = strawberry.field(description="The role granted.")
+    application: str = strawberry.field(description='An application name, or "*" for all.')
+    environment: str = strawberry.field(description='An environment name, or "*" for all.')
 
-    @strawberry.field(description='An application name, or "*" for all.')
-    def application(self) -> str:
-        return self.model.application
-
-    @strawberry.field(description='An environment name, or "*" for all.')
-    def environment(self) -> str:
-        return self.model.environment
+    @classmethod
+    def from_model(cls, model: models.RoleBinding) -> RoleBinding:
+        return cls(
+            model=model,
+            role=models.Role(model.role),
+            application=model.application,
+            environment=model.environment,
+        )
 
 
 @strawberry.type(
@@ -145,19 +156,20 @@ class RoleBinding(Node):
 class Environment(Node):
     model: strawberry.Private[models.Environment]
 
-    @strawberry.field(description="Lowercase [a-z0-9][a-z0-9-]{0,62}, unique.")
-    def name(self) -> str:
-        return self.model.name
-
-    @strawberry.field(
+    name: str = strawberry.field(description="Lowercase [a-z0-9][a-z0-9-]{0,62}, unique.")
+    archived: bool = strawberry.field(
         description="Archived: left out of lists, takes no new requests or deployments; history kept."
     )
-    def archived(self) -> bool:
-        return self.model.archived_at is not None
+    archived_at: datetime | None = strawberry.field(description="When it was archived; null while it is not.")
 
-    @strawberry.field(description="When it was archived; null while it is not.")
-    def archived_at(self) -> datetime | None:
-        return self.model.archived_at
+    @classmethod
+    def from_model(cls, model: models.Environment) -> Environment:
+        return cls(
+            model=model,
+            name=model.name,
+            archived=model.archived_at is not None,
+            archived_at=model.archived_at,
+        )
 
 
 @strawberry.type(
@@ -166,24 +178,25 @@ class Environment(Node):
 class Application(Node):
     model: strawberry.Private[models.Application]
 
-    @strawberry.field(description="Lowercase [a-z0-9][a-z0-9-]{0,62}, unique.")
-    def name(self) -> str:
-        return self.model.name
-
-    @strawberry.field(
+    name: str = strawberry.field(description="Lowercase [a-z0-9][a-z0-9-]{0,62}, unique.")
+    archived: bool = strawberry.field(
         description="Archived: left out of lists, takes no new requests or deployments; history kept."
     )
-    def archived(self) -> bool:
-        return self.model.archived_at is not None
-
-    @strawberry.field(description="When it was archived; null while it is not.")
-    def archived_at(self) -> datetime | None:
-        return self.model.archived_at
+    archived_at: datetime | None = strawberry.field(description="When it was archived; null while it is not.")
 
     @strawberry.field(description="Its pipelines the caller can see (R1), oldest first.")
     async def pipelines(self, info: Info) -> list[Pipeline]:
         found = await info.context.loaders.pipelines(info.context.actor).load(self.model.id)
-        return [Pipeline(model=p) for p in found]
+        return [Pipeline.from_model(p) for p in found]
+
+    @classmethod
+    def from_model(cls, model: models.Application) -> Application:
+        return cls(
+            model=model,
+            name=model.name,
+            archived=model.archived_at is not None,
+            archived_at=model.archived_at,
+        )
 
 
 @strawberry.type(description="GROUP_QUORUMS: how many approvals a policy needs from one group's members.")
@@ -195,7 +208,7 @@ class GroupQuorum:
 
     @strawberry.field(description="The group (its name shows to anyone who sees the policy).")
     def group(self) -> Group:
-        return Group(model=self.group_model)
+        return Group.from_model(self.group_model)
 
 
 @strawberry.type(
@@ -211,32 +224,27 @@ class ApprovalPolicy(Node):
     def id(self) -> strawberry.ID:
         return strawberry.ID(ids.encode("ApprovalPolicy", self.pipeline.id))
 
-    @strawberry.field(description="0: deploys need no approval; otherwise the least number of approvals.")
-    def required_approvals(self) -> int:
-        return self.pipeline.required_approvals
-
-    @strawberry.field(
+    required_approvals: int = strawberry.field(
+        description="0: deploys need no approval; otherwise the least number of approvals."
+    )
+    ttl_hours: int | None = strawberry.field(
         description="Lifetime of a request, pending or approved, in hours (1 to 8760); null: no expiry (R7, R15)."
     )
-    def ttl_hours(self) -> int | None:
-        return self.pipeline.ttl_hours
-
-    @strawberry.field(
+    approvers_can_deploy: bool = strawberry.field(
         description="Whether a user who approved a request may deploy on it; otherwise APPROVER_CANNOT_DEPLOY (R21)."
     )
-    def approvers_can_deploy(self) -> bool:
-        return self.pipeline.approvers_can_deploy
-
-    @strawberry.field(
+    kind: ApprovalPolicyKind = strawberry.field(
         description="Whose approvals count: anyone eligible, specific users, or quorums of groups."
     )
-    def kind(self) -> ApprovalPolicyKind:
-        return models.ApprovalPolicyKind(self.pipeline.policy_kind)
+
+    approvers: list[User]
 
     @strawberry.field(description="SPECIFIC_USERS: each of them must approve.")
     async def approvers(self, info: Info) -> list[User]:
         rows = await info.context.loaders.policy_approvers.load(self.pipeline.id)
         return await _users(info, [r.user_id for r in rows])
+
+    group_quorums: list[GroupQuorum]
 
     @strawberry.field(description="GROUP_QUORUMS: at least minApprovals from each group.")
     async def group_quorums(self, info: Info) -> list[GroupQuorum]:
@@ -247,14 +255,18 @@ class ApprovalPolicy(Node):
             for g, r in zip(groups, rows, strict=True)
         ]
 
-    @strawberry.field(description="GROUP_QUORUMS: one person's approval counts toward one group only.")
-    def count_once_per_person(self) -> bool:
-        return self.pipeline.count_once_per_person
+    count_once_per_person: bool = strawberry.field(
+        description="GROUP_QUORUMS: one person's approval counts toward one group only."
+    )
+
+    exception_users: list[User]
 
     @strawberry.field(description="Users who may deploy without approval.")
     async def exception_users(self, info: Info) -> list[User]:
         rows = await info.context.loaders.approval_exceptions.load(self.pipeline.id)
         return await _users(info, [r.user_id for r in rows if r.user_id is not None])
+
+    exception_groups: list[Group]
 
     @strawberry.field(description="Groups whose members may deploy without approval.")
     async def exception_groups(self, info: Info) -> list[Group]:
@@ -262,19 +274,16 @@ class ApprovalPolicy(Node):
         groups = await info.context.loaders.group.load_many(
             [r.group_id for r in rows if r.group_id is not None]
         )
-        return [Group(model=g) for g in groups]
+        return [Group.from_model(g) for g in groups]
 
-    @strawberry.field(
+    cancel_stale_requests: bool = strawberry.field(
         description="Live requests for older images are cancelled when a newer one is deployed."
     )
-    def cancel_stale_requests(self) -> bool:
-        return self.pipeline.cancel_stale_requests
-
-    @strawberry.field(
+    required_checks: list[str] = strawberry.field(
         description="Image checks that must have PASSED before a request is approved and before a deploy (CHECKS_NOT_PASSED)."
     )
-    def required_checks(self) -> list[str]:
-        return list(self.pipeline.required_checks or ())
+
+    requires_healthy_on: Environment | None
 
     @strawberry.field(
         description="Promotion: the environment an image must have been HEALTHY on before it may be requested here (PROMOTION_REQUIRED); null: none."
@@ -282,30 +291,40 @@ class ApprovalPolicy(Node):
     async def requires_healthy_on(self, info: Info) -> Environment | None:
         if self.pipeline.requires_healthy_on_id is None:
             return None
-        return Environment(
-            model=await info.context.loaders.environment.load(self.pipeline.requires_healthy_on_id)
+        return Environment.from_model(
+            await info.context.loaders.environment.load(self.pipeline.requires_healthy_on_id)
         )
 
-    @strawberry.field(
+    remind_after_hours: int | None = strawberry.field(
         description="A request pending this many hours reminds its named approvers who have not approved, "
         "once per such period; null: no reminders."
     )
-    def remind_after_hours(self) -> int | None:
-        return self.pipeline.remind_after_hours
-
-    @strawberry.field(
+    escalate_after_hours: int | None = strawberry.field(
         description="A request pending this many hours is escalated, once, to escalateToGroup's members "
         "or else the super-admins; null: no escalation."
     )
-    def escalate_after_hours(self) -> int | None:
-        return self.pipeline.escalate_after_hours
 
     @strawberry.field(description="Who is told of an escalation; null: the super-admins.")
     async def escalate_to_group(self, info: Info) -> Group | None:
         if self.pipeline.escalate_group_id is None:
             return None
         group = await info.context.loaders.group.load(self.pipeline.escalate_group_id)
-        return None if group is None else Group(model=group)
+        return None if group is None else Group.from_model(group)
+
+    @classmethod
+    def from_model(cls, pipeline: models.Pipeline) -> ApprovalPolicy:
+        return cls(
+            pipeline=pipeline,
+            required_approvals=pipeline.required_approvals,
+            ttl_hours=pipeline.ttl_hours,
+            approvers_can_deploy=pipeline.approvers_can_deploy,
+            kind=models.ApprovalPolicyKind(pipeline.policy_kind),
+            count_once_per_person=pipeline.count_once_per_person,
+            cancel_stale_requests=pipeline.cancel_stale_requests,
+            required_checks=list(pipeline.required_checks or ()),
+            remind_after_hours=pipeline.remind_after_hours,
+            escalate_after_hours=pipeline.escalate_after_hours,
+        )
 
 
 @strawberry.type(
@@ -327,9 +346,9 @@ class WeeklyWindow:
 class DeployFreeze(Node):
     model: strawberry.Private[models.DeployFreeze]
 
-    @strawberry.field(description="What the freeze is for, as people call it.")
-    def name(self) -> str:
-        return self.model.name
+    name: str = strawberry.field(description="What the freeze is for, as people call it.")
+
+    environment: Environment | None
 
     @strawberry.field(
         description="The environment frozen (every pipeline on it); null for a pipeline's freeze."
@@ -337,21 +356,24 @@ class DeployFreeze(Node):
     async def environment(self, info: Info) -> Environment | None:
         if self.model.environment_id is None:
             return None
-        return Environment(model=await info.context.loaders.environment.load(self.model.environment_id))
+        return Environment.from_model(await info.context.loaders.environment.load(self.model.environment_id))
+
+    pipeline: Pipeline | None
 
     @strawberry.field(description="The pipeline frozen; null for an environment's freeze.")
     async def pipeline(self, info: Info) -> Pipeline | None:
         if self.model.pipeline_id is None:
             return None
-        return Pipeline(model=await info.context.loaders.pipeline.load(self.model.pipeline_id))
+        return Pipeline.from_model(await info.context.loaders.pipeline.load(self.model.pipeline_id))
 
-    @strawberry.field(description="One-off windows: from startsAt (frozen) to endsAt (open again).")
-    def starts_at(self) -> datetime | None:
-        return self.model.starts_at
+    starts_at: datetime | None = strawberry.field(
+        description="One-off windows: from startsAt (frozen) to endsAt (open again)."
+    )
+    ends_at: datetime | None = strawberry.field(
+        description="One-off windows: when deploys are allowed again."
+    )
 
-    @strawberry.field(description="One-off windows: when deploys are allowed again.")
-    def ends_at(self) -> datetime | None:
-        return self.model.ends_at
+    weekly: WeeklyWindow | None
 
     @strawberry.field(description="Weekly windows, wall-clock in their time zone.")
     def weekly(self) -> WeeklyWindow | None:
@@ -367,13 +389,23 @@ class DeployFreeze(Node):
             end_time=m.end_time,
         )
 
+    created_by: User
+
     @strawberry.field(description="The super-admin who made it.")
     async def created_by(self, info: Info) -> User:
         return await _user(info, self.model.created_by_id)
 
-    @strawberry.field(description="When it was made.")
-    def created_at(self) -> datetime:
-        return self.model.created_at
+    created_at: datetime = strawberry.field(description="When it was made.")
+
+    @classmethod
+    def from_model(cls, model: models.DeployFreeze) -> DeployFreeze:
+        return cls(
+            model=model,
+            name=model.name,
+            starts_at=model.starts_at,
+            ends_at=model.ends_at,
+            created_at=model.created_at,
+        )
 
 
 @strawberry.type(
@@ -382,31 +414,30 @@ class DeployFreeze(Node):
 class Pipeline(Node):
     model: strawberry.Private[models.Pipeline]
 
+    application: Application
+
     @strawberry.field(description="The application it deploys.")
     async def application(self, info: Info) -> Application:
-        return Application(model=await info.context.loaders.application.load(self.model.application_id))
+        return Application.from_model(await info.context.loaders.application.load(self.model.application_id))
+
+    environment: Environment
 
     @strawberry.field(description="The environment it deploys to.")
     async def environment(self, info: Info) -> Environment:
-        return Environment(model=await info.context.loaders.environment.load(self.model.environment_id))
+        return Environment.from_model(await info.context.loaders.environment.load(self.model.environment_id))
 
-    @strawberry.field(description="How deployments roll out.")
-    def strategy(self) -> DeploymentStrategy:
-        return models.DeploymentStrategy(self.model.strategy)
-
-    @strawberry.field(
+    strategy: DeploymentStrategy = strawberry.field(description="How deployments roll out.")
+    trigger_type: TriggerType = strawberry.field(
         description="AUTOMATIC: an image is deployed the moment its request becomes APPROVED (R24)."
     )
-    def trigger_type(self) -> TriggerType:
-        return models.TriggerType(self.model.trigger_type)
 
     @strawberry.field(description="What its deploys need (R7, R12, R21).")
     def approval_policy(self) -> ApprovalPolicy:
-        return ApprovalPolicy(pipeline=self.model)
+        return ApprovalPolicy.from_model(self.model)
 
     @strawberry.field(description="Freezes on this pipeline and on its environment.")
     async def deploy_freezes(self, info: Info) -> list[DeployFreeze]:
-        return [DeployFreeze(model=f) for f in await info.context.loaders.freezes.load(self.model.id)]
+        return [DeployFreeze.from_model(f) for f in await info.context.loaders.freezes.load(self.model.id)]
 
     @strawberry.field(description="Null: deploys are allowed now; otherwise when the freeze in force ends.")
     async def frozen_until(self, info: Info) -> datetime | None:
@@ -417,12 +448,12 @@ class Pipeline(Node):
         deployment = await info.context.loaders.active_deployment.load(self.model.id)
         if deployment is None:
             return None
-        return Image(model=await info.context.loaders.image.load(deployment.image_id))
+        return Image.from_model(await info.context.loaders.image.load(deployment.image_id))
 
     @strawberry.field(description="Its newest deployment that is PROGRESSING or HEALTHY (R23); null if none.")
     async def active_deployment(self, info: Info) -> Deployment | None:
         deployment = await info.context.loaders.active_deployment.load(self.model.id)
-        return Deployment(model=deployment) if deployment else None
+        return Deployment.from_model(deployment) if deployment else None
 
     @strawberry.field(
         description='What "Select Image" lists, newest first (R19); images whose required checks have not all PASSED are left out.'
@@ -442,7 +473,7 @@ class Pipeline(Node):
             rows = await info.context.loaders.deployable_images.load(self.model.id)
         else:
             rows = await info.context.loaders.deployable_images_filtered.load((self.model.id, found))
-        return [Image(model=i) for i in rows]
+        return [Image.from_model(i) for i in rows]
 
     # --- "Why can't I?" (decided by greenlight.workflow.decisions, as the mutations are) ---
     @strawberry.field(
@@ -476,6 +507,14 @@ class Pipeline(Node):
         found = await info.context.loaders.deployments.load((self.model.id, first, ids.decode_cursor(after)))
         return connection(found, Deployment)
 
+    @classmethod
+    def from_model(cls, model: models.Pipeline) -> Pipeline:
+        return cls(
+            model=model,
+            strategy=models.DeploymentStrategy(model.strategy),
+            trigger_type=models.TriggerType(model.trigger_type),
+        )
+
 
 @strawberry.type(
     description="A container image registered by CI for an application (R3); the same digest twice is a CONFLICT."
@@ -483,43 +522,30 @@ class Pipeline(Node):
 class Image(Node):
     model: strawberry.Private[models.Image]
 
+    application: Application
+
     @strawberry.field(description="The application it was built for.")
     async def application(self, info: Info) -> Application:
-        return Application(model=await info.context.loaders.application.load(self.model.application_id))
+        return Application.from_model(await info.context.loaders.application.load(self.model.application_id))
 
-    @strawberry.field(description="Where it is stored, e.g. registry.example.com/acme/shop.")
-    def repository(self) -> str:
-        return self.model.repository
+    repository: str = strawberry.field(description="Where it is stored, e.g. registry.example.com/acme/shop.")
+    tag: str = strawberry.field(description="Its tag, e.g. 1.4.2.")
+    digest: str = strawberry.field(description="sha256: and 64 lowercase hex digits; unique per application.")
 
-    @strawberry.field(description="Its tag, e.g. 1.4.2.")
-    def tag(self) -> str:
-        return self.model.tag
-
-    @strawberry.field(description="sha256: and 64 lowercase hex digits; unique per application.")
-    def digest(self) -> str:
-        return self.model.digest
+    built_by: User
 
     @strawberry.field(description="The user whose credentials registered it; never an approver of it (R10).")
     async def built_by(self, info: Info) -> User:
         return await _user(info, self.model.built_by_id)
 
-    @strawberry.field(description="When it was registered.")
-    def created_at(self) -> datetime:
-        return self.model.created_at
-
-    @strawberry.field(
+    created_at: datetime = strawberry.field(description="When it was registered.")
+    commit: str | None = strawberry.field(
         description="The commit it was built from (7 to 40 lowercase hex digits); null if not given."
     )
-    def commit(self) -> str | None:
-        return self.model.commit
-
-    @strawberry.field(description="The branch it was built from; null if not given.")
-    def branch(self) -> str | None:
-        return self.model.branch
-
-    @strawberry.field(description="The CI build that made it (http or https); null if not given.")
-    def build_url(self) -> str | None:
-        return self.model.build_url
+    branch: str | None = strawberry.field(description="The branch it was built from; null if not given.")
+    build_url: str | None = strawberry.field(
+        description="The CI build that made it (http or https); null if not given."
+    )
 
     @strawberry.field(description="The labels CI gave it, by key.")
     async def labels(self, info: Info) -> list[Annotated[Label, strawberry.lazy("greenlight.schema.images")]]:
@@ -534,7 +560,7 @@ class Image(Node):
     ) -> list[Annotated[ImageCheck, strawberry.lazy("greenlight.schema.images")]]:
         from greenlight.schema.images import ImageCheck
 
-        return [ImageCheck(model=c) for c in await info.context.loaders.image_checks.load(self.model.id)]
+        return [ImageCheck.from_model(c) for c in await info.context.loaders.image_checks.load(self.model.id)]
 
     @strawberry.field(
         description="Its history on one pipeline: every request, oldest first, each asking again naming the "
@@ -547,12 +573,12 @@ class Image(Node):
     ) -> list[ApprovalRequest]:
         pid = ids.decode("Pipeline", pipeline_id, "pipelineId")
         found = await reads.request_chain(info.context.actor, self.model.id, pid)
-        return [ApprovalRequest(model=r) for r in found]
+        return [ApprovalRequest.from_model(r) for r in found]
 
     @strawberry.field(description="Environments where this image is active.")
     async def active_on(self, info: Info) -> list[Environment]:
         found = await info.context.loaders.active_on(info.context.actor).load(self.model.id)
-        return [Environment(model=e) for e in found]
+        return [Environment.from_model(e) for e in found]
 
     @strawberry.field(description="The latest request's state on that pipeline; null if never requested.")
     async def approval_state(
@@ -562,6 +588,19 @@ class Image(Node):
     ) -> ApprovalState | None:
         pid = ids.decode("Pipeline", pipeline_id, "pipelineId")
         return await info.context.loaders.approval_state(info.context.actor).load((self.model.id, pid))
+
+    @classmethod
+    def from_model(cls, model: models.Image) -> Image:
+        return cls(
+            model=model,
+            repository=model.repository,
+            tag=model.tag,
+            digest=model.digest,
+            created_at=model.created_at,
+            commit=model.commit,
+            branch=model.branch,
+            build_url=model.build_url,
+        )
 
 
 @strawberry.type(description="One approver's decision on a request, with when and why.")
@@ -610,7 +649,7 @@ class ApprovalRequirement:
         if self.group_id is None:
             return None
         found = await info.context.loaders.group.load(self.group_id)
-        return None if found is None else Group(model=found)
+        return None if found is None else Group.from_model(found)
 
 
 @strawberry.type(
@@ -619,38 +658,42 @@ class ApprovalRequirement:
 class ApprovalRequest(Node):
     model: strawberry.Private[models.ApprovalRequest]
 
+    image: Image
+
     @strawberry.field(description="The image to approve.")
     async def image(self, info: Info) -> Image:
-        return Image(model=await info.context.loaders.image.load(self.model.image_id))
+        return Image.from_model(await info.context.loaders.image.load(self.model.image_id))
+
+    pipeline: Pipeline
 
     @strawberry.field(description="Where it would be deployed.")
     async def pipeline(self, info: Info) -> Pipeline:
-        return Pipeline(model=await info.context.loaders.pipeline.load(self.model.pipeline_id))
+        return Pipeline.from_model(await info.context.loaders.pipeline.load(self.model.pipeline_id))
+
+    state: ApprovalState
 
     @strawberry.field(description="Its state now: a passed expiresAt reads EXPIRED at once (R15).")
     def state(self) -> ApprovalState:
         return effective_state(self.model)
 
+    requested_by: User
+
     @strawberry.field(description="Who asked (build-and-deploy, R3); never an approver of it (R10).")
     async def requested_by(self, info: Info) -> User:
         return await _user(info, self.model.requested_by_id)
 
-    @strawberry.field(description="When it was asked.")
-    def requested_at(self) -> datetime:
-        return self.model.requested_at
+    requested_at: datetime = strawberry.field(description="When it was asked.")
+    comment: str | None = strawberry.field(description="The requester's comment.")
+    required_approvals: int = strawberry.field(description="Fixed when the request is made (R7).")
 
-    @strawberry.field(description="The requester's comment.")
-    def comment(self) -> str | None:
-        return self.model.comment
-
-    @strawberry.field(description="Fixed when the request is made (R7).")
-    def required_approvals(self) -> int:
-        return self.model.required_approvals
+    approvals: list[Approval]
 
     @strawberry.field(description="The approvals so far, each counted once (R11).")
     async def approvals(self, info: Info) -> list[Approval]:
         rows = await info.context.loaders.approvals.load(self.model.id)
         return [Approval(user_id=a.user_id, decided_at=a.decided_at, comment=a.comment) for a in rows]
+
+    rejection: Approval | None
 
     @strawberry.field(description="Set when REJECTED; comment holds the reason.")
     async def rejection(self, info: Info) -> Approval | None:
@@ -659,46 +702,60 @@ class ApprovalRequest(Node):
             return None
         return Approval(user_id=row.user_id, decided_at=row.decided_at, comment=row.reason)
 
+    previous_request: ApprovalRequest | None
+
     @strawberry.field(
         description="The REJECTED request this one asks again after (its reason: previousRequest.rejection); null if none."
     )
     async def previous_request(self, info: Info) -> ApprovalRequest | None:
         if self.model.previous_request_id is None:
             return None
-        return ApprovalRequest(model=await info.context.loaders.request.load(self.model.previous_request_id))
+        return ApprovalRequest.from_model(
+            await info.context.loaders.request.load(self.model.previous_request_id)
+        )
+
+    next_request: ApprovalRequest | None
 
     @strawberry.field(
         description="The request that asked again after this one was rejected; null if none yet."
     )
     async def next_request(self, info: Info) -> ApprovalRequest | None:
         found = await info.context.loaders.next_request.load(self.model.id)
-        return None if found is None else ApprovalRequest(model=found)
+        return None if found is None else ApprovalRequest.from_model(found)
+
+    history: list[ApprovalRequest]
 
     @strawberry.field(
         description="Every request of this image on this pipeline, this one included, oldest first."
     )
     async def history(self, info: Info) -> list[ApprovalRequest]:
         found = await reads.request_chain(info.context.actor, self.model.image_id, self.model.pipeline_id)
-        return [ApprovalRequest(model=r) for r in found]
+        return [ApprovalRequest.from_model(r) for r in found]
+
+    notified_approvers: list[User]
 
     @strawberry.field(description="The approvers the requester named (R8).")
     async def notified_approvers(self, info: Info) -> list[User]:
         rows = await info.context.loaders.named_approvers.load(self.model.id)
         return await _users(info, [row.user_id for row in rows])
 
-    @strawberry.field(
+    expires_at: datetime | None = strawberry.field(
         description="When it expires, fixed when made from the policy's ttlHours (R7); null: never."
     )
-    def expires_at(self) -> datetime | None:
-        return self.model.expires_at
+
+    policy_kind: ApprovalPolicyKind
 
     @strawberry.field(description="The kind of the policy the request was made under (R7).")
     def policy_kind(self) -> ApprovalPolicyKind:
         return policy.Snapshot.of(self.model).kind
 
+    requirements: list[ApprovalRequirement]
+
     @strawberry.field(description="Progress per requirement; the first line is the total.")
     async def requirements(self, info: Info) -> list[ApprovalRequirement]:
         return [ApprovalRequirement.of(line) for line in await self._progress(info)]
+
+    progress: str
 
     @strawberry.field(description='The requirements in words: "approvals: 1 of 2, sre: 1 of 2".')
     async def progress(self, info: Info) -> str:
@@ -712,9 +769,7 @@ class ApprovalRequest(Node):
             [(a.user_id, a.group_ids) for a in rows],
         )
 
-    @strawberry.field(description="The image is older than the pipeline's active image.")
-    def stale(self) -> bool:
-        return self.model.stale
+    stale: bool = strawberry.field(description="The image is older than the pipeline's active image.")
 
     @strawberry.field(
         description="Whether the caller may approve it right now (acknowledging a stale image)."
@@ -752,6 +807,17 @@ class ApprovalRequest(Node):
         facts = decisions.RequestFacts(request, scope, image.built_by_id, unmet)
         return facts, {a.user_id for a in approvals}
 
+    @classmethod
+    def from_model(cls, model: models.ApprovalRequest) -> ApprovalRequest:
+        return cls(
+            model=model,
+            requested_at=model.requested_at,
+            comment=model.comment,
+            required_approvals=model.required_approvals,
+            expires_at=model.expires_at,
+            stale=model.stale,
+        )
+
 
 @strawberry.type(description="Whether the signed-in user may take one action on one object now, and why not.")
 class ActionDecision:
@@ -782,55 +848,63 @@ class RequestActions:
 class Deployment(Node):
     model: strawberry.Private[models.Deployment]
 
+    pipeline: Pipeline
+
     @strawberry.field(description="Where it rolls out.")
     async def pipeline(self, info: Info) -> Pipeline:
-        return Pipeline(model=await info.context.loaders.pipeline.load(self.model.pipeline_id))
+        return Pipeline.from_model(await info.context.loaders.pipeline.load(self.model.pipeline_id))
+
+    image: Image
 
     @strawberry.field(description="What it rolls out.")
     async def image(self, info: Info) -> Image:
-        return Image(model=await info.context.loaders.image.load(self.model.image_id))
+        return Image.from_model(await info.context.loaders.image.load(self.model.image_id))
 
-    @strawberry.field(description="Where the rollout stands (R23).")
-    def status(self) -> DeploymentStatus:
-        return models.DeploymentStatus(self.model.status)
+    status: DeploymentStatus = strawberry.field(description="Where the rollout stands (R23).")
+    strategy: DeploymentStrategy = strawberry.field(description="The pipeline's strategy when it started.")
 
-    @strawberry.field(description="The pipeline's strategy when it started.")
-    def strategy(self) -> DeploymentStrategy:
-        return models.DeploymentStrategy(self.model.strategy)
+    triggered_by: User
 
     @strawberry.field(description="Who deployed; the requester for an automatic deploy (R24).")
     async def triggered_by(self, info: Info) -> User:
         return await _user(info, self.model.triggered_by_id)
 
+    approval_request: ApprovalRequest | None
+
     @strawberry.field(description="The request it consumed (R20); null when none was needed.")
     async def approval_request(self, info: Info) -> ApprovalRequest | None:
         if self.model.approval_request_id is None:
             return None
-        return ApprovalRequest(model=await info.context.loaders.request.load(self.model.approval_request_id))
+        return ApprovalRequest.from_model(
+            await info.context.loaders.request.load(self.model.approval_request_id)
+        )
 
-    @strawberry.field(description="When it started.")
-    def started_at(self) -> datetime:
-        return self.model.started_at
-
-    @strawberry.field(description="When it ended; null while PROGRESSING.")
-    def finished_at(self) -> datetime | None:
-        return self.model.finished_at
-
-    @strawberry.field(description="Deployed by an exception user of the pipeline, without approval.")
-    def approval_exception(self) -> bool:
-        return self.model.approval_exception
-
-    @strawberry.field(description="Set when a super-admin deployed through a freeze.")
-    def freeze_override_reason(self) -> str | None:
-        return self.model.freeze_override_reason
-
-    @strawberry.field(description="What the rollout driver or CD system said last.")
-    def message(self) -> str | None:
-        return self.model.message
+    started_at: datetime = strawberry.field(description="When it started.")
+    finished_at: datetime | None = strawberry.field(description="When it ended; null while PROGRESSING.")
+    approval_exception: bool = strawberry.field(
+        description="Deployed by an exception user of the pipeline, without approval."
+    )
+    freeze_override_reason: str | None = strawberry.field(
+        description="Set when a super-admin deployed through a freeze."
+    )
+    message: str | None = strawberry.field(description="What the rollout driver or CD system said last.")
 
     @strawberry.field(description="The simulator's steps and where the rollout stands.")
     def steps(self) -> list[DeploymentStep]:
         return [DeploymentStep(name=step.name, status=step.status) for step in plan.steps(self.model, now())]
+
+    @classmethod
+    def from_model(cls, model: models.Deployment) -> Deployment:
+        return cls(
+            model=model,
+            status=models.DeploymentStatus(model.status),
+            strategy=models.DeploymentStrategy(model.strategy),
+            started_at=model.started_at,
+            finished_at=model.finished_at,
+            approval_exception=model.approval_exception,
+            freeze_override_reason=model.freeze_override_reason,
+            message=model.message,
+        )
 
 
 StepStatus = described_enum(
@@ -858,9 +932,9 @@ class DeploymentStep:
 class AuditEvent(Node):
     model: strawberry.Private[models.AuditEvent]
 
-    @strawberry.field(description="When it happened.")
-    def at(self) -> datetime:
-        return self.model.at
+    at: datetime = strawberry.field(description="When it happened.")
+
+    actor: User | None
 
     @strawberry.field(description="Null when Greenlight acted on its own.")
     async def actor(self, info: Info) -> User | None:
@@ -868,29 +942,32 @@ class AuditEvent(Node):
             return None
         return await _user(info, self.model.actor_id)
 
-    @strawberry.field(description='What was done, e.g. "approve", "deploy", "grant_role".')
-    def action(self) -> str:
-        return self.model.action
+    action: str = strawberry.field(description='What was done, e.g. "approve", "deploy", "grant_role".')
+
+    object_id: strawberry.ID
 
     @strawberry.field(description="The id of the object acted on.")
     def object_id(self) -> strawberry.ID:
         return strawberry.ID(ids.encode(self.model.object_type, self.model.object_id))
 
-    @strawberry.field(description="The application concerned, if any.")
-    def application(self) -> str | None:
-        return self.model.application
+    application: str | None = strawberry.field(description="The application concerned, if any.")
+    environment: str | None = strawberry.field(description="The environment concerned, if any.")
+    before: JSON | None = strawberry.field(
+        description="The object's state before, as JSON; null for a creation."
+    )
+    after: JSON | None = strawberry.field(description="Its state after, as JSON; null for a deletion.")
 
-    @strawberry.field(description="The environment concerned, if any.")
-    def environment(self) -> str | None:
-        return self.model.environment
-
-    @strawberry.field(description="The object's state before, as JSON; null for a creation.")
-    def before(self) -> JSON | None:
-        return self.model.before
-
-    @strawberry.field(description="Its state after, as JSON; null for a deletion.")
-    def after(self) -> JSON | None:
-        return self.model.after
+    @classmethod
+    def from_model(cls, model: models.AuditEvent) -> AuditEvent:
+        return cls(
+            model=model,
+            at=model.at,
+            action=model.action,
+            application=model.application,
+            environment=model.environment,
+            before=model.before,
+            after=model.after,
+        )
 
 
 T = TypeVar("T")
@@ -920,7 +997,7 @@ class Connection(Generic[T]):
 
 
 def connection(page: reads.Page, node: type[T]) -> Connection[T]:
-    edges = [Edge(cursor=ids.encode_cursor(m.id), node=node(model=m)) for m in page.items]
+    edges = [Edge(cursor=ids.encode_cursor(m.id), node=node.from_model(m)) for m in page.items]
     return Connection(edges=edges, page_info=PageInfo(page=page), page=page)
 
 
@@ -928,35 +1005,21 @@ def connection(page: reads.Page, node: type[T]) -> Connection[T]:
 class ApiToken(Node):
     model: strawberry.Private[models.ApiToken]
 
-    @strawberry.field(description="What the token is for, e.g. the CI system using it.")
-    def name(self) -> str:
-        return self.model.name
+    name: str = strawberry.field(description="What the token is for, e.g. the CI system using it.")
+
+    user: User
 
     @strawberry.field(description="Whose token it is: it acts as this user.")
     async def user(self, info: Info) -> User:
         return await _user(info, self.model.user_id)
 
-    @strawberry.field(description="When it stops working; null: never.")
-    def expires_at(self) -> datetime | None:
-        return self.model.expires_at
-
-    @strawberry.field(description="When it was issued.")
-    def created_at(self) -> datetime:
-        return self.model.created_at
-
-    @strawberry.field(description="When it was revoked; null while usable.")
-    def revoked_at(self) -> datetime | None:
-        return self.model.revoked_at
-
-    @strawberry.field(description="When it was last used to authenticate.")
-    def last_used_at(self) -> datetime | None:
-        return self.model.last_used_at
-
-    @strawberry.field(
+    expires_at: datetime | None = strawberry.field(description="When it stops working; null: never.")
+    created_at: datetime = strawberry.field(description="When it was issued.")
+    revoked_at: datetime | None = strawberry.field(description="When it was revoked; null while usable.")
+    last_used_at: datetime | None = strawberry.field(description="When it was last used to authenticate.")
+    actions: list[str] | None = strawberry.field(
         description="The only actions it may take (policy.csv names; view is always within); null: no limit."
     )
-    def actions(self) -> list[str] | None:
-        return self.model.actions
 
     @strawberry.field(description="The only applications it may act on; null: no limit.")
     async def applications(self) -> list[Application] | None:
@@ -966,12 +1029,24 @@ class ApiToken(Node):
     async def environments(self) -> list[Environment] | None:
         return await _limited(models.Environment, Environment, self.model.environment_ids)
 
+    @classmethod
+    def from_model(cls, model: models.ApiToken) -> ApiToken:
+        return cls(
+            model=model,
+            name=model.name,
+            expires_at=model.expires_at,
+            created_at=model.created_at,
+            revoked_at=model.revoked_at,
+            last_used_at=model.last_used_at,
+            actions=model.actions,
+        )
+
 
 async def _limited(model, node, limit_ids: list[int] | None):
     """A token's application or environment limits, by name (one statement, only when set)."""
     if limit_ids is None:
         return None
-    return [node(model=row) for row in await model.filter(id__in=limit_ids).order_by("name")]
+    return [node.from_model(row) for row in await model.filter(id__in=limit_ids).order_by("name")]
 
 
 @strawberry.type(description="The secret is shown once, here.")
@@ -984,45 +1059,22 @@ class IssuedApiToken:
 class OutboxEmail(Node):
     model: strawberry.Private[models.EmailOutbox]
 
-    @strawberry.field(description='Why it is sent, e.g. "approval_requested", "request_approved".')
-    def kind(self) -> str:
-        return self.model.kind
-
-    @strawberry.field(description="The recipient's address.")
-    def to_address(self) -> str:
-        return self.model.to_address
-
-    @strawberry.field(description="The subject line.")
-    def subject(self) -> str:
-        return self.model.subject
-
-    @strawberry.field(description="The Message-ID header, the same on every attempt.")
-    def message_id(self) -> str:
-        return self.model.message_id
-
-    @strawberry.field(description="How many times sending was tried.")
-    def attempts(self) -> int:
-        return self.model.attempts
-
-    @strawberry.field(description="When it was queued, in the transaction of the change that caused it.")
-    def created_at(self) -> datetime:
-        return self.model.created_at
-
-    @strawberry.field(description="When the SMTP server accepted it; null until then.")
-    def sent_at(self) -> datetime | None:
-        return self.model.sent_at
-
-    @strawberry.field(
+    kind: str = strawberry.field(description='Why it is sent, e.g. "approval_requested", "request_approved".')
+    to_address: str = strawberry.field(description="The recipient's address.")
+    subject: str = strawberry.field(description="The subject line.")
+    message_id: str = strawberry.field(description="The Message-ID header, the same on every attempt.")
+    attempts: int = strawberry.field(description="How many times sending was tried.")
+    created_at: datetime = strawberry.field(
+        description="When it was queued, in the transaction of the change that caused it."
+    )
+    sent_at: datetime | None = strawberry.field(
+        description="When the SMTP server accepted it; null until then."
+    )
+    failed_at: datetime | None = strawberry.field(
         description="When it was given up (after GREENLIGHT_EMAIL_MAX_ATTEMPTS); retryNotification queues it again."
     )
-    def failed_at(self) -> datetime | None:
-        return self.model.failed_at
-
-    @strawberry.field(description="Why the last attempt failed.")
-    def last_error(self) -> str | None:
-        return self.model.last_error
-
-    @strawberry.field(
+    last_error: str | None = strawberry.field(description="Why the last attempt failed.")
+    outcome_unknown_attempts: int = strawberry.field(
         description=(
             "Attempts whose outcome could not be known after the message was handed to the SMTP "
             "server (the server process was killed, or the connection failed before the "
@@ -1030,8 +1082,22 @@ class OutboxEmail(Node):
             "the recipient may have received this email more than once."
         )
     )
-    def outcome_unknown_attempts(self) -> int:
-        return self.model.unknown_outcomes
+
+    @classmethod
+    def from_model(cls, model: models.EmailOutbox) -> OutboxEmail:
+        return cls(
+            model=model,
+            kind=model.kind,
+            to_address=model.to_address,
+            subject=model.subject,
+            message_id=model.message_id,
+            attempts=model.attempts,
+            created_at=model.created_at,
+            sent_at=model.sent_at,
+            failed_at=model.failed_at,
+            last_error=model.last_error,
+            outcome_unknown_attempts=model.unknown_outcomes,
+        )
 
 
 ActionEnum = described_enum(
@@ -1055,32 +1121,33 @@ ActionEnum = described_enum(
 class GroupRoleBinding(Node):
     model: strawberry.Private[models.RoleBinding]
 
+    group: Group
+
     @strawberry.field(description="The group holding the role.")
     async def group(self, info: Info) -> Group:
-        return Group(model=await info.context.loaders.group.load(self.model.group_id))
+        return Group.from_model(await info.context.loaders.group.load(self.model.group_id))
 
-    @strawberry.field(description="The role granted.")
-    def role(self) -> Role:
-        return models.Role(self.model.role)
+    role: Role = strawberry.field(description="The role granted.")
+    application: str = strawberry.field(description='An application name, or "*" for all.')
+    environment: str = strawberry.field(description='An environment name, or "*" for all.')
 
-    @strawberry.field(description='An application name, or "*" for all.')
-    def application(self) -> str:
-        return self.model.application
-
-    @strawberry.field(description='An environment name, or "*" for all.')
-    def environment(self) -> str:
-        return self.model.environment
+    @classmethod
+    def from_model(cls, model: models.RoleBinding) -> GroupRoleBinding:
+        return cls(
+            model=model,
+            role=models.Role(model.role),
+            application=model.application,
+            environment=model.environment,
+        )
 
 
 @strawberry.type(description="A team; its members inherit the roles granted to it.")
 class Group(Node):
     model: strawberry.Private[models.Group]
 
-    @strawberry.field(
+    name: str = strawberry.field(
         description="Unique; shown wherever the group is used (a policy's quorums and exceptions)."
     )
-    def name(self) -> str:
-        return self.model.name
 
     @strawberry.field(description="Super-admins only.")
     async def members(self, info: Info, first: First = 20, after: After = None) -> Connection[User]:
@@ -1090,7 +1157,14 @@ class Group(Node):
     @strawberry.field(description="Super-admins only.")
     async def role_bindings(self, info: Info) -> list[GroupRoleBinding]:
         found = await info.context.loaders.group_bindings(info.context.actor).load(self.model.id)
-        return [GroupRoleBinding(model=b) for b in found]
+        return [GroupRoleBinding.from_model(b) for b in found]
+
+    @classmethod
+    def from_model(cls, model: models.Group) -> Group:
+        return cls(
+            model=model,
+            name=model.name,
+        )
 
 
 @strawberry.type(description="A role that allows the action, and where it comes from.")
