@@ -10,7 +10,7 @@ from greenlight.schema import ids
 from greenlight.schema.arguments import After, First, described
 from greenlight.schema.chat import ChatChannel, ChatDelivery, CreateChatChannelInput
 from greenlight.schema.context import Info
-from greenlight.schema.types import Connection, connection
+from greenlight.schema.nodes import Connection, connection
 from greenlight.workflow import chat
 
 

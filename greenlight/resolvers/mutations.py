@@ -10,10 +10,14 @@ from greenlight import models
 from greenlight.models import DeploymentStrategy, Role, TriggerType
 from greenlight.schema import ids
 from greenlight.schema.arguments import described
+from greenlight.schema.catalog import Application, DeployFreeze, Environment, Pipeline
 from greenlight.schema.context import Info
+from greenlight.schema.deployments import Deployment
 from greenlight.schema.edits import UpdateApplicationInput, UpdateEnvironmentInput
+from greenlight.schema.emails import OutboxEmail
 from greenlight.schema.enums import DeploymentStatus
-from greenlight.schema.images import ImageCheck, ReportImageCheckInput
+from greenlight.schema.identity import ApiToken, Group, GroupRoleBinding, IssuedApiToken, RoleBinding, User
+from greenlight.schema.images import Image, ImageCheck, ReportImageCheckInput
 from greenlight.schema.inputs import (
     ApprovalPolicyInput,
     CreatePipelineInput,
@@ -27,22 +31,7 @@ from greenlight.schema.inputs import (
     RequestApprovalInput,
     RoleBindingInput,
 )
-from greenlight.schema.types import (
-    ApiToken,
-    Application,
-    ApprovalRequest,
-    DeployFreeze,
-    Deployment,
-    Environment,
-    Group,
-    GroupRoleBinding,
-    Image,
-    IssuedApiToken,
-    OutboxEmail,
-    Pipeline,
-    RoleBinding,
-    User,
-)
+from greenlight.schema.requests import ApprovalRequest
 from greenlight.workflow import (
     approvals,
     catalog,

@@ -13,32 +13,25 @@ from greenlight.models import ApprovalState
 from greenlight.policies import Action, Actor
 from greenlight.schema import ids
 from greenlight.schema.arguments import After, First, described
+from greenlight.schema.audit import AuditEvent
+from greenlight.schema.catalog import Application, ApprovalPolicy, DeployFreeze, Environment, Pipeline
 from greenlight.schema.chat import ChatChannel, ChatDelivery
 from greenlight.schema.context import Info
-from greenlight.schema.images import ImageCheck, ImageFilter, image_filter
-from greenlight.schema.inputs import ApprovalRequestFilter, AuditEventFilter
-from greenlight.schema.types import (
+from greenlight.schema.deployments import Deployment
+from greenlight.schema.emails import OutboxEmail
+from greenlight.schema.identity import (
     ActionEnum,
     ApiToken,
-    Application,
-    ApprovalPolicy,
-    ApprovalRequest,
-    AuditEvent,
-    Connection,
     Decision,
-    DeployFreeze,
-    Deployment,
-    Environment,
     Group,
     GroupRoleBinding,
-    Image,
-    Node,
-    OutboxEmail,
-    Pipeline,
     RoleBinding,
     User,
-    connection,
 )
+from greenlight.schema.images import Image, ImageCheck, ImageFilter, image_filter
+from greenlight.schema.inputs import ApprovalRequestFilter, AuditEventFilter
+from greenlight.schema.nodes import Connection, Node, connection
+from greenlight.schema.requests import ApprovalRequest
 from greenlight.workflow import (
     access,
     approvals,

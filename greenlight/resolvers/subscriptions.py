@@ -22,8 +22,9 @@ from greenlight.events import Event, bus
 from greenlight.schema import ids
 from greenlight.schema.arguments import described
 from greenlight.schema.context import CredentialsWithdrawn, Info
+from greenlight.schema.deployments import Deployment
 from greenlight.schema.loaders import Loaders
-from greenlight.schema.types import ApprovalRequest, Deployment
+from greenlight.schema.requests import ApprovalRequest
 from greenlight.workflow.deployments import TERMINAL
 from greenlight.workflow.guards import visible_deployment, visible_request
 

@@ -7,9 +7,11 @@ from datetime import datetime
 import strawberry
 
 from greenlight import models
+from greenlight.schema.catalog import Environment, Pipeline
 from greenlight.schema.context import Info
 from greenlight.schema.enums import described_enum
-from greenlight.schema.types import Environment, Node, Pipeline, User
+from greenlight.schema.identity import User
+from greenlight.schema.nodes import Node
 from greenlight.workflow.chat import _host
 
 ChatChannelKind = described_enum(
