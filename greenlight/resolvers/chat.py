@@ -10,12 +10,12 @@ from greenlight.schema import ids
 from greenlight.schema.arguments import After, First, described
 from greenlight.schema.chat import ChatChannel, ChatDelivery, CreateChatChannelInput
 from greenlight.schema.context import Info
-from greenlight.schema.types import Connection, connection
+from greenlight.schema.nodes import Connection, connection
 from greenlight.workflow import chat
 
 
 async def chat_channels(info: Info) -> list[ChatChannel]:
-    return [ChatChannel(model=c) for c in await chat.channels(info.context.actor)]
+    return [ChatChannel.from_model(c) for c in await chat.channels(info.context.actor)]
 
 
 async def create_chat_channel(
@@ -29,14 +29,14 @@ async def create_chat_channel(
         environment_id=ids.decode_optional("Environment", input.environment_id, "environmentId"),
         events=input.events,
     )
-    return ChatChannel(model=channel)
+    return ChatChannel.from_model(channel)
 
 
 async def delete_chat_channel(
     info: Info, id: Annotated[strawberry.ID, described('"ChatChannel:<number>".')]
 ) -> ChatChannel:
-    return ChatChannel(
-        model=await chat.delete_channel(info.context.actor, ids.decode("ChatChannel", id, "id"))
+    return ChatChannel.from_model(
+        await chat.delete_channel(info.context.actor, ids.decode("ChatChannel", id, "id"))
     )
 
 
@@ -53,6 +53,6 @@ async def chat_deliveries(
 async def retry_chat_delivery(
     info: Info, id: Annotated[strawberry.ID, described('"ChatDelivery:<number>", a failed one.')]
 ) -> ChatDelivery:
-    return ChatDelivery(
-        model=await chat.retry_delivery(info.context.actor, ids.decode("ChatDelivery", id, "id"))
+    return ChatDelivery.from_model(
+        await chat.retry_delivery(info.context.actor, ids.decode("ChatDelivery", id, "id"))
     )

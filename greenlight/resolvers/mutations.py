@@ -10,10 +10,14 @@ from greenlight import models
 from greenlight.models import DeploymentStrategy, Role, TriggerType
 from greenlight.schema import ids
 from greenlight.schema.arguments import described
+from greenlight.schema.catalog import Application, DeployFreeze, Environment, Pipeline
 from greenlight.schema.context import Info
+from greenlight.schema.deployments import Deployment
 from greenlight.schema.edits import UpdateApplicationInput, UpdateEnvironmentInput
+from greenlight.schema.emails import OutboxEmail
 from greenlight.schema.enums import DeploymentStatus
-from greenlight.schema.images import ImageCheck, ReportImageCheckInput
+from greenlight.schema.identity import ApiToken, Group, GroupRoleBinding, IssuedApiToken, RoleBinding, User
+from greenlight.schema.images import Image, ImageCheck, ReportImageCheckInput
 from greenlight.schema.inputs import (
     ApprovalPolicyInput,
     CreatePipelineInput,
@@ -27,22 +31,7 @@ from greenlight.schema.inputs import (
     RequestApprovalInput,
     RoleBindingInput,
 )
-from greenlight.schema.types import (
-    ApiToken,
-    Application,
-    ApprovalRequest,
-    DeployFreeze,
-    Deployment,
-    Environment,
-    Group,
-    GroupRoleBinding,
-    Image,
-    IssuedApiToken,
-    OutboxEmail,
-    Pipeline,
-    RoleBinding,
-    User,
-)
+from greenlight.schema.requests import ApprovalRequest
 from greenlight.workflow import (
     approvals,
     catalog,
@@ -71,7 +60,7 @@ async def register_image(
         build_url=input.build_url,
         labels=None if input.labels is None else [(label.key, label.value) for label in input.labels],
     )
-    return Image(model=image)
+    return Image.from_model(image)
 
 
 async def report_image_check(
@@ -85,7 +74,7 @@ async def report_image_check(
         input.url,
         input.summary,
     )
-    return ImageCheck(model=check)
+    return ImageCheck.from_model(check)
 
 
 async def request_approval(
@@ -101,7 +90,7 @@ async def request_approval(
             "ApprovalRequest", input.previous_request_id, "previousRequestId"
         ),
     )
-    return ApprovalRequest(model=request)
+    return ApprovalRequest.from_model(request)
 
 
 async def approve_request(
@@ -121,7 +110,7 @@ async def approve_request(
     info.context.loaders.prime_request(
         request, actor.user
     )  # what approve read: the answer reads none of it again
-    return ApprovalRequest(model=request)
+    return ApprovalRequest.from_model(request)
 
 
 async def reject_request(
@@ -130,21 +119,21 @@ async def reject_request(
     reason: Annotated[str, described("Why; required, not blank (R13).")],
 ) -> ApprovalRequest:
     request_id = ids.decode("ApprovalRequest", id, "id")
-    return ApprovalRequest(model=await approvals.reject(info.context.actor, request_id, reason))
+    return ApprovalRequest.from_model(await approvals.reject(info.context.actor, request_id, reason))
 
 
 async def cancel_approval_request(
     info: Info, id: Annotated[strawberry.ID, described('"ApprovalRequest:<number>".')]
 ) -> ApprovalRequest:
     request_id = ids.decode("ApprovalRequest", id, "id")
-    return ApprovalRequest(model=await approvals.cancel(info.context.actor, request_id))
+    return ApprovalRequest.from_model(await approvals.cancel(info.context.actor, request_id))
 
 
 async def expire_approval(
     info: Info, id: Annotated[strawberry.ID, described('"ApprovalRequest:<number>".')]
 ) -> ApprovalRequest:
     request_id = ids.decode("ApprovalRequest", id, "id")
-    return ApprovalRequest(model=await approvals.expire(info.context.actor, request_id))
+    return ApprovalRequest.from_model(await approvals.expire(info.context.actor, request_id))
 
 
 async def withdraw_approval(
@@ -154,7 +143,7 @@ async def withdraw_approval(
     actor = info.context.actor
     request = await approvals.withdraw_approval(actor, ids.decode("ApprovalRequest", request_id, "requestId"))
     info.context.loaders.prime_request(request, actor.user)  # what it read: the answer reads none again
-    return ApprovalRequest(model=request)
+    return ApprovalRequest.from_model(request)
 
 
 async def deploy_image(
@@ -167,7 +156,7 @@ async def deploy_image(
         acknowledge_stale=bool(input.acknowledge_stale),
         freeze_override_reason=input.freeze_override_reason,
     )
-    return Deployment(model=deployment)
+    return Deployment.from_model(deployment)
 
 
 async def report_deployment_status(
@@ -187,11 +176,11 @@ async def report_deployment_status(
         models.DeploymentStatus(status),
         message,
     )
-    return Deployment(model=deployment)
+    return Deployment.from_model(deployment)
 
 
 async def create_user(info: Info, input: Annotated[CreateUserInput, described("The new user.")]) -> User:
-    return User(model=await identity.create_user(info.context.actor, input.email, input.name))
+    return User.from_model(await identity.create_user(info.context.actor, input.email, input.name))
 
 
 async def issue_api_token(
@@ -213,26 +202,26 @@ async def issue_api_token(
         input.ttl_hours,
         limits,
     )
-    return IssuedApiToken(token=secret, api_token=ApiToken(model=api_token))
+    return IssuedApiToken(token=secret, api_token=ApiToken.from_model(api_token))
 
 
 async def revoke_api_token(
     info: Info, id: Annotated[strawberry.ID, described('"ApiToken:<number>".')]
 ) -> ApiToken:
     token_id = ids.decode("ApiToken", id, "id")
-    return ApiToken(model=await identity.revoke_api_token(info.context.actor, token_id))
+    return ApiToken.from_model(await identity.revoke_api_token(info.context.actor, token_id))
 
 
 async def create_application(
     info: Info, name: Annotated[str, described("Lowercase [a-z0-9][a-z0-9-]{0,62}, unique.")]
 ) -> Application:
-    return Application(model=await catalog.create_application(info.context.actor, name))
+    return Application.from_model(await catalog.create_application(info.context.actor, name))
 
 
 async def create_environment(
     info: Info, name: Annotated[str, described("Lowercase [a-z0-9][a-z0-9-]{0,62}, unique.")]
 ) -> Environment:
-    return Environment(model=await catalog.create_environment(info.context.actor, name))
+    return Environment.from_model(await catalog.create_environment(info.context.actor, name))
 
 
 async def update_application(
@@ -240,7 +229,7 @@ async def update_application(
 ) -> Application:
     application_id = ids.decode("Application", input.id, "id")
     found = await catalog.update_application(info.context.actor, application_id, input.name, input.archived)
-    return Application(model=found)
+    return Application.from_model(found)
 
 
 async def update_environment(
@@ -248,11 +237,11 @@ async def update_environment(
 ) -> Environment:
     environment_id = ids.decode("Environment", input.id, "id")
     found = await catalog.update_environment(info.context.actor, environment_id, input.name, input.archived)
-    return Environment(model=found)
+    return Environment.from_model(found)
 
 
 async def delete_group(info: Info, id: Annotated[strawberry.ID, described('"Group:<number>".')]) -> Group:
-    return Group(model=await teams.delete_group(info.context.actor, ids.decode("Group", id, "id")))
+    return Group.from_model(await teams.delete_group(info.context.actor, ids.decode("Group", id, "id")))
 
 
 async def create_pipeline(
@@ -268,7 +257,7 @@ async def create_pipeline(
         ttl_hours=input.ttl_hours,
         approvers_can_deploy=bool(input.approvers_can_deploy),
     )
-    return Pipeline(model=pipeline)
+    return Pipeline.from_model(pipeline)
 
 
 async def update_approval_policy(
@@ -287,7 +276,7 @@ async def update_approval_policy(
         approvers_can_deploy=bool(input.approvers_can_deploy),
         change=_policy_change(input),
     )
-    return Pipeline(model=pipeline)
+    return Pipeline.from_model(pipeline)
 
 
 async def update_pipeline(
@@ -314,7 +303,7 @@ async def update_pipeline(
     pipeline = await catalog.update_pipeline(
         info.context.actor, ids.decode("Pipeline", id, "id"), edit, _policy_change(input)
     )
-    return Pipeline(model=pipeline)
+    return Pipeline.from_model(pipeline)
 
 
 def _policy_change(input: ApprovalPolicyInput | PipelineUpdateInput) -> PolicyChange:
@@ -364,14 +353,14 @@ async def create_deploy_freeze(
             weekly.time_zone, weekly.start_day, weekly.start_time, weekly.end_day, weekly.end_time
         ),
     )
-    return DeployFreeze(model=freeze)
+    return DeployFreeze.from_model(freeze)
 
 
 async def delete_deploy_freeze(
     info: Info, id: Annotated[strawberry.ID, described('"DeployFreeze:<number>".')]
 ) -> DeployFreeze:
     freeze = await freezes.delete_freeze(info.context.actor, ids.decode("DeployFreeze", id, "id"))
-    return DeployFreeze(model=freeze)
+    return DeployFreeze.from_model(freeze)
 
 
 async def grant_role(
@@ -384,21 +373,21 @@ async def grant_role(
         input.application,
         input.environment,
     )
-    return RoleBinding(model=binding)
+    return RoleBinding.from_model(binding)
 
 
 async def revoke_role(
     info: Info, id: Annotated[strawberry.ID, described('"RoleBinding:<number>".')]
 ) -> RoleBinding:
     binding_id = ids.decode("RoleBinding", id, "id")
-    return RoleBinding(model=await identity.revoke_role(info.context.actor, binding_id))
+    return RoleBinding.from_model(await identity.revoke_role(info.context.actor, binding_id))
 
 
 async def retry_notification(
     info: Info, id: Annotated[strawberry.ID, described('"OutboxEmail:<number>", a failed one.')]
 ) -> OutboxEmail:
     email_id = ids.decode("OutboxEmail", id, "id")
-    return OutboxEmail(model=await outbox.retry_email(info.context.actor, email_id))
+    return OutboxEmail.from_model(await outbox.retry_email(info.context.actor, email_id))
 
 
 async def update_my_notification_settings(
@@ -407,13 +396,13 @@ async def update_my_notification_settings(
         bool, described("false: no outcome notices, reminders or escalations by email for you.")
     ],
 ) -> User:
-    return User(model=await notices.update_my_notification_settings(info.context.actor, email_notices))
+    return User.from_model(await notices.update_my_notification_settings(info.context.actor, email_notices))
 
 
 async def create_group(
     info: Info, name: Annotated[str, described("Unique; the name an identity provider's groups claim uses.")]
 ) -> Group:
-    return Group(model=await teams.create_group(info.context.actor, name))
+    return Group.from_model(await teams.create_group(info.context.actor, name))
 
 
 async def add_group_member(
@@ -424,7 +413,7 @@ async def add_group_member(
     group = await teams.add_member(
         info.context.actor, ids.decode("Group", group_id, "groupId"), ids.decode("User", user_id, "userId")
     )
-    return Group(model=group)
+    return Group.from_model(group)
 
 
 async def remove_group_member(
@@ -435,7 +424,7 @@ async def remove_group_member(
     group = await teams.remove_member(
         info.context.actor, ids.decode("Group", group_id, "groupId"), ids.decode("User", user_id, "userId")
     )
-    return Group(model=group)
+    return Group.from_model(group)
 
 
 async def grant_group_role(
@@ -448,22 +437,22 @@ async def grant_group_role(
         input.application,
         input.environment,
     )
-    return GroupRoleBinding(model=binding)
+    return GroupRoleBinding.from_model(binding)
 
 
 async def revoke_group_role(
     info: Info, id: Annotated[strawberry.ID, described('"GroupRoleBinding:<number>".')]
 ) -> GroupRoleBinding:
     binding_id = ids.decode("GroupRoleBinding", id, "id")
-    return GroupRoleBinding(model=await teams.revoke_group_role(info.context.actor, binding_id))
+    return GroupRoleBinding.from_model(await teams.revoke_group_role(info.context.actor, binding_id))
 
 
 async def deactivate_user(
     info: Info,
     id: Annotated[strawberry.ID, described('"User:<number>"; not oneself, nor the last super-admin.')],
 ) -> User:
-    return User(model=await identity.deactivate_user(info.context.actor, ids.decode("User", id, "id")))
+    return User.from_model(await identity.deactivate_user(info.context.actor, ids.decode("User", id, "id")))
 
 
 async def reactivate_user(info: Info, id: Annotated[strawberry.ID, described('"User:<number>".')]) -> User:
-    return User(model=await identity.reactivate_user(info.context.actor, ids.decode("User", id, "id")))
+    return User.from_model(await identity.reactivate_user(info.context.actor, ids.decode("User", id, "id")))

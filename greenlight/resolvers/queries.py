@@ -13,32 +13,25 @@ from greenlight.models import ApprovalState
 from greenlight.policies import Action, Actor
 from greenlight.schema import ids
 from greenlight.schema.arguments import After, First, described
+from greenlight.schema.audit import AuditEvent
+from greenlight.schema.catalog import Application, ApprovalPolicy, DeployFreeze, Environment, Pipeline
 from greenlight.schema.chat import ChatChannel, ChatDelivery
 from greenlight.schema.context import Info
-from greenlight.schema.images import ImageCheck, ImageFilter, image_filter
-from greenlight.schema.inputs import ApprovalRequestFilter, AuditEventFilter
-from greenlight.schema.types import (
+from greenlight.schema.deployments import Deployment
+from greenlight.schema.emails import OutboxEmail
+from greenlight.schema.identity import (
     ActionEnum,
     ApiToken,
-    Application,
-    ApprovalPolicy,
-    ApprovalRequest,
-    AuditEvent,
-    Connection,
     Decision,
-    DeployFreeze,
-    Deployment,
-    Environment,
     Group,
     GroupRoleBinding,
-    Image,
-    Node,
-    OutboxEmail,
-    Pipeline,
     RoleBinding,
     User,
-    connection,
 )
+from greenlight.schema.images import Image, ImageCheck, ImageFilter, image_filter
+from greenlight.schema.inputs import ApprovalRequestFilter, AuditEventFilter
+from greenlight.schema.nodes import Connection, Node, connection
+from greenlight.schema.requests import ApprovalRequest
 from greenlight.workflow import (
     access,
     approvals,
@@ -56,24 +49,24 @@ from greenlight.workflow.guards import visible_deployment, visible_request
 # node(id) reads each type with the workflow function of its own query or list, so it sees
 # exactly what they show (R1): NOT_FOUND for what is missing or invisible.
 NODES: dict[str, tuple[Callable[[Actor, int], Awaitable[Any]], Callable[[Any], Node]]] = {
-    "Application": (guards.visible_application, lambda m: Application(model=m)),
-    "ApiToken": (identity.api_token, lambda m: ApiToken(model=m)),
-    "ApprovalPolicy": (reads.pipeline, lambda m: ApprovalPolicy(pipeline=m)),
-    "ApprovalRequest": (visible_request, lambda m: ApprovalRequest(model=m)),
-    "AuditEvent": (reads.audit_event, lambda m: AuditEvent(model=m)),
-    "ChatChannel": (chat.channel, lambda m: ChatChannel(model=m)),
-    "ChatDelivery": (chat.delivery, lambda m: ChatDelivery(model=m)),
-    "DeployFreeze": (freezes.visible_freeze, lambda m: DeployFreeze(model=m)),
-    "Deployment": (visible_deployment, lambda m: Deployment(model=m)),
-    "Environment": (reads.environment, lambda m: Environment(model=m)),
-    "Group": (teams.group, lambda m: Group(model=m)),
-    "GroupRoleBinding": (teams.group_role_binding, lambda m: GroupRoleBinding(model=m)),
-    "Image": (guards.visible_image, lambda m: Image(model=m)),
-    "ImageCheck": (checks.visible_check, lambda m: ImageCheck(model=m)),
-    "OutboxEmail": (outbox.email, lambda m: OutboxEmail(model=m)),
-    "Pipeline": (reads.pipeline, lambda m: Pipeline(model=m)),
-    "RoleBinding": (reads.role_binding, lambda m: RoleBinding(model=m)),
-    "User": (reads.user, lambda m: User(model=m)),
+    "Application": (guards.visible_application, lambda m: Application.from_model(m)),
+    "ApiToken": (identity.api_token, lambda m: ApiToken.from_model(m)),
+    "ApprovalPolicy": (reads.pipeline, lambda m: ApprovalPolicy.from_model(m)),
+    "ApprovalRequest": (visible_request, lambda m: ApprovalRequest.from_model(m)),
+    "AuditEvent": (reads.audit_event, lambda m: AuditEvent.from_model(m)),
+    "ChatChannel": (chat.channel, lambda m: ChatChannel.from_model(m)),
+    "ChatDelivery": (chat.delivery, lambda m: ChatDelivery.from_model(m)),
+    "DeployFreeze": (freezes.visible_freeze, lambda m: DeployFreeze.from_model(m)),
+    "Deployment": (visible_deployment, lambda m: Deployment.from_model(m)),
+    "Environment": (reads.environment, lambda m: Environment.from_model(m)),
+    "Group": (teams.group, lambda m: Group.from_model(m)),
+    "GroupRoleBinding": (teams.group_role_binding, lambda m: GroupRoleBinding.from_model(m)),
+    "Image": (guards.visible_image, lambda m: Image.from_model(m)),
+    "ImageCheck": (checks.visible_check, lambda m: ImageCheck.from_model(m)),
+    "OutboxEmail": (outbox.email, lambda m: OutboxEmail.from_model(m)),
+    "Pipeline": (reads.pipeline, lambda m: Pipeline.from_model(m)),
+    "RoleBinding": (reads.role_binding, lambda m: RoleBinding.from_model(m)),
+    "User": (reads.user, lambda m: User.from_model(m)),
 }
 MAX_NODES = reads.MAX_PAGE
 
@@ -105,7 +98,7 @@ async def nodes(
 
 
 def me(info: Info) -> User:
-    return User(model=info.context.actor.user)
+    return User.from_model(info.context.actor.user)
 
 
 IncludeArchived = Annotated[
@@ -115,19 +108,19 @@ IncludeArchived = Annotated[
 
 async def applications(info: Info, include_archived: IncludeArchived = False) -> list[Application]:
     found = await reads.applications(info.context.actor, bool(include_archived))
-    return [Application(model=a) for a in found]
+    return [Application.from_model(a) for a in found]
 
 
 async def environments(info: Info, include_archived: IncludeArchived = False) -> list[Environment]:
     found = await reads.environments(info.context.actor, bool(include_archived))
-    return [Environment(model=e) for e in found]
+    return [Environment.from_model(e) for e in found]
 
 
 async def pipeline(
     info: Info, id: Annotated[strawberry.ID, described('"Pipeline:<number>".')]
 ) -> Pipeline | None:
     pid = ids.decode("Pipeline", id, "id")
-    return Pipeline(model=await reads.pipeline(info.context.actor, pid))
+    return Pipeline.from_model(await reads.pipeline(info.context.actor, pid))
 
 
 async def pipeline_for(
@@ -136,7 +129,7 @@ async def pipeline_for(
     environment: Annotated[str, described("The environment's name.")],
 ) -> Pipeline | None:
     found = await reads.pipeline_for(info.context.actor, application, environment)
-    return Pipeline(model=found)
+    return Pipeline.from_model(found)
 
 
 async def images(
@@ -183,7 +176,7 @@ async def approval_request(
     info: Info, id: Annotated[strawberry.ID, described('"ApprovalRequest:<number>".')]
 ) -> ApprovalRequest | None:
     rid = ids.decode("ApprovalRequest", id, "id")
-    return ApprovalRequest(model=await visible_request(info.context.actor, rid))
+    return ApprovalRequest.from_model(await visible_request(info.context.actor, rid))
 
 
 async def eligible_approvers(
@@ -196,18 +189,18 @@ async def eligible_approvers(
         ids.decode("Pipeline", pipeline_id, "pipelineId"),
         ids.decode("Image", image_id, "imageId"),
     )
-    return [User(model=u) for u in found]
+    return [User.from_model(u) for u in found]
 
 
 async def deployment(
     info: Info, id: Annotated[strawberry.ID, described('"Deployment:<number>".')]
 ) -> Deployment | None:
     did = ids.decode("Deployment", id, "id")
-    return Deployment(model=await visible_deployment(info.context.actor, did))
+    return Deployment.from_model(await visible_deployment(info.context.actor, did))
 
 
 async def users(info: Info) -> list[User]:
-    return [User(model=u) for u in await reads.users(info.context.actor)]
+    return [User.from_model(u) for u in await reads.users(info.context.actor)]
 
 
 async def audit_events(
@@ -294,7 +287,7 @@ async def groups(info: Info, first: First = 20, after: After = None) -> Connecti
 
 
 async def group(info: Info, id: Annotated[strawberry.ID, described('"Group:<number>".')]) -> Group:
-    return Group(model=await teams.group(info.context.actor, ids.decode("Group", id, "id")))
+    return Group.from_model(await teams.group(info.context.actor, ids.decode("Group", id, "id")))
 
 
 async def user_connection(info: Info, first: First = 20, after: After = None) -> Connection[User]:
@@ -331,4 +324,4 @@ async def deploy_freezes(
         else ids.decode("Environment", environment_id, "environmentId"),
         pipeline_id=None if pipeline_id is None else ids.decode("Pipeline", pipeline_id, "pipelineId"),
     )
-    return [DeployFreeze(model=f) for f in found]
+    return [DeployFreeze.from_model(f) for f in found]

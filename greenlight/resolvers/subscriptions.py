@@ -22,8 +22,9 @@ from greenlight.events import Event, bus
 from greenlight.schema import ids
 from greenlight.schema.arguments import described
 from greenlight.schema.context import CredentialsWithdrawn, Info
+from greenlight.schema.deployments import Deployment
 from greenlight.schema.loaders import Loaders
-from greenlight.schema.types import ApprovalRequest, Deployment
+from greenlight.schema.requests import ApprovalRequest
 from greenlight.workflow.deployments import TERMINAL
 from greenlight.workflow.guards import visible_deployment, visible_request
 
@@ -78,7 +79,7 @@ class Subscription:
         did = ids.decode("Deployment", deployment_id, "deploymentId")
         async with _slot(info), bus.subscribe() as queue:
             deployment = await visible_deployment(info.context.actor, did)
-            yield Deployment(model=deployment)
+            yield Deployment.from_model(deployment)
             last = deployment.status
             while last not in TERMINAL:
                 try:
@@ -93,7 +94,7 @@ class Subscription:
                     return
                 if deployment.status != last:
                     last = deployment.status
-                    yield Deployment(model=deployment)
+                    yield Deployment.from_model(deployment)
 
     @strawberry.subscription(description="Each state change or new approval of a request the caller may see.")
     async def approval_request_events(
@@ -118,4 +119,4 @@ class Subscription:
                 except NotFound:
                     continue
                 if pid is None or request.pipeline_id == pid:
-                    yield ApprovalRequest(model=request)
+                    yield ApprovalRequest.from_model(request)

@@ -7,9 +7,11 @@ from datetime import datetime
 import strawberry
 
 from greenlight import models
+from greenlight.schema.catalog import Environment, Pipeline
 from greenlight.schema.context import Info
 from greenlight.schema.enums import described_enum
-from greenlight.schema.types import Environment, Node, Pipeline, User
+from greenlight.schema.identity import User
+from greenlight.schema.nodes import Node
 from greenlight.workflow.chat import _host
 
 ChatChannelKind = described_enum(
@@ -60,9 +62,9 @@ class CreateChatChannelInput:
 class ChatChannel(Node):
     model: strawberry.Private[models.ChatChannel]
 
-    @strawberry.field(description="What the URL is.")
-    def kind(self) -> ChatChannelKind:
-        return models.ChatChannelKind(self.model.kind)
+    kind: ChatChannelKind = strawberry.field(description="What the URL is.")
+
+    url_host: str
 
     @strawberry.field(
         description='The URL\'s scheme and host only ("https://hooks.slack.com/"): the rest is its secret.'
@@ -70,11 +72,15 @@ class ChatChannel(Node):
     def url_host(self) -> str:
         return _host(self.model.url)
 
+    pipeline: Pipeline | None
+
     @strawberry.field(description="The pipeline whose events it hears; null for an environment's channel.")
     async def pipeline(self, info: Info) -> Pipeline | None:
         if self.model.pipeline_id is None:
             return None
-        return Pipeline(model=await info.context.loaders.pipeline.load(self.model.pipeline_id))
+        return Pipeline.from_model(await info.context.loaders.pipeline.load(self.model.pipeline_id))
+
+    environment: Environment | None
 
     @strawberry.field(
         description="The environment whose pipelines' events it hears; null for a pipeline's channel."
@@ -82,13 +88,11 @@ class ChatChannel(Node):
     async def environment(self, info: Info) -> Environment | None:
         if self.model.environment_id is None:
             return None
-        return Environment(model=await info.context.loaders.environment.load(self.model.environment_id))
+        return Environment.from_model(await info.context.loaders.environment.load(self.model.environment_id))
 
-    @strawberry.field(description="The events it hears; null: all of them.")
-    def events(self) -> list[ChatEvent] | None:
-        if self.model.events is None:
-            return None
-        return [models.ChatEvent(e) for e in self.model.events]
+    events: list[ChatEvent] | None = strawberry.field(description="The events it hears; null: all of them.")
+
+    signing_secret: str | None
 
     @strawberry.field(
         description="WEBHOOK channels: the Standard Webhooks secret (whsec_...) receivers verify "
@@ -97,53 +101,64 @@ class ChatChannel(Node):
     def signing_secret(self) -> str | None:
         return getattr(self.model, "shown_secret", None)
 
+    created_by: User
+
     @strawberry.field(description="Who made it.")
     async def created_by(self, info: Info) -> User:
-        return User(model=await info.context.loaders.user.load(self.model.created_by_id))
+        return User.from_model(await info.context.loaders.user.load(self.model.created_by_id))
 
-    @strawberry.field(description="When it was made.")
-    def created_at(self) -> datetime:
-        return self.model.created_at
+    created_at: datetime = strawberry.field(description="When it was made.")
+
+    @classmethod
+    def from_model(cls, model: models.ChatChannel) -> ChatChannel:
+        return cls(
+            model=model,
+            kind=models.ChatChannelKind(model.kind),
+            events=None if model.events is None else [models.ChatEvent(e) for e in model.events],
+            created_at=model.created_at,
+        )
 
 
 @strawberry.type(description="A chat notice in the outbox: sent, waiting, or given up (super-admins only).")
 class ChatDelivery(Node):
     model: strawberry.Private[models.ChatDelivery]
 
-    @strawberry.field(description="The event it tells.")
-    def event(self) -> ChatEvent:
-        return models.ChatEvent(self.model.event)
+    event: ChatEvent = strawberry.field(description="The event it tells.")
+    delivery_id: str = strawberry.field(
+        description="The webhook-id header of every attempt: receivers drop a repeat by it."
+    )
 
-    @strawberry.field(description="The webhook-id header of every attempt: receivers drop a repeat by it.")
-    def delivery_id(self) -> str:
-        return self.model.delivery_id
+    channel: ChatChannel
 
     @strawberry.field(description="The channel it goes to (deleted ones included).")
     async def channel(self) -> ChatChannel:
         found = self.model.channel  # fetched with the row by chatDeliveries, else a query
         if not isinstance(found, models.ChatChannel):
             found = await found
-        return ChatChannel(model=found)
+        return ChatChannel.from_model(found)
 
-    @strawberry.field(description="Attempts made (counted afresh by retryChatDelivery).")
-    def attempts(self) -> int:
-        return self.model.attempts
-
-    @strawberry.field(description="What went wrong on the last attempt; null when none failed.")
-    def last_error(self) -> str | None:
-        return self.model.last_error
-
-    @strawberry.field(description="When the receiver accepted it; null until then.")
-    def delivered_at(self) -> datetime | None:
-        return self.model.delivered_at
-
-    @strawberry.field(
+    attempts: int = strawberry.field(description="Attempts made (counted afresh by retryChatDelivery).")
+    last_error: str | None = strawberry.field(
+        description="What went wrong on the last attempt; null when none failed."
+    )
+    delivered_at: datetime | None = strawberry.field(
+        description="When the receiver accepted it; null until then."
+    )
+    failed_at: datetime | None = strawberry.field(
         description="When it was given up (GREENLIGHT_WEBHOOK_MAX_ATTEMPTS, or its channel deleted); "
         "null while it is sent or retried."
     )
-    def failed_at(self) -> datetime | None:
-        return self.model.failed_at
+    created_at: datetime = strawberry.field(description="When it was written.")
 
-    @strawberry.field(description="When it was written.")
-    def created_at(self) -> datetime:
-        return self.model.created_at
+    @classmethod
+    def from_model(cls, model: models.ChatDelivery) -> ChatDelivery:
+        return cls(
+            model=model,
+            event=models.ChatEvent(model.event),
+            delivery_id=model.delivery_id,
+            attempts=model.attempts,
+            last_error=model.last_error,
+            delivered_at=model.delivered_at,
+            failed_at=model.failed_at,
+            created_at=model.created_at,
+        )

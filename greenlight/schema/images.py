@@ -1,17 +1,25 @@
-"""What an image is beyond its digest (commit, branch, build, labels), the filters of the
-image lists, and the checks CI reports on images."""
+"""Images CI registered: what each is (digest, commit, branch, build, labels), the filters of
+the image lists, and the checks CI reports on images."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
 from greenlight import models
+from greenlight.schema import ids
+from greenlight.schema.arguments import described
+from greenlight.schema.catalog import Application, Environment
 from greenlight.schema.context import Info
-from greenlight.schema.enums import described_enum
-from greenlight.schema.types import Node, User
-from greenlight.workflow import images
+from greenlight.schema.enums import ApprovalState, described_enum
+from greenlight.schema.identity import User, load_user
+from greenlight.schema.nodes import Node
+from greenlight.workflow import images, reads
+
+if TYPE_CHECKING:
+    from greenlight.schema.requests import ApprovalRequest
 
 CheckStatus = described_enum(
     models.CheckStatus,
@@ -88,26 +96,106 @@ class ReportImageCheckInput:
 class ImageCheck(Node):
     model: strawberry.Private[models.ImageCheck]
 
-    @strawberry.field(description="The check's name, e.g. tests.")
-    def name(self) -> str:
-        return self.model.name
-
-    @strawberry.field(description="Its latest status.")
-    def status(self) -> CheckStatus:
-        return models.CheckStatus(self.model.status)
-
-    @strawberry.field(description="Where its result can be read.")
-    def url(self) -> str | None:
-        return self.model.url
-
-    @strawberry.field(description="What CI said about it.")
-    def summary(self) -> str | None:
-        return self.model.summary
-
-    @strawberry.field(description="When it was last reported.")
-    def reported_at(self) -> datetime:
-        return self.model.reported_at
+    name: str = strawberry.field(description="The check's name, e.g. tests.")
+    status: CheckStatus = strawberry.field(description="Its latest status.")
+    url: str | None = strawberry.field(description="Where its result can be read.")
+    summary: str | None = strawberry.field(description="What CI said about it.")
+    reported_at: datetime = strawberry.field(description="When it was last reported.")
 
     @strawberry.field(description="Whose credentials reported it last.")
     async def reported_by(self, info: Info) -> User:
-        return User(model=await info.context.loaders.user.load(self.model.reported_by_id))
+        return User.from_model(await info.context.loaders.user.load(self.model.reported_by_id))
+
+    @classmethod
+    def from_model(cls, model: models.ImageCheck) -> ImageCheck:
+        return cls(
+            model=model,
+            name=model.name,
+            status=models.CheckStatus(model.status),
+            url=model.url,
+            summary=model.summary,
+            reported_at=model.reported_at,
+        )
+
+
+@strawberry.type(
+    description="A container image registered by CI for an application (R3); the same digest twice is a CONFLICT."
+)
+class Image(Node):
+    model: strawberry.Private[models.Image]
+
+    application: Application
+
+    @strawberry.field(description="The application it was built for.")
+    async def application(self, info: Info) -> Application:
+        return Application.from_model(await info.context.loaders.application.load(self.model.application_id))
+
+    repository: str = strawberry.field(description="Where it is stored, e.g. registry.example.com/acme/shop.")
+    tag: str = strawberry.field(description="Its tag, e.g. 1.4.2.")
+    digest: str = strawberry.field(description="sha256: and 64 lowercase hex digits; unique per application.")
+
+    built_by: User
+
+    @strawberry.field(description="The user whose credentials registered it; never an approver of it (R10).")
+    async def built_by(self, info: Info) -> User:
+        return await load_user(info, self.model.built_by_id)
+
+    created_at: datetime = strawberry.field(description="When it was registered.")
+    commit: str | None = strawberry.field(
+        description="The commit it was built from (7 to 40 lowercase hex digits); null if not given."
+    )
+    branch: str | None = strawberry.field(description="The branch it was built from; null if not given.")
+    build_url: str | None = strawberry.field(
+        description="The CI build that made it (http or https); null if not given."
+    )
+
+    @strawberry.field(description="The labels CI gave it, by key.")
+    async def labels(self, info: Info) -> list[Label]:
+        rows = await info.context.loaders.image_labels.load(self.model.id)
+        return [Label(key=r.key, value=r.value) for r in rows]
+
+    @strawberry.field(description="The latest result of each check CI reported on it, by name.")
+    async def checks(self, info: Info) -> list[ImageCheck]:
+        return [ImageCheck.from_model(c) for c in await info.context.loaders.image_checks.load(self.model.id)]
+
+    @strawberry.field(
+        description="Its history on one pipeline: every request, oldest first, each asking again naming the "
+        "rejected one before it (previousRequest). NOT_FOUND for a pipeline the caller cannot see (R1)."
+    )
+    async def approval_requests(
+        self,
+        info: Info,
+        pipeline_id: Annotated[strawberry.ID, strawberry.argument(description="The pipeline.")],
+    ) -> list[Annotated[ApprovalRequest, strawberry.lazy("greenlight.schema.requests")]]:
+        from greenlight.schema.requests import ApprovalRequest
+
+        pid = ids.decode("Pipeline", pipeline_id, "pipelineId")
+        found = await reads.request_chain(info.context.actor, self.model.id, pid)
+        return [ApprovalRequest.from_model(r) for r in found]
+
+    @strawberry.field(description="Environments where this image is active.")
+    async def active_on(self, info: Info) -> list[Environment]:
+        found = await info.context.loaders.active_on(info.context.actor).load(self.model.id)
+        return [Environment.from_model(e) for e in found]
+
+    @strawberry.field(description="The latest request's state on that pipeline; null if never requested.")
+    async def approval_state(
+        self,
+        info: Info,
+        pipeline_id: Annotated[strawberry.ID, described("A pipeline of the image's application.")],
+    ) -> ApprovalState | None:
+        pid = ids.decode("Pipeline", pipeline_id, "pipelineId")
+        return await info.context.loaders.approval_state(info.context.actor).load((self.model.id, pid))
+
+    @classmethod
+    def from_model(cls, model: models.Image) -> Image:
+        return cls(
+            model=model,
+            repository=model.repository,
+            tag=model.tag,
+            digest=model.digest,
+            created_at=model.created_at,
+            commit=model.commit,
+            branch=model.branch,
+            build_url=model.build_url,
+        )

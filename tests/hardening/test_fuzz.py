@@ -44,10 +44,18 @@ from tests.integrity import problems
 
 SCHEMA = (Path(__file__).resolve().parents[2] / "schema.graphql").read_text()
 ROLES = ("admin", "dev", "approver1", "viewer", "billing_dev", "nobody", None)  # None: anonymous
-# Every code a client may see (api.graphql, plus issue 7's UNAVAILABLE and RATE_LIMITED).
+# Every code a client may see: the contract's, the refusals of the rules added since
+# (freezes, stale images, checks, promotion, archiving, limited tokens), and the faults.
 CODES = {
     "UNAUTHENTICATED",
     "FORBIDDEN",
+    "TOKEN_SCOPE",
+    "APPLICATION_ARCHIVED",
+    "ENVIRONMENT_ARCHIVED",
+    "DEPLOY_FROZEN",
+    "STALE_IMAGE",
+    "CHECKS_NOT_PASSED",
+    "PROMOTION_REQUIRED",
     "NOT_FOUND",
     "BAD_USER_INPUT",
     "SELF_APPROVAL",
@@ -289,6 +297,19 @@ def _check(role: str | None, operation: str, response) -> dict:
     if role is None:
         assert not body.get("data"), where
     return body
+
+
+def _subclasses(cls: type) -> set[type]:
+    return {cls, *(s for sub in cls.__subclasses__() for s in _subclasses(sub))}
+
+
+def test_the_fuzz_knows_every_refusal_a_client_may_see():
+    """Every refusal of greenlight.errors is a code the fuzzed answers may carry, so a new
+    rule's code fails here at once rather than in a random example later."""
+    from greenlight import errors
+
+    refusals = {cls.code for cls in _subclasses(errors.GreenlightError)} - {"INTERNAL"}
+    assert refusals <= CODES, refusals - CODES
 
 
 @settings(
