@@ -70,6 +70,7 @@ class Client:
 
     def __init__(self, url: str, token: str, timeout: float = 30.0, transport=None):
         self.url = endpoint(url)
+        self._token = token
         self._http = httpx.Client(
             timeout=timeout,
             transport=transport,
@@ -93,8 +94,21 @@ class Client:
         try:
             response = self._http.post(self.url, json={"query": query, "variables": variables or {}})
         except httpx.HTTPError as error:
-            # httpx's messages name the URL, never the headers
-            raise Failure("NETWORK", f"cannot reach {self.url}: {error}", ERROR) from None
+            sent = not isinstance(error, httpx.ConnectError | httpx.ConnectTimeout)
+            if sent and query.lstrip().startswith("mutation"):
+                # The request may have reached the server and been made: say so, as the
+                # server does when its commit is lost, so a job reads back before retrying.
+                raise Failure(
+                    "OUTCOME_UNKNOWN",
+                    f"no answer from {self.url} ({type(error).__name__}): the change may or may not "
+                    "have been made; read it back (greenlight ci status) before retrying",
+                    ERROR,
+                ) from None
+            # httpx's messages name the URL; one about a header could quote it: scrubbed
+            words = str(error).replace(self._token, "<token>")
+            raise Failure(
+                "NETWORK", f"cannot reach {self.url}: {type(error).__name__}: {words}", ERROR
+            ) from None
         try:
             body = response.json()
         except ValueError:

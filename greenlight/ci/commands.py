@@ -524,7 +524,15 @@ def run(args: argparse.Namespace, io: Io) -> int:
     current = Run(command, args, io)
     url = args.url or io.environ.get("GREENLIGHT_URL")
     token = args.token or io.environ.get("GREENLIGHT_TOKEN")
+    # A token read from a secret file often ends in a newline: trimmed here, since in a header
+    # it would make the HTTP library refuse it with a message that quotes the token.
+    token = (token or "").strip()
     missing = [name for name, value in (("GREENLIGHT_URL", url), ("GREENLIGHT_TOKEN", token)) if not value]
+    if not missing and not (token.isascii() and token.isprintable() and " " not in token):
+        failure = Failure(
+            "BAD_ARGUMENTS", "the API token holds spaces, control or non-ASCII characters", BAD_ARGUMENTS
+        )
+        return current.finish(BAD_ARGUMENTS, error=failure)
     if missing:
         what = " and ".join(missing)
         return current.finish(BAD_ARGUMENTS, error=Failure("BAD_ARGUMENTS", f"{what} not set", BAD_ARGUMENTS))
@@ -537,7 +545,7 @@ def run(args: argparse.Namespace, io: Io) -> int:
     except Failure as failure:
         return current.finish(failure.exit_status, error=failure)
     except Exception as error:  # a pipeline gets a status and a line, not a traceback
-        failure = Failure("ERROR", f"{type(error).__name__}: {error}", ERROR)
+        failure = Failure("ERROR", f"{type(error).__name__}: {error}".replace(token, "<token>"), ERROR)
         return current.finish(ERROR, error=failure)
 
 

@@ -29,6 +29,8 @@ def event(
     application and environment), for a change on one pipeline.
     """
     if scope is not None:
+        if application is not None or environment is not None:
+            raise ValueError("give the scope, or the application and environment, not both")
         application, environment = scope.application, scope.environment
     return AuditEvent(
         action=action,

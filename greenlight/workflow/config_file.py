@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,6 +42,7 @@ from greenlight.models import (
     Weekday,
 )
 from greenlight.policies import Actor
+from greenlight.policies.authorizer import lock_policy
 from greenlight.scopes import WILDCARD
 from greenlight.tx import transaction
 from greenlight.workflow import catalog, freezes, identity, teams, validation
@@ -138,6 +139,9 @@ def _shown(path: Path) -> str:
     return text
 
 
+PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
+
+
 def load(text: str) -> Document:
     """The document's values and where each one is, or ConfigRefused at the faulty line."""
     try:
@@ -159,6 +163,9 @@ def load(text: str) -> Document:
     def walk(node: yaml.Node, path: Path) -> Any:
         document.marks[path] = node.start_mark
         if isinstance(node, yaml.CollectionNode):
+            if node.tag not in PLAIN_TAGS:  # e.g. !!python/object: a document holds values only
+                mark = node.start_mark
+                raise ConfigRefused(f"not a plain value: tag {node.tag}", mark.line + 1, mark.column + 1)
             if id(node) in inside:
                 mark = node.start_mark
                 raise ConfigRefused("an alias may not hold itself", mark.line + 1, mark.column + 1)
@@ -167,7 +174,15 @@ def load(text: str) -> Document:
                 return walk_collection(node, path)
             finally:
                 inside.discard(id(node))
-        return constructor.construct_object(node)
+        return construct(node)
+
+    def construct(node: yaml.Node) -> Any:
+        try:
+            return constructor.construct_object(node)
+        except yaml.YAMLError as error:  # a tag it does not know, a merge key, ...
+            mark = node.start_mark
+            problem = getattr(error, "problem", None) or str(error)
+            raise ConfigRefused(f"not a plain value: {problem}", mark.line + 1, mark.column + 1) from None
 
     def walk_collection(node: yaml.CollectionNode, path: Path) -> Any:
         if isinstance(node, yaml.MappingNode):
@@ -176,7 +191,7 @@ def load(text: str) -> Document:
                 if not isinstance(key_node, yaml.ScalarNode):
                     mark = key_node.start_mark
                     raise ConfigRefused("a key must be a plain word", mark.line + 1, mark.column + 1)
-                key = constructor.construct_object(key_node)
+                key = construct(key_node)
                 if not isinstance(key, str):
                     key = str(key)
                 mark = key_node.start_mark
@@ -215,8 +230,14 @@ class GroupSpec:
 class PipelineSpec:
     application: str
     environment: str
-    settings: dict[str, Any]  # every key of PIPELINE_DEFAULTS
+    settings: dict[str, Any]  # every key of PIPELINE_DEFAULTS, the defaults where left out
     path: Path
+    given: frozenset[str] = frozenset()  # the keys the document gives
+
+    def wanted(self, current: dict[str, Any]) -> dict[str, Any]:
+        """The settings to hold: those the document gives, and for the others what the
+        pipeline holds now (nothing the document does not mention changes)."""
+        return {k: self.settings[k] if k in self.given else current[k] for k in PIPELINE_DEFAULTS}
 
     @property
     def label(self) -> str:
@@ -437,7 +458,8 @@ class _Reader:
             self.policy_shape(s, at)
             application = self.name(item["application"], at("application"))
             environment = self.name(item["environment"], at("environment"))
-            found.append(PipelineSpec(application, environment, settings, path))
+            given = frozenset(k for k in item if k in PIPELINE_DEFAULTS)
+            found.append(PipelineSpec(application, environment, settings, path, given))
         self.unique([p.label for p in found], ("pipelines",))
         return found
 
@@ -515,7 +537,7 @@ class _Reader:
                     raise self.refuse((*path, "endsAt"), "must be after startsAt")
                 window = ("once", _instant_text(starts), _instant_text(ends))
             found.append((FreezeKey(name, target, window), path))
-        self.unique([k for k, _ in found], ("freezes",), lambda k: f"freeze {k}, with the same window,")
+        # Identical freezes are allowed (the API allows them): apply matches them by count.
         return found
 
     def pipeline_label(self, value: Any, path: Path) -> str:
@@ -751,6 +773,9 @@ async def apply(actor: Actor, document: Document, *, prune: bool = False, dry_ru
     changes: list[str] = []
     try:
         async with transaction():
+            # First, as every change to who may do what takes it: the document's grants,
+            # renames and memberships then never wait on a lock another writer holds.
+            await lock_policy()
             await _Applier(actor, document, spec, prune, changes).run()
             if dry_run:
                 raise _DryRun
@@ -773,6 +798,13 @@ async def _forget_rolled_back(actor: Actor) -> None:
 class _Applier:
     def __init__(self, actor: Actor, document: Document, spec: Spec, prune: bool, changes: list[str]) -> None:
         self.actor, self.doc, self.spec, self.prune, self.changes = actor, document, spec, prune, changes
+        # Pruning touches only the sections the document holds: a file of role bindings
+        # alone, applied with prune, leaves freezes and applications as they are.
+        self.sections = set(document.data)
+        self.own_revocations: list[tuple[BindingKey, int]] = []
+
+    def prunes(self, section: str) -> bool:
+        return self.prune and section in self.sections
 
     async def step(self, path: Path, work) -> Any:
         """One workflow call; its refusal is the document's, at the line of `path`."""
@@ -791,6 +823,7 @@ class _Applier:
         await self.named(
             Application,
             "application",
+            "applications",
             self.spec.applications,
             catalog.create_application,
             catalog.update_application,
@@ -798,6 +831,7 @@ class _Applier:
         await self.named(
             Environment,
             "environment",
+            "environments",
             self.spec.environments,
             catalog.create_environment,
             catalog.update_environment,
@@ -807,6 +841,11 @@ class _Applier:
         await self.bindings()
         await self.pipelines()
         await self.freezes()
+        # The acting super-admin's own bindings go last of all: revoked earlier, they would
+        # leave it unable to make the document's other changes.
+        for key, binding_id in self.own_revocations:
+            await self.step(("roleBindings",), identity.delete_binding(self.actor, key.holder, binding_id))
+            self.changes.append(f"revoke {key} (not in the file)")
 
     def user(self, email: str, path: Path) -> User:
         user = self.users.get(email)
@@ -814,7 +853,7 @@ class _Applier:
             raise self.doc.refuse(path, f"no user {email}; users are not created by apply: create them first")
         return user
 
-    async def named(self, model, kind: str, wanted: list[Named], create, update) -> None:
+    async def named(self, model, kind: str, section: str, wanted: list[Named], create, update) -> None:
         rows = {r.name: r for r in await model.all()}
         for item in wanted:
             row = rows.get(item.name)
@@ -827,7 +866,7 @@ class _Applier:
             elif item.archived != (row.archived_at is not None):
                 await self.step(item.path, update(self.actor, row.id, None, item.archived))
                 self.changes.append(f"{'archive' if item.archived else 'restore'} {kind} {item.name}")
-        if self.prune:
+        if self.prunes(section):
             listed = {item.name for item in wanted}
             for name, row in sorted(rows.items()):
                 if name not in listed and row.archived_at is None:
@@ -848,7 +887,7 @@ class _Applier:
                     user = self.user(email, path)
                     await self.step(path, teams.add_member(self.actor, group.id, user.id))
                     self.changes.append(f"add {email} to group {item.name}")
-            if self.prune:
+            if self.prunes("groups"):
                 listed = {email for email, _ in item.members}
                 for email in sorted(current - listed):
                     await self.step(
@@ -888,18 +927,19 @@ class _Applier:
                 ),
             )
             self.changes.append(f"grant {key}")
-        if self.prune:
+        if self.prunes("roleBindings"):
             listed = {key for key, _ in self.spec.bindings}
-            # The acting super-admin's own bindings go last: revoked first, they would
-            # leave it unable to revoke the others.
-            own = self.actor.user.email
-            ordered = sorted(current.items(), key=lambda pair: (pair[0].holder, pair[0].who) == ("user", own))
-            for key, binding_id in ordered:
-                if key not in listed:
-                    await self.step(
-                        ("roleBindings",), identity.delete_binding(self.actor, key.holder, binding_id)
-                    )
-                    self.changes.append(f"revoke {key} (not in the file)")
+            own = ("user", self.actor.user.email)
+            for key, binding_id in current.items():
+                if key in listed:
+                    continue
+                if (key.holder, key.who) == own:
+                    self.own_revocations.append((key, binding_id))  # at the very end of run()
+                    continue
+                await self.step(
+                    ("roleBindings",), identity.delete_binding(self.actor, key.holder, binding_id)
+                )
+                self.changes.append(f"revoke {key} (not in the file)")
 
     async def pipelines(self) -> None:
         applications = {a.name: a for a in await Application.all()}
@@ -909,6 +949,7 @@ class _Applier:
             for p in await Pipeline.all().prefetch_related("application", "environment")
         }
         # Every pipeline exists before any is updated: requiresHealthyOn names another one.
+        created = set()
         for item in self.spec.pipelines:
             if (item.application, item.environment) in rows:
                 continue
@@ -919,7 +960,7 @@ class _Applier:
             if environment is None:
                 raise self.doc.refuse((*item.path, "environment"), f"no environment {item.environment}")
             s = item.settings
-            created = await self.step(
+            new = await self.step(
                 item.path,
                 catalog.create_pipeline(
                     self.actor,
@@ -932,18 +973,22 @@ class _Applier:
                     s["approversCanDeploy"],
                 ),
             )
-            rows[(item.application, item.environment)] = created
+            rows[(item.application, item.environment)] = new
+            created.add(item.label)
             self.changes.append(f"create pipeline {item.label}")
         emails, groups = await _emails(), await _group_names()
         for item in self.spec.pipelines:
             pipeline = await Pipeline.get(id=rows[(item.application, item.environment)].id)
             before = await pipeline_settings(pipeline, emails, groups)
-            changed = [k for k in PIPELINE_DEFAULTS if before[k] != item.settings[k]]
+            # A new pipeline takes the defaults for what is left out; one that exists keeps
+            # what it holds (a key left out is not a request to reset it).
+            wanted = item.settings if item.label in created else item.wanted(before)
+            changed = [k for k in PIPELINE_DEFAULTS if before[k] != wanted[k]]
             if not changed:
                 continue
-            edit, change = self.edit(item, environments)
+            edit, change = self.edit(replace(item, settings=wanted), environments)
             await self.step(item.path, catalog.update_pipeline(self.actor, pipeline.id, edit, change))
-            shown = ", ".join(f"{k} {_value(before[k])} -> {_value(item.settings[k])}" for k in changed)
+            shown = ", ".join(f"{k} {_value(before[k])} -> {_value(wanted[k])}" for k in changed)
             self.changes.append(f"update pipeline {item.label}: {shown}")
 
     def edit(self, item: PipelineSpec, environments: dict) -> tuple[catalog.PipelineEdit, PolicyChange]:
@@ -1020,7 +1065,7 @@ class _Applier:
             unmatched.remove(replaced)
             await self.step(path, freezes.delete_freeze(self.actor, replaced[1].id))
             self.changes.append(f"update freeze {key}: {replaced[0].window_text} -> {key.window_text}")
-        if self.prune:
+        if self.prunes("freezes"):
             for key, row in unmatched:
                 await self.step(("freezes",), freezes.delete_freeze(self.actor, row.id))
                 self.changes.append(f"remove freeze {key} (not in the file)")

@@ -238,7 +238,7 @@ async def _deploy_after_freeze(pipeline: Pipeline, request: ApprovalRequest, aut
 
 
 async def _deploy_for_requester(pipeline: Pipeline, request: ApprovalRequest) -> Deployment:
-    """R24: the system deploys a locked APPROVED request for its requester, using it up (R18)."""
+    """R24: the system deploys a locked APPROVED request for its requester, using it up (R20)."""
     image = await Image.get(id=request.image_id)
     await lifecycle.close(request, ApprovalState.CONSUMED, actor_id=None, scope=pipeline_scope(pipeline))
     return await _start(pipeline, image, request, triggered_by_id=request.requested_by_id, actor_id=None)

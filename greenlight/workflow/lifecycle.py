@@ -9,7 +9,7 @@ table does not hold is refused here (INVALID_STATE), whatever the caller decided
     APPROVED -> CANCELLED   needing approval; a newer image is deployed (cancelStaleRequests)
     PENDING  -> EXPIRED     its expiry passes (R15): reads say so at once, the sweep writes it
     APPROVED -> EXPIRED
-    APPROVED -> CONSUMED    a deployment uses it, once (R18, R20)
+    APPROVED -> CONSUMED    a deployment uses it, once (R20)
 
 REJECTED, CANCELLED, EXPIRED and CONSUMED are final (R16): nothing moves out of them. A
 live request whose expiry has passed is EXPIRED already (R15), so its only move is to be

@@ -404,6 +404,39 @@ async def test_a_bad_token_exits_8_and_is_never_printed(url, world):
     assert token not in ran.out + ran.err
 
 
+async def test_a_token_read_with_its_newline_works_and_a_mangled_one_is_never_printed(url, world):
+    """A token from a secret file often ends in a newline: trimmed, it works; one with a
+    space or a control character inside is refused as a bad argument (2) without quoting it."""
+    token = world["dev"].token
+    ran = await ci(url, token + "\n", "status", "--application", "shop", "--environment", "prod", "--json")
+    assert ran.status == 0, ran.err
+    for mangled in (token[:10] + "\n" + token[10:], token[:10] + " " + token[10:]):
+        ran = await ci(url, mangled, "status", "--application", "shop", "--environment", "prod", "--json")
+        assert ran.status == 2
+        assert ran.json["error"]["code"] == "BAD_ARGUMENTS"
+        assert token[10:] not in ran.out + ran.err
+
+
+def test_a_mutation_without_an_answer_is_outcome_unknown_not_a_refusal():
+    """A read timeout after a mutation was sent: it may have been made, so the CLI says
+    OUTCOME_UNKNOWN (exit 1) and asks to read it back, rather than NETWORK."""
+    import httpx
+
+    from greenlight.ci.client import ERROR, Client, Failure
+
+    def timeout(request):
+        raise httpx.ReadTimeout("timed out", request=request)
+
+    with Client("http://greenlight.test", "glt_secret", transport=httpx.MockTransport(timeout)) as client:
+        with pytest.raises(Failure) as mutation:
+            client.execute("mutation { registerImage(input: {}) { id } }")
+        with pytest.raises(Failure) as query:
+            client.execute("query { viewer { id } }")
+    assert (mutation.value.code, mutation.value.exit_status) == ("OUTCOME_UNKNOWN", ERROR)
+    assert query.value.code == "NETWORK"
+    assert "glt_secret" not in mutation.value.message + query.value.message
+
+
 async def test_missing_arguments_or_settings_exit_2(url, world):
     ran = await ci(url, world["dev"].token, "register", "--application", "shop")
     assert ran.status == 2

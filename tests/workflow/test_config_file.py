@@ -444,3 +444,85 @@ async def test_the_readme_example_applies_and_its_dry_run_prints_what_the_readme
     assert await apply(document, dry_run=True) == shown
     await apply(document)
     assert await apply(document) == []
+
+
+# --- what a partial file leaves alone ---------------------------------------------------------------
+
+
+async def test_prune_leaves_alone_the_sections_the_file_does_not_hold(world):
+    """A file of role bindings alone, applied with prune, never unfreezes production nor
+    archives applications: prune works within the sections the file holds."""
+    await apply(RICH)
+    exported = yaml.safe_load(await config_file.export())
+    only_bindings = config_file.dump({"version": 1, "roleBindings": exported["roleBindings"]})
+    before = await snapshot()
+    assert await apply(only_bindings, prune=True) == []
+    assert await snapshot() == before
+    assert await DeployFreeze.filter(name__in=["weekend", "christmas"]).count() == 2
+
+
+async def test_a_pipeline_key_left_out_keeps_the_value_the_pipeline_holds(world):
+    """An entry naming only minApprovals changes that: the required checks, the expiry and
+    the promotion rule of the pipeline stay (nothing the file does not mention changes)."""
+    await apply(RICH)
+    text = "pipelines:\n  - application: shop\n    environment: prod\n    minApprovals: 3\n"
+    assert await apply(text) == ["update pipeline shop/prod: minApprovals 2 -> 3"]
+    pipeline = await Pipeline.get(application__name="shop", environment__name="prod")
+    assert (pipeline.required_approvals, pipeline.ttl_hours) == (3, 24)
+    exported = yaml.safe_load(await config_file.export())
+    (prod,) = [p for p in exported["pipelines"] if (p["application"], p["environment"]) == ("shop", "prod")]
+    assert prod["requiredChecks"] == ["scan", "unit-tests"]
+    assert prod["requiresHealthyOn"] == "staging"
+    assert await apply(text) == []
+
+
+async def test_identical_freezes_round_trip(world):
+    """The API allows two freezes alike in name, place and window: the file may list both."""
+    twice = RICH + (
+        "  - name: christmas\n"
+        "    pipeline: shop/prod\n"
+        '    startsAt: "2026-12-24T00:00:00+00:00"\n'
+        '    endsAt: "2026-12-27T00:00:00+00:00"\n'
+    )
+    assert (await apply(twice)).count("create freeze pipeline shop/prod: christmas") == 2
+    assert await DeployFreeze.filter(name="christmas").count() == 2
+    assert await apply(await config_file.export()) == []
+
+
+async def test_super_admin_handed_over_with_prune_alongside_other_changes(world):
+    """The acting super-admin's own binding is revoked after every other change of the
+    file, which it still has the right to make."""
+    exported = yaml.safe_load(await config_file.export())
+    exported["roleBindings"] = [
+        *(b for b in exported["roleBindings"] if b.get("user") != "admin@example.com"),
+        {"user": "approver1@example.com", "role": "super-admin", "application": "*", "environment": "*"},
+    ]
+    exported["freezes"] = [
+        {
+            "name": "audit",
+            "environment": "prod",
+            "startsAt": "2027-01-04T00:00:00+00:00",
+            "endsAt": "2027-01-05T00:00:00+00:00",
+        }
+    ]
+    changes = await apply(config_file.dump(exported), prune=True)
+    assert changes[-1] == "revoke super-admin on */* to user admin@example.com (not in the file)"
+    assert "create freeze environment prod: audit" in changes
+    assert not await RoleBinding.exists(user__email="admin@example.com", role="super-admin")
+    assert await RoleBinding.exists(user__email="approver1@example.com", role="super-admin")
+
+
+@pytest.mark.parametrize(
+    "text, where",
+    [
+        ("applications:\n  - !!python/object:os.system {name: shop}\n", 2),
+        ("base: &b {name: shop}\napplications:\n  - <<: *b\n", 3),
+        ("applications:\n  - name: !secret shop\n", 2),
+    ],
+)
+async def test_yaml_beyond_plain_values_is_refused_at_its_line(world, text, where):
+    before = await snapshot()
+    with pytest.raises(ConfigRefused) as caught:
+        await apply(text)
+    assert caught.value.line == where
+    assert await snapshot() == before
