@@ -1,4 +1,4 @@
-"""Issue 8: "listing what a user may see costs the same whether the database holds 10 or
+"""The promise that "listing what a user may see costs the same whether the database holds 10 or
 10,000 applications the user cannot see".
 
 Two small worlds that differ only in how many applications the measuring user cannot see

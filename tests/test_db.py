@@ -9,7 +9,7 @@ from greenlight import db
 
 
 async def test_sqlite_keeps_more_pages_than_its_default_unless_the_url_says(database, tmp_path):
-    """Issue 8: SQLite's page cache (2 MiB by default) is SQLITE_CACHE_KIB on the one
+    """SQLite's page cache (2 MiB by default) is SQLITE_CACHE_KIB on the one
     connection of a process; a `cache_size` in GREENLIGHT_DATABASE_URL wins."""
     if database != "sqlite":
         pytest.skip("SQLite only")

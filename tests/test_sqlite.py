@@ -1,4 +1,4 @@
-"""Issue 8: SQLite statements run on the event loop's thread (greenlight.sqlite), except a
+"""SQLite statements run on the event loop's thread (greenlight.sqlite), except a
 COMMIT with something to write, which waits for the disk on aiosqlite's thread."""
 
 from __future__ import annotations

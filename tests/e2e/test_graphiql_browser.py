@@ -1,4 +1,4 @@
-"""Issue 9 (6), GraphiQL for humans, in a real browser: a `greenlight serve` process, Debian's
+"""GraphiQL for humans, in a real browser: a `greenlight serve` process, Debian's
 Chromium (headless, driven by Playwright) opens GET /graphql, the token goes into GraphiQL's
 headers editor, `{ me { email } }` runs, the result pane shows the admin's email, and a
 screenshot is saved to tests/artifacts/graphiql.png.

@@ -1,4 +1,4 @@
-"""Several `greenlight serve` processes on one PostgreSQL behave as one server (issue 3).
+"""Several `greenlight serve` processes on one PostgreSQL behave as one server.
 
 Two processes, A and B, on loopback ports share a database of this module's own (created
 and dropped here, so the module runs once, not once per backend): events reach a

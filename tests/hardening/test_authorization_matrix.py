@@ -1,4 +1,4 @@
-"""The authorization matrix (issue 7): every role x scope kind x operation x object, the
+"""The authorization matrix: every role x scope kind x operation x object, the
 expected outcome computed here from RULES.md by a small table of our own (not from
 greenlight.policies), compared with what the API answers.
 

@@ -1,4 +1,4 @@
-"""Faults against real `greenlight serve` processes (issue 7, "Faults").
+"""Faults against real `greenlight serve` processes.
 
 (a) The database goes away under load and comes back (PostgreSQL, through a small TCP proxy
     written here, so the machine's PostgreSQL is never stopped): /readyz 503 and UNAVAILABLE
@@ -251,8 +251,8 @@ def pg_database() -> Iterator[Callable[[], str]]:
 
 REGISTER = "mutation($i: RegisterImageInput!) { registerImage(input: $i) { id } }"
 REQUEST = "mutation($i: RequestApprovalInput!) { requestApproval(input: $i) { id state } }"
-# Clients race on one pipeline: a request may go stale when a newer image is deployed first
-# (issue 6). These tests are about faults, so every approval and deploy acknowledges it.
+# Clients race on one pipeline: a request may go stale when a newer image is deployed first.
+# These tests are about faults, so every approval and deploy acknowledges it.
 APPROVE = "mutation($id: ID!) { approveRequest(id: $id, acknowledgeStale: true) { id state } }"
 CANCEL = "mutation($id: ID!) { cancelApprovalRequest(id: $id) { id state } }"
 DEPLOY = (
@@ -528,7 +528,7 @@ async def until(predicate: Callable[[], Any], timeout: float, what: str) -> None
 
 @needs_postgres
 async def test_database_unreachable_then_back_under_load_unavailable_then_recovers(servers, pg_database):
-    """Issue 7, faults: while the database is unreachable /readyz is 503 and every operation
+    """Faults: while the database is unreachable /readyz is 503 and every operation
     answers UNAVAILABLE (never INTERNAL, never a 5xx); when it is back the same process
     recovers by itself; nothing the load saw succeed is lost and the database is sound."""
     direct_url = await asyncio.to_thread(pg_database)
@@ -745,13 +745,13 @@ async def _sigterm_scenario(started: Servers, database: str) -> SigtermRun:
 
 
 def test_sigterm_stops_accepting_new_connections(sigterm_run):
-    """Issue 7, faults: after SIGTERM, new connections are refused while the requests in
+    """Faults: after SIGTERM, new connections are refused while the requests in
     flight are still being served."""
     assert sigterm_run.refused_while_alive, sigterm_run.log
 
 
 def test_sigterm_in_flight_mutations_complete_with_200_and_are_stored(sigterm_run):
-    """Issue 7, faults: every request in flight at SIGTERM is answered 200 with its data,
+    """Faults: every request in flight at SIGTERM is answered 200 with its data,
     and what it wrote is in the database."""
     statuses = [status for status, _, _ in sigterm_run.answers]
     assert statuses == [200] * len(sigterm_run.digests), [text[:300] for _, _, text in sigterm_run.answers]
@@ -767,7 +767,7 @@ def test_sigterm_process_exits_within_the_grace_period(sigterm_run):
 
 
 def test_sigterm_process_exits_0(sigterm_run):
-    """Issue 7, faults: SIGTERM is a clean stop: exit status 0."""
+    """Faults: SIGTERM is a clean stop: exit status 0."""
     assert sigterm_run.returncode == 0, sigterm_run.log
 
 
@@ -926,7 +926,7 @@ class Stream:
 async def test_sigkill_during_a_stream_of_mutations_loses_nothing_and_half_writes_nothing(
     kind, servers, tmp_path, request
 ):
-    """Issue 7, faults: a server killed with SIGKILL in the middle of a stream of
+    """Faults: a server killed with SIGKILL in the middle of a stream of
     registerImage / requestApproval / approveRequest / deployImage / cancelApprovalRequest
     leaves the database as before or after each mutation: restarted on the same database,
     every mutation the clients saw succeed is there (R20: a deployment and its CONSUMED

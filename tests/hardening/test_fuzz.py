@@ -1,4 +1,4 @@
-"""Fuzzing the GraphQL API (issue 7): hypothesis-graphql generates queries and mutations from
+"""Fuzzing the GraphQL API: hypothesis-graphql generates queries and mutations from
 the exported schema (schema.graphql) and sends them to the ASGI app with the token of every
 role of the world, and anonymously.
 
@@ -322,7 +322,7 @@ def test_the_fuzz_knows_every_refusal_a_client_may_see():
 async def test_fuzzed_operations_are_refused_cleanly_and_keep_the_database_sound(
     seeded, document: graphql.DocumentNode, role: str | None
 ):
-    """Issue 7 (no leaks, never crash) over R1 to R25: every generated document, as every
+    """No leaks, never crash over R1 to R25: every generated document, as every
     role, gets a clean answer, and the database passes the integrity check afterwards."""
     world, outcomes = seeded
     operation = with_real_ids(document, await real_ids(world))
@@ -344,7 +344,7 @@ PIPELINE_FOR = "query($a: String!, $e: String!) { pipelineFor(application: $a, e
 @pytest.mark.parametrize("application, environment", [("shop", "p" * 64), ("s" * 64, "prod")])
 async def test_pipeline_for_names_too_long_are_bad_input(world, application, environment):
     """Found by the fuzzing above (INTERNAL before reads.pipeline_for validated its names): a
-    name longer than any name can be is BAD_USER_INPUT ("Things", issue 7)."""
+    name longer than any name can be is BAD_USER_INPUT."""
     body = await world["admin"].execute(PIPELINE_FOR, {"a": application, "e": environment})
     codes = {e["extensions"]["code"] for e in body.get("errors") or []}
     assert codes == {"BAD_USER_INPUT"}, body

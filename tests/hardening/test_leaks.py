@@ -1,4 +1,4 @@
-"""Issue 7, hardening: no leaks, and faults answered cleanly.
+"""Hardening: no leaks, and faults answered cleanly.
 
 - An unexpected exception reaches the client only as INTERNAL with extensions.requestId
   (the X-Request-ID), never its detail nor a traceback; the detail is in the log

@@ -1,4 +1,4 @@
-"""Issue 7, hardening: the limits that keep one client from hurting everyone.
+"""Hardening: the limits that keep one client from hurting everyone.
 
 - GraphQL limits (QUERY_TOO_COMPLEX): depth, tokens, aliases; just under each limit is fine;
   each is configurable through Settings (and GREENLIGHT_* variables).

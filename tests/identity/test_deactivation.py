@@ -1,4 +1,4 @@
-"""Deactivation and API token listing (issue 5).
+"""Deactivation and API token listing.
 
 deactivateUser makes every API token and JWT of the user fail at once, removes them from
 eligible approvers (R9), keeps their past actions in the audit log and their pending requests

@@ -1,4 +1,4 @@
-"""Why can't I? (issue 5): canI / explainAccess answer exactly what the enforcer decides, and
+"""Why can't I?: canI / explainAccess answer exactly what the enforcer decides, and
 say why; `greenlight policy check` prints the same; `greenlight policy validate` checks the
 policy files, naming the file and the line of each error (R5)."""
 

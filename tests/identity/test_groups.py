@@ -1,4 +1,4 @@
-"""Permission groups (issue 5): members inherit a group's roles through Casbin (R1, R4, R5, R9),
+"""Permission groups: members inherit a group's roles through Casbin (R1, R4, R5, R9),
 only super-admins manage groups (R2), and users, groups, members and bindings are paginated."""
 
 from __future__ import annotations
@@ -399,7 +399,7 @@ MEMBERS_Q = f"""query($g: ID!, {PAGE_ARGS}) {{
 
 
 async def test_groups_users_bindings_and_members_are_paginated(world):
-    """Listing users, groups, role bindings and group members is paginated (issue 5): newest
+    """Listing users, groups, role bindings and group members is paginated: newest
     first, `after` takes the previous endCursor, totalCount counts all."""
     admin = world["admin"]
     created = {(await make_group(world, f"team-{n:02}"))["id"] for n in range(23)}

@@ -1,4 +1,4 @@
-"""Single sign-on (issue 5): JWTs checked against a JWKS served by a real local HTTP server.
+"""Single sign-on: JWTs checked against a JWKS served by a real local HTTP server.
 
 RS256 and ES256 tokens whose signature, issuer, audience, expiry and not-before pass are
 accepted as `Authorization: Bearer <jwt>`; everything else is UNAUTHENTICATED (api.graphql),

@@ -1,4 +1,4 @@
-"""Issue 8: a `Prepared` query, whose SQL Tortoise builds once, answers as the queryset
+"""A `Prepared` query, whose SQL Tortoise builds once, answers as the queryset
 it stands for, on both databases, inside and outside transactions; a queryset it cannot
 prepare is run as built, every time."""
 

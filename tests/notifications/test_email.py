@@ -1,4 +1,4 @@
-"""Email notifications (issue 4, R8) against a real SMTP server on loopback (aiosmtpd):
+"""Email notifications (R8) against a real SMTP server on loopback (aiosmtpd):
 what the approvers and the requester receive, HTML escaping, the one-click approve pages
 (R9 to R16 still apply), and the outbox that never loses nor doubles an email: SMTP down
 then up, a restart between write and send, failed emails for super-admins, and two
@@ -511,7 +511,7 @@ async def test_r8_one_click_completing_approval_tells_requester(world, settings,
 
 
 async def test_issue6_r8_one_click_on_a_stale_image_asks_in_page_words_then_approves(world, settings, smtp):
-    """issue 6 (stale images) by email link: the page says the image is older than the one
+    """Stale images, by email link: the page says the image is older than the one
     running and asks for a tick; a click without it approves nothing and says why in the
     page's words (never the API's acknowledgeStale); with it the approval counts."""
     request, mail = await emailed_request(world, settings, smtp, ["approver1"])

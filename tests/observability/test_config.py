@@ -1,4 +1,4 @@
-"""Issue 9, configuration: one typed settings module reading the environment over a `.env`
+"""Configuration: one typed settings module reading the environment over a `.env`
 file; a bad value stops the server at start with a message naming the variable; every
 variable the code reads is in the README's table, with the default the code uses."""
 
@@ -32,7 +32,7 @@ def clean_env(monkeypatch, tmp_path) -> Path:
 
 
 def test_defaults_without_environment_or_env_file(clean_env):
-    """Issue 9 (1): with nothing set, the documented defaults."""
+    """With nothing set, the documented defaults."""
     settings = Settings.from_env()
     assert settings.database_url == "sqlite://greenlight.sqlite3"
     assert (settings.log_format, settings.log_level) == ("auto", "INFO")
@@ -42,7 +42,7 @@ def test_defaults_without_environment_or_env_file(clean_env):
 
 
 def test_env_file_in_working_directory_is_read(clean_env):
-    """Issue 9 (1): a .env file in the working directory provides what the environment lacks;
+    """A .env file in the working directory provides what the environment lacks;
     comments, blank lines, `export` and quotes are understood."""
     (clean_env / ".env").write_text(
         "# Greenlight\n"
@@ -62,7 +62,7 @@ def test_env_file_in_working_directory_is_read(clean_env):
 
 
 def test_environment_wins_over_env_file(clean_env, monkeypatch):
-    """Issue 9 (1): a variable set in both places takes the environment's value."""
+    """A variable set in both places takes the environment's value."""
     (clean_env / ".env").write_text("GREENLIGHT_ROLLOUT_SECONDS=12\nGREENLIGHT_LOG_LEVEL=DEBUG\n")
     monkeypatch.setenv("GREENLIGHT_ROLLOUT_SECONDS", "3")
     settings = Settings.from_env()
@@ -71,7 +71,7 @@ def test_environment_wins_over_env_file(clean_env, monkeypatch):
 
 
 def test_env_file_named_by_greenlight_env_file(clean_env, monkeypatch, tmp_path_factory):
-    """Issue 9 (1): GREENLIGHT_ENV_FILE points at another file; the one in the working
+    """GREENLIGHT_ENV_FILE points at another file; the one in the working
     directory is then not read."""
     (clean_env / ".env").write_text("GREENLIGHT_ROLLOUT_SECONDS=12\n")
     other = tmp_path_factory.mktemp("conf") / "greenlight.env"
@@ -85,7 +85,7 @@ def test_env_file_named_by_greenlight_env_file(clean_env, monkeypatch, tmp_path_
 
 
 def test_bad_value_in_env_file_names_the_variable(clean_env):
-    """Issue 9 (1): a bad value from the file is refused like one from the environment."""
+    """A bad value from the file is refused like one from the environment."""
     (clean_env / ".env").write_text("GREENLIGHT_SMTP_SECURITY=ssl\n")
     with pytest.raises(ConfigError, match="GREENLIGHT_SMTP_SECURITY"):
         Settings.from_env()
@@ -93,7 +93,7 @@ def test_bad_value_in_env_file_names_the_variable(clean_env):
 
 @pytest.mark.parametrize("line", ["this is not a setting", "=value", "GREENLIGHT-LOG-FORMAT=json", "1ABC=2"])
 def test_malformed_env_file_line_names_file_and_line(clean_env, line):
-    """Issue 9 (1): a line that is not KEY=VALUE is refused with the file and line number."""
+    """A line that is not KEY=VALUE is refused with the file and line number."""
     path = clean_env / ".env"
     path.write_text(f"# comment\nGREENLIGHT_LOG_FORMAT=json\n\n{line}\n")
     with pytest.raises(ConfigError) as error:
@@ -152,7 +152,7 @@ BAD = [
 
 @pytest.mark.parametrize("env, name", BAD, ids=lambda v: v if isinstance(v, str) else None)
 def test_bad_variable_raises_config_error_naming_it(env, name):
-    """Issue 9 (1): each bad value is refused with a ConfigError whose message names the
+    """Each bad value is refused with a ConfigError whose message names the
     variable to fix."""
     with pytest.raises(ConfigError) as error:
         Settings.from_env(env)
@@ -160,7 +160,7 @@ def test_bad_variable_raises_config_error_naming_it(env, name):
 
 
 def test_secret_values_are_not_in_the_repr():
-    """Issue 9 (3): printing the settings (a log line, a traceback) shows no secret."""
+    """Printing the settings (a log line, a traceback) shows no secret."""
     settings = Settings.from_env(
         {
             "GREENLIGHT_SMTP_HOST": "smtp.example.com",
@@ -200,7 +200,7 @@ def _serve(tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
     ],
 )
 def test_serve_with_bad_variable_exits_naming_it(tmp_path, name, value):
-    """Issue 9 (1): `greenlight serve` refuses to start, with the variable in its message,
+    """`greenlight serve` refuses to start, with the variable in its message,
     before touching the database."""
     result = _serve(tmp_path, {name: value})
     assert result.returncode != 0
@@ -210,7 +210,7 @@ def test_serve_with_bad_variable_exits_naming_it(tmp_path, name, value):
 
 
 def test_serve_with_malformed_env_file_exits_naming_file_and_line(tmp_path):
-    """Issue 9 (1): a broken .env stops `greenlight serve` with the file and line."""
+    """A broken .env stops `greenlight serve` with the file and line."""
     (tmp_path / ".env").write_text("GREENLIGHT_LOG_FORMAT=json\nnot a setting\n")
     result = _serve(tmp_path, {})
     assert result.returncode != 0
@@ -237,7 +237,7 @@ def _read_by_code() -> set[str]:
 
 
 def test_every_variable_is_in_the_readme_table():
-    """Issue 9 (1): every GREENLIGHT_* variable that greenlight/config.py reads has a row in
+    """Every GREENLIGHT_* variable that greenlight/config.py reads has a row in
     the README's configuration table."""
     read = _read_by_code()
     assert {"GREENLIGHT_DATABASE_URL", "GREENLIGHT_LOG_FORMAT", "GREENLIGHT_OTEL_ENDPOINT"} <= read
@@ -256,7 +256,7 @@ def _as_readme(value) -> str:
 
 
 def test_readme_defaults_match_the_code(clean_env):
-    """Issue 9 (1): the default the README gives for a variable is the one the code uses."""
+    """The default the README gives for a variable is the one the code uses."""
     defaults = Settings.from_env({})
     fields = {f.name for f in dataclasses.fields(Settings)}
     table = _readme_table()

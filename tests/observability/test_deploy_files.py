@@ -1,4 +1,4 @@
-"""Issue 9 (7), deployment files: the Dockerfile runs as a non-root user with a health check
+"""Deployment files: the Dockerfile runs as a non-root user with a health check
 on /healthz; the Kubernetes manifest has a migration Job (`greenlight migrate`) and a
 Deployment probed on /readyz and /healthz; `greenlight migrate` applies the migrations and
 exits. (These machines have no container engine: the files are checked, not run.)"""
@@ -35,7 +35,7 @@ def _instructions() -> list[tuple[str, str]]:
 
 
 def test_dockerfile_runs_as_a_non_root_user():
-    """Issue 9 (7): the image runs Greenlight as a user that is not root."""
+    """The image runs Greenlight as a user that is not root."""
     instructions = _instructions()
     users = [args for name, args in instructions if name == "USER"]
     assert users, "no USER instruction"
@@ -50,7 +50,7 @@ def test_dockerfile_runs_as_a_non_root_user():
 
 
 def test_dockerfile_health_check_on_healthz():
-    """Issue 9 (7): the image checks its own health on /healthz."""
+    """The image checks its own health on /healthz."""
     checks = [args for name, args in _instructions() if name == "HEALTHCHECK"]
     assert len(checks) == 1, checks
     assert "CMD" in checks[0]
@@ -77,7 +77,7 @@ def _of_kind(kind: str) -> list[dict]:
 
 
 def test_kubernetes_deployment_has_probes():
-    """Issue 9 (7): readiness on /readyz, liveness on /healthz, on the port the server uses."""
+    """Readiness on /readyz, liveness on /healthz, on the port the server uses."""
     (deployment,) = _of_kind("Deployment")
     assert deployment["apiVersion"] == "apps/v1"
     spec = deployment["spec"]
@@ -105,7 +105,7 @@ def test_kubernetes_deployment_has_probes():
 
 
 def test_kubernetes_service_targets_the_deployment():
-    """Issue 9 (7): the Service selects the Deployment's pods and a port they name."""
+    """The Service selects the Deployment's pods and a port they name."""
     (service,) = _of_kind("Service")
     (deployment,) = _of_kind("Deployment")
     labels = deployment["spec"]["template"]["metadata"]["labels"]
@@ -116,7 +116,7 @@ def test_kubernetes_service_targets_the_deployment():
 
 
 def test_kubernetes_job_runs_greenlight_migrate():
-    """Issue 9 (7): migrations run as a separate Job, `greenlight migrate`."""
+    """Migrations run as a separate Job, `greenlight migrate`."""
     (job,) = _of_kind("Job")
     assert job["apiVersion"] == "batch/v1"
     pod = job["spec"]["template"]["spec"]
@@ -168,7 +168,7 @@ def test_greenlight_migrate_creates_the_tables(tmp_path):
 
 
 def test_greenlight_migrate_with_bad_configuration_fails(tmp_path):
-    """Issue 9 (1, 7): `greenlight migrate` refuses a bad configuration, naming the variable."""
+    """`greenlight migrate` refuses a bad configuration, naming the variable."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GREENLIGHT_")}
     env["GREENLIGHT_DATABASE_URL"] = "mysql://db/greenlight"
     result = subprocess.run(

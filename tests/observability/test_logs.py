@@ -1,4 +1,4 @@
-"""Issue 9, logs: with JSON logging on, every line a request produces is one JSON object
+"""Logs: with JSON logging on, every line a request produces is one JSON object
 carrying the request id (an incoming valid X-Request-ID is honoured and echoed, a bad one
 replaced), and GraphQL lines carry the operation name and the acting user; no line ever
 holds a bearer token, an API token (glt_...) or a one-click token from a query string.
@@ -91,7 +91,7 @@ async def post(world, query: str, token: str | None = None, variables: dict | No
 
 
 async def test_graphql_lines_are_json_with_request_id_operation_and_user(world, json_logs):
-    """Issue 9 (3): an incoming X-Request-ID is echoed and is on every line of the request;
+    """An incoming X-Request-ID is echoed and is on every line of the request;
     the GraphQL line names the operation, its outcome and the acting user's email."""
     request_id = f"edge-{uuid.uuid4().hex[:12]}.retry:1"
     response = await post(world, WHO_AM_I, world["dev"].token, **{"X-Request-ID": request_id})
@@ -115,7 +115,7 @@ async def test_graphql_lines_are_json_with_request_id_operation_and_user(world, 
 
 
 async def test_failed_operation_line_has_outcome_code_and_user(world, json_logs):
-    """Issue 9 (3): a refused operation is logged with its contract code and who asked."""
+    """A refused operation is logged with its contract code and who asked."""
     response = await post(world, "query AllUsers { users { id } }", world["viewer"].token)
     assert response.json()["errors"][0]["extensions"]["code"] == "FORBIDDEN"
     request_id = response.headers["x-request-id"]
@@ -129,7 +129,7 @@ async def test_failed_operation_line_has_outcome_code_and_user(world, json_logs)
 
 
 async def test_request_id_is_generated_when_absent(world, json_logs):
-    """Issue 9 (3): without an X-Request-ID each request gets a fresh one, echoed and logged."""
+    """Without an X-Request-ID each request gets a fresh one, echoed and logged."""
     first = await post(world, WHO_AM_I, world["dev"].token)
     second = await post(world, WHO_AM_I, world["dev"].token)
     ids = [first.headers["x-request-id"], second.headers["x-request-id"]]
@@ -149,7 +149,7 @@ async def test_request_id_is_generated_when_absent(world, json_logs):
     ],
 )
 async def test_invalid_request_id_is_replaced(world, json_logs, bad):
-    """Issue 9 (3): an X-Request-ID that is too long or has other characters than
+    """An X-Request-ID that is too long or has other characters than
     letters, digits and . _ : - is not trusted: a generated one replaces it."""
     response = await post(world, WHO_AM_I, world["dev"].token, **{"X-Request-ID": bad})
     request_id = response.headers["x-request-id"]
@@ -161,7 +161,7 @@ async def test_invalid_request_id_is_replaced(world, json_logs, bad):
 
 
 async def test_no_line_holds_a_token(world, json_logs, monkeypatch):
-    """Issue 9 (3): bearer tokens, API tokens (glt_...), one-click tokens in query strings and
+    """Bearer tokens, API tokens (glt_...), one-click tokens in query strings and
     secrets in exceptions never reach a log line, whatever path they come in by."""
     dev_token = world["dev"].token
     assert dev_token.startswith("glt_")
@@ -222,7 +222,7 @@ async def test_no_line_holds_a_token(world, json_logs, monkeypatch):
 
 
 async def test_unauthenticated_operation_line(world, json_logs):
-    """Issue 9 (3): a request without credentials gets its own graphql line, with its request
+    """A request without credentials gets its own graphql line, with its request
     id and outcome UNAUTHENTICATED."""
     response = await post(world, "query Anyone { me { email } }", None)
     assert response.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
@@ -241,7 +241,7 @@ class FakeTerminal(io.StringIO):
 
 
 def test_auto_format_is_text_on_a_terminal(restore_logging):
-    """Issue 9 (3): `auto` writes plain text lines to a terminal (still redacted)."""
+    """`auto` writes plain text lines to a terminal (still redacted)."""
     stream = FakeTerminal()
     handler = logs.setup("auto", "INFO", stream=stream)
     assert isinstance(handler.formatter, logs.TextFormatter)
@@ -257,7 +257,7 @@ def test_auto_format_is_text_on_a_terminal(restore_logging):
 
 
 def test_auto_format_is_json_elsewhere(restore_logging):
-    """Issue 9 (3): `auto` writes JSON when the stream is not a terminal (a pipe, a file)."""
+    """`auto` writes JSON when the stream is not a terminal (a pipe, a file)."""
     stream = LogCapture()
     handler = logs.setup("auto", "INFO", stream=stream)
     assert isinstance(handler.formatter, logs.JsonFormatter)
@@ -268,7 +268,7 @@ def test_auto_format_is_json_elsewhere(restore_logging):
 
 
 def test_setup_installs_exactly_one_root_handler(restore_logging):
-    """Issue 9 (3): setting up twice leaves one handler, so no line is written twice."""
+    """Setting up twice leaves one handler, so no line is written twice."""
     stream = LogCapture()
     logs.setup("json", "INFO", stream=io.StringIO())
     logs.setup("json", "WARNING", stream=stream)

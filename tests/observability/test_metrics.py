@@ -1,4 +1,4 @@
-"""Issue 9, metrics: GET /metrics answers Prometheus text; GraphQL requests are counted by
+"""Metrics: GET /metrics answers Prometheus text; GraphQL requests are counted by
 operation name and outcome code with a latency histogram; gauges of approval requests by
 (effective) state, deployments by status, outbox backlogs and database pool usage follow
 the database; a client cannot blow up the operation label set.
@@ -73,7 +73,7 @@ def delta(before: Samples, after: Samples, name: str, **labels: str) -> float:
 
 
 async def test_metrics_endpoint_answers_prometheus_text(http):
-    """Issue 9 (2): every metric family is exposed, with its HELP and TYPE lines."""
+    """Every metric family is exposed, with its HELP and TYPE lines."""
     response = await http.get("/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain; version=")
@@ -92,7 +92,7 @@ async def test_metrics_endpoint_answers_prometheus_text(http):
 
 
 async def test_requests_are_counted_by_operation_and_outcome(world):
-    """Issue 9 (2): a named query counts under its name and OK; an anonymous one under
+    """A named query counts under its name and OK; an anonymous one under
     "anonymous"; failing ones under their contract code (FORBIDDEN, UNAUTHENTICATED,
     BAD_USER_INPUT); the latency histogram counts each one too."""
     name = f"WhoAmI_{uuid.uuid4().hex[:8]}"
@@ -128,7 +128,7 @@ def outcomes(before: Samples, after: Samples) -> dict[str, float]:
 
 
 async def test_unauthenticated_operation_is_counted_as_unauthenticated(world):
-    """Issue 9 (2): an operation without credentials counts once, as UNAUTHENTICATED (under its
+    """An operation without credentials counts once, as UNAUTHENTICATED (under its
     name, or "anonymous" if it is refused before its document is read), never as INTERNAL."""
     gc.collect()
     before = await scrape(world.http)
@@ -144,7 +144,7 @@ async def test_unauthenticated_operation_is_counted_as_unauthenticated(world):
 
 
 async def test_syntax_error_is_counted_as_bad_user_input(world):
-    """Issue 9 (2): a document that does not parse is counted as BAD_USER_INPUT, as the client
+    """A document that does not parse is counted as BAD_USER_INPUT, as the client
     is told, not as INTERNAL."""
     gc.collect()
     before = await scrape(world.http)
@@ -157,7 +157,7 @@ async def test_syntax_error_is_counted_as_bad_user_input(world):
 
 
 async def test_mutations_are_counted_by_outcome(world):
-    """Issue 9 (2), R10: a refused approval counts under its code, an accepted one as OK."""
+    """R10: a refused approval counts under its code, an accepted one as OK."""
     image = await world.register_image("admin")
     request = await world.request_approval(image, who="dev2")
     mutation = "mutation Approve($id: ID!) { approveRequest(id: $id) { state } }"
@@ -172,7 +172,7 @@ async def test_mutations_are_counted_by_outcome(world):
 
 
 async def test_approval_request_and_deployment_gauges_follow_the_database(world):
-    """Issue 9 (2): greenlight_approval_requests{state} and greenlight_deployments{status}
+    """Greenlight_approval_requests{state} and greenlight_deployments{status}
     equal the rows of this database after a request, its approvals and the deploy; a live
     request past its expiry counts as EXPIRED (R15)."""
     samples = await scrape(world.http)
@@ -217,7 +217,7 @@ async def test_approval_request_and_deployment_gauges_follow_the_database(world)
 
 
 async def test_outbox_backlog_gauges(world):
-    """Issue 9 (2): greenlight_outbox_backlog{outbox,state} counts unsent (pending) and
+    """Greenlight_outbox_backlog{outbox,state} counts unsent (pending) and
     given-up (failed) rows of the email and webhook outboxes; sent ones count in neither."""
     image = await world.register_image(tag="v-outbox")
     deployment = await world.deploy(image, pipeline="shop/staging")
@@ -258,7 +258,7 @@ async def test_outbox_backlog_gauges(world):
 
 
 async def test_db_pool_gauge(http, backend):
-    """Issue 9 (2): greenlight_db_pool_connections{state} reports in_use, idle and max
+    """Greenlight_db_pool_connections{state} reports in_use, idle and max
     (SQLite: one connection; PostgreSQL: asyncpg's pool)."""
     samples = await scrape(http)
     states = label_values(samples, "greenlight_db_pool_connections", "state")
@@ -273,7 +273,7 @@ async def test_db_pool_gauge(http, backend):
 
 
 async def test_operation_label_cardinality_is_bounded(world):
-    """Issue 9 (2): 300 distinct client-chosen operation names do not make 300 label
+    """300 distinct client-chosen operation names do not make 300 label
     values: past MAX_OPERATION_NAMES distinct names the rest count as "other", and the
     label set of the whole process stays bounded."""
     prefix = f"Op{uuid.uuid4().hex[:8]}_"
@@ -305,14 +305,14 @@ async def test_operation_label_cardinality_is_bounded(world):
     ],
 )
 def test_invalid_operation_name_is_labelled_invalid(name):
-    """Issue 9 (2): a name that is not a short GraphQL name never becomes a label."""
+    """A name that is not a short GraphQL name never becomes a label."""
     assert metrics.operation_label(name) == "invalid"
     assert metrics.operation_label(None) == "anonymous"
     assert metrics.operation_label("") == "anonymous"
 
 
 async def test_invalid_operation_names_from_clients_count_as_invalid(world):
-    """Issue 9 (2): through the API, a 100-character operation name and an operationName
+    """Through the API, a 100-character operation name and an operationName
     with line breaks and quotes (that no document defines) both count as "invalid"."""
     long_name = "Q" * 100
     before = await scrape(world.http)

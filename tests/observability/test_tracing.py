@@ -1,4 +1,4 @@
-"""Issue 9, tracing: with an exporter (or GREENLIGHT_OTEL_ENDPOINT) every GraphQL operation
+"""Tracing: with an exporter (or GREENLIGHT_OTEL_ENDPOINT) every GraphQL operation
 gets a span, and so does each database call (with db.statement) made inside it; without an
 endpoint nothing is installed. Turning tracing on is global and permanent for a process (it
 patches Tortoise's clients and the schema's extensions), so each check runs in a process of
@@ -278,7 +278,7 @@ def run(script: str, tmp_path, env: dict[str, str] | None = None) -> dict:
 
 
 def test_operation_and_database_spans_with_an_exporter(tmp_path):
-    """Issue 9 (4): a span for the operation (named after it), for its resolvers, and one
+    """A span for the operation (named after it), for its resolvers, and one
     per database call with db.system and db.statement, the database calls of the resolvers
     inside the operation's trace; the service name is the configured one."""
     out = run(WITH_EXPORTER, tmp_path)
@@ -321,7 +321,7 @@ def test_operation_and_database_spans_with_an_exporter(tmp_path):
 
 
 def test_nothing_is_installed_without_an_endpoint(tmp_path):
-    """Issue 9 (4): with no GREENLIGHT_OTEL_ENDPOINT, no tracer provider is installed, the
+    """With no GREENLIGHT_OTEL_ENDPOINT, no tracer provider is installed, the
     schema has no tracing extension and the database clients are not wrapped."""
     out = run(WITHOUT_ENDPOINT, tmp_path)
     assert out["endpoint"] is None
@@ -333,7 +333,7 @@ def test_nothing_is_installed_without_an_endpoint(tmp_path):
 
 
 def test_spans_are_exported_to_the_otlp_endpoint(tmp_path):
-    """Issue 9 (4): with GREENLIGHT_OTEL_ENDPOINT set, spans go to ENDPOINT/v1/traces as
+    """With GREENLIGHT_OTEL_ENDPOINT set, spans go to ENDPOINT/v1/traces as
     OTLP over HTTP (protobuf); here to a collector on loopback."""
     out = run(TO_COLLECTOR, tmp_path)
     assert out["provider"] == "TracerProvider"

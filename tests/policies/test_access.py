@@ -287,7 +287,7 @@ async def test_r1_objects_of_another_application_are_not_found(world):
 
 async def admin_operations(world) -> list[tuple[str, str, dict]]:
     """Every administrative operation, with valid arguments (a super-admin's call would succeed)."""
-    # someone else's token for every caller (a user may revoke their own, issue 5)
+    # someone else's token for every caller (a user may revoke their own)
     dev_token = await ApiToken.filter(user__email="admin@example.com").first()
     dev_binding = await RoleBinding.get(user__email="dev@example.com")
     return [

@@ -1,5 +1,5 @@
 """The Authorizer at scale decides as plain Casbin does, and applying changes one by one
-leaves it as a full load would (issue 8). Correctness only: the benchmark
+leaves it as a full load would. Correctness only: the benchmark
 (bench/authorization.py) measures the time.
 
 A world of some thousands of role bindings (direct and through groups, on exact and

@@ -1,4 +1,4 @@
-"""Cached authorization decisions are forgotten on every change, on every process (issue 8, R5).
+"""Cached authorization decisions are forgotten on every change, on every process (R5).
 
 Two apps share one database, as two server processes do: A (the `world` fixture's) and B
 (built here, with its own Authorizer and so its own decision cache). Each test first has

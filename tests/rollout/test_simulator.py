@@ -1,4 +1,4 @@
-"""The built-in rollout simulator (issue 3, R23): each strategy's steps over the rollout
+"""The built-in rollout simulator (R23): each strategy's steps over the rollout
 time, failure injection, supersession, a restart mid-rollout, refused configuration, and a
 rollback under the same approval rules."""
 
@@ -46,7 +46,7 @@ PIPELINE = """query($p: ID!) {
   }
 }"""
 
-# How many steps each strategy plays (issue 3: "canary 10%, 50%, 100%").
+# How many steps each strategy plays ("canary 10%, 50%, 100%").
 STEP_COUNTS = {"ROLLING": 1, "RECREATE": 2, "BLUE_GREEN": 3, "CANARY": 3}
 CANARY_STEPS = ["canary 10%", "canary 50%", "canary 100%"]
 
@@ -420,7 +420,7 @@ async def test_r23_rollback_to_an_earlier_image_needs_a_new_approval(world):
     assert error["extensions"]["code"] == "NOT_APPROVED"
     assert (await ApprovalRequest.get(id=pk(request_a))).state == ApprovalState.CONSUMED
 
-    # a is older than the active b, so the new request is stale (issue 6): each approval
+    # a is older than the active b, so the new request is stale: each approval
     # and the deploy say they mean it.
     again = await world.request_approval(a, who="dev2")
     assert again != request_a

@@ -1,4 +1,4 @@
-"""The webhook rollout driver (issue 3, R23) against a real HTTP receiver on loopback:
+"""The webhook rollout driver (R23) against a real HTTP receiver on loopback:
 signed events, retries with backoff, exhaustion, supersession; the CD system reporting
 back through reportDeploymentStatus as a deploy-agent; and the auditEvents query (R25)."""
 

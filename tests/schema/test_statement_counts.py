@@ -1,4 +1,4 @@
-"""Issue 8 (no N+1): the SQL statements a request sends do not grow with the size of the
+"""The SQL statements a request sends do not grow with the size of the
 lists it reads. Every list field and nested relation of the API is read here with a list
 of 1 and a list of 50, and both must cost the same number of statements.
 
@@ -372,7 +372,7 @@ CASES = [
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 async def test_issue8_statements_do_not_grow_with_the_list(world, case: Case):
-    """Issue 8: the same number of SQL statements for a list of 1 and a list of 50."""
+    """The same number of SQL statements for a list of 1 and a list of 50."""
     client = world[case.who]
     variables = case.variables(world)
     await case.grow(world, 1)

@@ -1,4 +1,4 @@
-"""Issue 8: what one approveRequest costs in SQL statements, with the fields the benchmark
+"""What one approveRequest costs in SQL statements, with the fields the benchmark
 selects (bench/queries.py). It was 17 for a first approval and 19 for the approval that
 completes the request on SQLite (18 and 21 on PostgreSQL, with its pg_notify); a change that
 reads the same rows twice again, writes the audit events one by one, or re-reads in the
@@ -48,7 +48,7 @@ async def counted(client, query: str, variables: dict) -> tuple[int, dict]:
 
 
 async def test_issue8_approve_request_statements(world, backend):
-    """Issue 8, R12, R25: approveRequest reads the request, its pipeline and image once,
+    """R12, R25: approveRequest reads the request, its pipeline and image once,
     writes its audit events in one statement, and answers from what it read."""
     notify = 1 if backend == "postgres" else 0
     request = await world.request_approval(await world.register_image("dev"), "shop/prod", who="dev2")

@@ -117,7 +117,7 @@ async def test_r19_approval_required_lists_only_approved_images_newest_first(wor
 
     await world.deploy(c)
     assert await deployable(world, "shop/prod") == [a]
-    # a's approval went stale when the newer c was deployed (issue 6): rolling back says so.
+    # a's approval went stale when the newer c was deployed: rolling back says so.
     await world.deploy(a, acknowledge_stale=True)
     assert await deployable(world, "shop/prod") == []
 
@@ -214,7 +214,7 @@ async def test_r20_no_approval_pipeline_deploys_without_a_request(world):
 
 async def test_r20_an_image_deployed_once_needs_a_new_approval(world):
     """Deploy A, then B, then A again (a rollback): A's approval was used up. (A is older
-    than the active B, so its new request is stale: issue 6 asks for acknowledgement.)"""
+    than the active B, so its new request is stale: it needs acknowledging.)"""
     a, first = await world.approved_image()
     b, _ = await world.approved_image()
     await world.deploy(a)

@@ -1,4 +1,4 @@
-"""Exception users and groups (issue 6): listed users, and members of listed groups, who hold
+"""Exception users and groups: listed users, and members of listed groups, who hold
 build-and-deploy (R3) deploy without an approved request; the Deployment and the audit "deploy"
 event say so. Everyone else still needs approval (R20)."""
 
@@ -74,7 +74,7 @@ async def active_image(world, pipeline: str = "shop/prod") -> str | None:
 
 
 async def test_issue6_exception_user_deploys_without_approval_marked_and_audited(world, unchanged):
-    """issue 6 (exceptions): dev, listed in exceptionUsers of shop/prod, deploys an image that
+    """Exceptions: dev, listed in exceptionUsers of shop/prod, deploys an image that
     was never requested; the Deployment has approvalException true and no request, and the
     audit "deploy" event's after holds approvalException true. dev2, not listed, still gets
     NOT_APPROVED (R20)."""
@@ -104,7 +104,7 @@ async def test_issue6_exception_user_deploys_without_approval_marked_and_audited
 
 
 async def test_issue6_exception_group_members_deploy_without_approval(world, unchanged):
-    """issue 6 (exceptions): members of a group in exceptionGroups deploy without approval;
+    """Exceptions: members of a group in exceptionGroups deploy without approval;
     leaving the group ends it on the next deploy; a non-member still gets NOT_APPROVED."""
     hotfix = await make_group(world, "hotfixers", "dev2")
     policy = await set_policy(world, exceptionGroupIds=[hotfix])
@@ -125,7 +125,7 @@ async def test_issue6_exception_group_members_deploy_without_approval(world, unc
 
 
 async def test_issue6_r3_exceptions_still_need_build_and_deploy(world, unchanged):
-    """R3, issue 6 (exceptions): listed users and group members without build-and-deploy on the
+    """R3, exceptions: listed users and group members without build-and-deploy on the
     pipeline's scope cannot deploy: FORBIDDEN when they see the pipeline, NOT_FOUND when not."""
     helpers = await make_group(world, "helpers", "prod_approver", "billing_dev")
     await set_policy(
@@ -142,7 +142,7 @@ async def test_issue6_r3_exceptions_still_need_build_and_deploy(world, unchanged
 
 
 async def test_issue6_exception_user_with_an_approved_request_consumes_it(world):
-    """issue 6 (exceptions), R20: when a usable APPROVED request exists the exception user's
+    """Exceptions, R20: when a usable APPROVED request exists the exception user's
     deploy consumes it as usual and approvalException is false."""
     await set_policy(world, exceptionUserIds=[world["dev"].user_id])
     image, request = await world.approved_image()
@@ -154,7 +154,7 @@ async def test_issue6_exception_user_with_an_approved_request_consumes_it(world)
 
 
 async def test_issue6_plain_deploys_are_not_exceptions(world):
-    """issue 6 (exceptions): a deploy with an approval, and one on a pipeline needing none, have
+    """Exceptions: a deploy with an approval, and one on a pipeline needing none, have
     approvalException false."""
     image, _ = await world.approved_image()
     assert (await deploy(world, image, "dev"))["approvalException"] is False
@@ -166,7 +166,7 @@ async def test_issue6_plain_deploys_are_not_exceptions(world):
 
 
 async def test_issue6_exceptions_are_per_pipeline_and_can_be_removed(world, unchanged):
-    """issue 6 (exceptions): dev listed on shop/prod is not an exception on shop/staging (set to
+    """Exceptions: dev listed on shop/prod is not an exception on shop/staging (set to
     need approval); once removed from shop/prod's list dev gets NOT_APPROVED there too."""
     await set_policy(world, exceptionUserIds=[world["dev"].user_id])
     await set_policy(world, "shop/staging", requiredApprovals=1, ttlHours=None)
@@ -179,7 +179,7 @@ async def test_issue6_exceptions_are_per_pipeline_and_can_be_removed(world, unch
 
 
 async def test_issue6_r22_exception_deploy_of_the_active_image_is_conflict(world, unchanged):
-    """R22, issue 6 (exceptions): the exception does not let the active image be deployed
+    """R22, exceptions: the exception does not let the active image be deployed
     again."""
     await set_policy(world, exceptionUserIds=[world["dev"].user_id])
     image = await world.register_image("dev2")
@@ -188,7 +188,7 @@ async def test_issue6_r22_exception_deploy_of_the_active_image_is_conflict(world
 
 
 async def test_issue6_exception_lists_refuse_unknown_or_inactive_entries(world, unchanged):
-    """issue 6 (exceptions): exceptionUserIds must name existing active users and
+    """Exceptions: exceptionUserIds must name existing active users and
     exceptionGroupIds existing groups, else BAD_USER_INPUT; non-super-admins get FORBIDDEN
     (R2). The policy stays as it was."""
     await world["admin"].ok(DEACTIVATE, {"id": world["dev2"].user_id})

@@ -1,4 +1,4 @@
-"""Deploy freezes (issue 6): one-off windows at both edges, weekly windows in a time zone
+"""Deploy freezes: one-off windows at both edges, weekly windows in a time zone
 (wrapping over the week's end, across the DST changes of Europe/Berlin), DEPLOY_FROZEN with
 when it ends, the super-admin override with its reason (audited), automatic pipelines (R24)
 that wait, Pipeline.frozenUntil, and createDeployFreeze's refusals (R2, BAD_USER_INPUT).
@@ -124,7 +124,7 @@ async def deploy_is_open(world, pipeline: str = "shop/staging") -> dict:
 
 
 async def test_issue6_freeze_one_off_refuses_deploys_in_its_environment(world, unchanged):
-    """issue 6 (freezes): a one-off freeze on staging in force now refuses deploys on
+    """Freezes: a one-off freeze on staging in force now refuses deploys on
     shop/staging with DEPLOY_FROZEN (message and extensions.frozenUntil say when it ends),
     leaves shop/prod alone, and once deleted deploys go ahead."""
     start, end = real_now() - timedelta(hours=1), real_now() + timedelta(hours=1)
@@ -149,7 +149,7 @@ async def test_issue6_freeze_one_off_refuses_deploys_in_its_environment(world, u
 
 
 async def test_issue6_freeze_one_off_edges(world, unchanged, clock):
-    """issue 6 (freezes): a one-off window is [startsAt, endsAt): open a second before it
+    """Freezes: a one-off window is [startsAt, endsAt): open a second before it
     starts, frozen at startsAt and a second before endsAt, open again at endsAt."""
     start = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
     end = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -170,7 +170,7 @@ async def test_issue6_freeze_one_off_edges(world, unchanged, clock):
 
 
 async def test_issue6_pipeline_freeze_and_environment_freeze_reach_their_pipelines(world, unchanged):
-    """issue 6 (freezes): an environment freeze on prod holds shop/prod and billing/prod; a
+    """Freezes: an environment freeze on prod holds shop/prod and billing/prod; a
     pipeline freeze on shop/staging holds only it; Pipeline.deployFreezes lists the pipeline's
     own and its environment's; deployFreezes lists those the caller can see (R1)."""
     now = real_now()
@@ -202,7 +202,7 @@ async def test_issue6_pipeline_freeze_and_environment_freeze_reach_their_pipelin
 
 
 async def test_issue6_weekly_window_wraps_over_the_week_end(world, unchanged, clock):
-    """issue 6 (freezes): FRIDAY 18:00 -> MONDAY 08:00 (UTC) holds from Friday 18:00 through
+    """Freezes: FRIDAY 18:00 -> MONDAY 08:00 (UTC) holds from Friday 18:00 through
     the weekend to Monday 07:59:59, and recurs the next week."""
     await create_freeze(
         world,
@@ -232,7 +232,7 @@ async def test_issue6_weekly_window_wraps_over_the_week_end(world, unchanged, cl
 
 
 async def test_issue6_weekly_window_is_wall_clock_in_its_time_zone(world, unchanged, clock):
-    """issue 6 (freezes): TUESDAY 09:00 -> THURSDAY 17:00 America/New_York (UTC-5 in December)
+    """Freezes: TUESDAY 09:00 -> THURSDAY 17:00 America/New_York (UTC-5 in December)
     is 14:00 UTC Tuesday to 22:00 UTC Thursday."""
     await create_freeze(
         world,
@@ -253,7 +253,7 @@ async def test_issue6_weekly_window_is_wall_clock_in_its_time_zone(world, unchan
 
 
 async def test_issue6_weekly_window_across_spring_dst_change_in_berlin(world, unchanged, clock):
-    """issue 6 (freezes, DST): FRIDAY 18:00 -> MONDAY 08:00 Europe/Berlin. In winter Monday 08:00
+    """Freezes, DST: FRIDAY 18:00 -> MONDAY 08:00 Europe/Berlin. In winter Monday 08:00
     is 07:00 UTC; over the weekend of the last Sunday of March (29 March 2026, CET -> CEST) the
     window starts at 17:00 UTC Friday and ends at 06:00 UTC Monday."""
     await create_freeze(
@@ -283,7 +283,7 @@ async def test_issue6_weekly_window_across_spring_dst_change_in_berlin(world, un
 
 
 async def test_issue6_weekly_window_across_autumn_dst_change_in_berlin(world, unchanged, clock):
-    """issue 6 (freezes, DST): the same Europe/Berlin window over the last Sunday of October
+    """Freezes, DST: the same Europe/Berlin window over the last Sunday of October
     (25 October 2026, CEST -> CET) starts at 16:00 UTC Friday and ends at 07:00 UTC Monday."""
     await create_freeze(
         world,
@@ -309,7 +309,7 @@ async def test_issue6_weekly_window_across_autumn_dst_change_in_berlin(world, un
 
 
 async def test_issue6_freeze_refusal_order(world, unchanged):
-    """issue 6 (freezes): on a frozen shop/prod, FORBIDDEN / NOT_FOUND and CONFLICT (R22) come
+    """Freezes: on a frozen shop/prod, FORBIDDEN / NOT_FOUND and CONFLICT (R22) come
     before DEPLOY_FROZEN, and DEPLOY_FROZEN before NOT_APPROVED; an APPROVED request stays
     APPROVED."""
     active, _ = await world.approved_image()
@@ -331,7 +331,7 @@ async def test_issue6_freeze_refusal_order(world, unchanged):
 
 
 async def test_issue6_exception_users_are_frozen_too(world, unchanged):
-    """issue 6 (freezes, exceptions): an exception user deploying without approval is still
+    """Freezes, exceptions: an exception user deploying without approval is still
     refused DEPLOY_FROZEN while frozen."""
     await world["admin"].ok(
         """mutation($p: ID!, $i: ApprovalPolicyInput!) { updateApprovalPolicy(pipelineId: $p, input: $i) { id } }""",
@@ -346,7 +346,7 @@ async def test_issue6_exception_users_are_frozen_too(world, unchanged):
 
 
 async def test_issue6_requesting_and_approving_are_not_frozen(world):
-    """issue 6 (freezes): while prod is frozen, approval is requested and given as usual; the
+    """Freezes: while prod is frozen, approval is requested and given as usual; the
     image deploys once the freeze is deleted."""
     freeze = await one_off(world, real_now() - timedelta(hours=1), real_now() + timedelta(hours=1), "prod")
     image, request = await world.approved_image()
@@ -360,7 +360,7 @@ async def test_issue6_requesting_and_approving_are_not_frozen(world):
 
 
 async def test_issue6_super_admin_overrides_a_freeze_with_a_reason(world, unchanged):
-    """issue 6 (freezes, override): a super-admin passing freezeOverrideReason deploys through
+    """Freezes, override: a super-admin passing freezeOverrideReason deploys through
     the freeze; Deployment.freezeOverrideReason holds it and an audit "freeze_override" event on
     the Deployment has after.reason. Approval is still needed (R20): an unapproved image with a
     reason is NOT_APPROVED."""
@@ -401,7 +401,7 @@ async def test_issue6_super_admin_overrides_a_freeze_with_a_reason(world, unchan
 
 
 async def test_issue6_override_needs_a_reason_and_a_super_admin(world, unchanged):
-    """issue 6 (freezes, override): while frozen, a super-admin without a reason gets
+    """Freezes, override: while frozen, a super-admin without a reason gets
     DEPLOY_FROZEN, with an empty or blank reason BAD_USER_INPUT; anyone else passing a reason
     gets FORBIDDEN. Nothing changes, no freeze_override is audited."""
     end = real_now() + timedelta(hours=2)
@@ -424,7 +424,7 @@ async def test_issue6_override_needs_a_reason_and_a_super_admin(world, unchanged
 
 
 async def test_issue6_override_reason_is_ignored_when_not_frozen(world):
-    """issue 6 (freezes, override): with no freeze in force the reason is ignored, whoever
+    """Freezes, override: with no freeze in force the reason is ignored, whoever
     passes it: the deploy goes ahead, freezeOverrideReason is null, nothing is audited as an
     override."""
     await one_off(world, real_now() + timedelta(days=1), real_now() + timedelta(days=2), "staging")
@@ -440,7 +440,7 @@ async def test_issue6_override_reason_is_ignored_when_not_frozen(world):
 
 
 async def test_issue6_r24_automatic_pipeline_waits_while_frozen(world):
-    """R24, issue 6 (freezes): on a frozen AUTOMATIC pipeline the completing approval deploys
+    """R24, freezes: on a frozen AUTOMATIC pipeline the completing approval deploys
     nothing; the request stays APPROVED and "automatic_deploy_skipped" is audited. After the
     freeze the requester deploys it."""
     data = await world["admin"].ok(
@@ -478,7 +478,7 @@ async def test_issue6_r24_automatic_pipeline_waits_while_frozen(world):
 
 
 async def test_issue6_create_deploy_freeze_refuses_bad_input(world, unchanged):
-    """issue 6 (freezes): exactly one of environmentId / pipelineId, exactly one of a one-off
+    """Freezes: exactly one of environmentId / pipelineId, exactly one of a one-off
     range (startsAt < endsAt) / weekly window, an IANA time zone, "HH:MM" times, a weekly start
     and end that differ, a name of 1..200 characters; all else BAD_USER_INPUT, nothing made."""
     start, end = iso(real_now()), iso(real_now() + timedelta(hours=1))
@@ -530,7 +530,7 @@ async def test_issue6_create_deploy_freeze_refuses_bad_input(world, unchanged):
 
 
 async def test_issue6_r2_only_super_admins_manage_freezes(world, unchanged):
-    """R2, issue 6 (freezes): createDeployFreeze and deleteDeployFreeze are for super-admins;
+    """R2, freezes: createDeployFreeze and deleteDeployFreeze are for super-admins;
     admin2 may, others who see the scope get FORBIDDEN, anonymous UNAUTHENTICATED."""
     window = {"startsAt": iso(real_now()), "endsAt": iso(real_now() + timedelta(hours=1))}
     variables = {"i": {"name": "mine", "pipelineId": world.ids["shop/staging"], **window}}

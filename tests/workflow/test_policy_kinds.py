@@ -1,4 +1,4 @@
-"""Approval policy kinds (issue 6): ANY, SPECIFIC_USERS and GROUP_QUORUMS with partial and
+"""Approval policy kinds: ANY, SPECIFIC_USERS and GROUP_QUORUMS with partial and
 complete approval (R12), a person in two groups under countOncePerPerson true and false, the
 request's snapshot of the policy (R7), the requirement lines and progress of a request, the
 policy refusals (R2, BAD_USER_INPUT) and requests refused because they could never be met."""
@@ -136,7 +136,7 @@ EMAIL = "{}@example.com".format
 
 
 async def test_issue6_any_is_the_default_with_one_requirement_line(world, unchanged):
-    """issue 6 (policy kinds), R12: an existing pipeline's policy reads as ANY with every new
+    """Policy kinds, R12: an existing pipeline's policy reads as ANY with every new
     field at its default; an ANY request has one line, the total, and is not deployable until
     the total is met."""
     assert await read_policy(world) == {
@@ -178,7 +178,7 @@ async def test_issue6_any_is_the_default_with_one_requirement_line(world, unchan
 
 
 async def test_issue6_specific_users_every_listed_user_must_approve(world, unchanged):
-    """issue 6 (policy kinds), R12: with SPECIFIC_USERS [approver1, prod_approver] and
+    """Policy kinds, R12: with SPECIFIC_USERS [approver1, prod_approver] and
     requiredApprovals 1, one listed user's approval meets the total but the request stays
     PENDING (not deployable) until the other listed user approves too."""
     policy = await set_policy(
@@ -229,7 +229,7 @@ async def test_issue6_specific_users_every_listed_user_must_approve(world, uncha
 
 
 async def test_issue6_specific_users_others_count_to_the_total_only(world):
-    """issue 6 (policy kinds): approvals by eligible users who are not listed count toward the
+    """Policy kinds: approvals by eligible users who are not listed count toward the
     total only; the total reached without the listed user is still PENDING."""
     await set_policy(
         world, requiredApprovals=2, kind="SPECIFIC_USERS", approverIds=user_ids(world, "prod_approver")
@@ -253,7 +253,7 @@ async def test_issue6_specific_users_others_count_to_the_total_only(world):
 
 
 async def test_issue6_specific_users_listed_and_total_both_needed(world):
-    """issue 6 (policy kinds): with one listed user and requiredApprovals 3, the listed user's
+    """Policy kinds: with one listed user and requiredApprovals 3, the listed user's
     approval is not enough; the request is APPROVED when the total reaches 3."""
     await set_policy(
         world, requiredApprovals=3, kind="SPECIFIC_USERS", approverIds=user_ids(world, "approver1")
@@ -276,7 +276,7 @@ async def test_issue6_specific_users_listed_and_total_both_needed(world):
 
 
 async def test_issue6_group_quorums_partial_and_complete(world, unchanged):
-    """issue 6 (policy kinds), R12: sre needs 2 of its members, security 1; approvals from
+    """Policy kinds, R12: sre needs 2 of its members, security 1; approvals from
     outside the groups count to the total only; APPROVED once every quorum is met."""
     sre = await make_group(world, "sre", "approver1", "approver2")
     security = await make_group(world, "security", "approver3")
@@ -327,7 +327,7 @@ async def test_issue6_group_quorums_partial_and_complete(world, unchanged):
 
 
 async def test_issue6_group_quorums_total_still_needed(world):
-    """issue 6 (policy kinds): every quorum met but the total (requiredApprovals 3) not yet
+    """Policy kinds: every quorum met but the total (requiredApprovals 3) not yet
     reached: still PENDING."""
     sre = await make_group(world, "sre", "approver1")
     await set_policy(
@@ -341,7 +341,7 @@ async def test_issue6_group_quorums_total_still_needed(world):
 
 
 async def test_issue6_person_in_two_groups_counts_once_by_default(world):
-    """issue 6 (policy kinds, countOncePerPerson true, the default): approver1 is in sre and in
+    """Policy kinds, countOncePerPerson true, the default: approver1 is in sre and in
     security; their approval counts toward one group only, and the assignment that meets the
     most quorums is used whichever other member approves next."""
     sre = await make_group(world, "sre", "approver1", "approver2")
@@ -375,7 +375,7 @@ async def test_issue6_person_in_two_groups_counts_once_by_default(world):
 
 
 async def test_issue6_person_in_two_groups_counts_for_each_when_count_once_is_false(world):
-    """issue 6 (policy kinds, countOncePerPerson false): approver1's one approval counts for
+    """Policy kinds, countOncePerPerson false: approver1's one approval counts for
     both of their groups: alone it meets sre 1 and security 1."""
     sre = await make_group(world, "sre", "approver1", "approver2")
     security = await make_group(world, "security", "approver1", "approver3")
@@ -398,7 +398,7 @@ async def test_issue6_person_in_two_groups_counts_for_each_when_count_once_is_fa
 
 @pytest.mark.parametrize("count_once", [True, False])
 async def test_issue6_two_groups_with_larger_quorums_under_both_settings(world, count_once):
-    """issue 6 (policy kinds): sre needs 2, security 1; approver1 is in both. After approver1
+    """Policy kinds: sre needs 2, security 1; approver1 is in both. After approver1
     and approver2 (sre) the request is APPROVED only when one person may count for both
     groups; with countOncePerPerson true approver3 (security) is still needed."""
     sre = await make_group(world, "sre", "approver1", "approver2")
@@ -432,7 +432,7 @@ async def test_issue6_two_groups_with_larger_quorums_under_both_settings(world, 
 
 
 async def test_issue6_group_count_uses_membership_when_approving(world):
-    """issue 6 (policy kinds): a group's count is the approvals of people who were members when
+    """Policy kinds: a group's count is the approvals of people who were members when
     they approved: joining the group later does not count an earlier approval, leaving it later
     does not take one away."""
     sre = await make_group(world, "sre", "approver1", "approver3")
@@ -456,7 +456,7 @@ async def test_issue6_group_count_uses_membership_when_approving(world):
 
 
 async def test_issue6_r7_request_keeps_its_policy_kind_and_listed_users(world):
-    """R7, issue 6 (policy kinds): a request made under SPECIFIC_USERS [prod_approver] keeps
+    """R7, policy kinds: a request made under SPECIFIC_USERS [prod_approver] keeps
     it after the pipeline changes to ANY with requiredApprovals 1: approver1's approval alone,
     which the new policy would accept, leaves it PENDING; a request made after the change
     follows the new policy."""
@@ -482,7 +482,7 @@ async def test_issue6_r7_request_keeps_its_policy_kind_and_listed_users(world):
 
 
 async def test_issue6_r7_request_made_under_any_ignores_a_later_quorum(world):
-    """R7, issue 6 (policy kinds): a request made under ANY (2) is APPROVED by approver1 and
+    """R7, policy kinds: a request made under ANY (2) is APPROVED by approver1 and
     approver2 after the pipeline switched to GROUP_QUORUMS (security, whose only member has not
     approved)."""
     _, before = await new_request(world)
@@ -506,7 +506,7 @@ async def test_issue6_r7_request_made_under_any_ignores_a_later_quorum(world):
 
 
 async def test_issue6_r7_request_keeps_its_quorums_and_count_once_setting(world):
-    """R7, issue 6 (policy kinds): quorums and countOncePerPerson are fixed when requested:
+    """R7, policy kinds: quorums and countOncePerPerson are fixed when requested:
     after the pipeline switches to countOncePerPerson false and a larger quorum, the earlier
     request still counts approver1 once and keeps its quorum of 1."""
     sre = await make_group(world, "sre", "approver1", "approver2")
@@ -539,7 +539,7 @@ async def test_issue6_r7_request_keeps_its_quorums_and_count_once_setting(world)
 
 
 async def test_issue6_r18_required_zero_still_cancels_live_requests_of_any_kind(world):
-    """R18 with issue 6: a SPECIFIC_USERS request is cancelled when the pipeline is set back
+    """R18 with a named-approver policy: a SPECIFIC_USERS request is cancelled when the pipeline is set back
     to ANY with requiredApprovals 0."""
     await set_policy(
         world, requiredApprovals=1, kind="SPECIFIC_USERS", approverIds=user_ids(world, "prod_approver")
@@ -553,7 +553,7 @@ async def test_issue6_r18_required_zero_still_cancels_live_requests_of_any_kind(
 
 
 async def test_issue6_omitted_fields_keep_their_values_and_kind_change_clears_lists(world):
-    """issue 6 (policy kinds): updateApprovalPolicy with only the old fields keeps the new ones;
+    """Policy kinds: updateApprovalPolicy with only the old fields keeps the new ones;
     changing kind clears the other kind's list."""
     sre = await make_group(world, "sre", "approver1")
     await set_policy(
@@ -593,7 +593,7 @@ async def test_issue6_omitted_fields_keep_their_values_and_kind_change_clears_li
 
 
 async def test_issue6_specific_users_may_list_super_admins_and_twenty_users(world):
-    """issue 6 (policy kinds): a super-admin is eligible without image-approver; up to 20 users
+    """Policy kinds: a super-admin is eligible without image-approver; up to 20 users
     may be listed."""
     policy = await set_policy(
         world, requiredApprovals=1, kind="SPECIFIC_USERS", approverIds=user_ids(world, "admin2")
@@ -616,7 +616,7 @@ async def test_issue6_specific_users_may_list_super_admins_and_twenty_users(worl
 
 
 async def test_issue6_policy_refusals_are_bad_user_input_and_change_nothing(world, unchanged):
-    """issue 6 (policy kinds): lists that do not fit the kind, empty or oversized lists,
+    """Policy kinds: lists that do not fit the kind, empty or oversized lists,
     ineligible listed users (extensions.ineligibleUserIds), bad quorums, and a non-ANY kind with
     requiredApprovals 0 are BAD_USER_INPUT; the policy and everything else stay as they were."""
     sre = await make_group(world, "sre", "approver1", "approver2")
@@ -699,7 +699,7 @@ async def test_issue6_policy_refusals_are_bad_user_input_and_change_nothing(worl
 
 
 async def test_issue6_r2_only_super_admins_set_policy_kinds(world, unchanged):
-    """R2, issue 6 (policy kinds): others who see the pipeline get FORBIDDEN; the policy stays."""
+    """R2, policy kinds: others who see the pipeline get FORBIDDEN; the policy stays."""
     policy = await read_policy(world)
     variables = {
         "p": world.ids["shop/prod"],
@@ -719,7 +719,7 @@ async def _request_refused(world, unchanged, image: str, who: str, case: str) ->
 
 
 async def test_issue6_request_refused_when_a_listed_user_built_the_image_or_requests_it(world, unchanged):
-    """issue 6 (policy kinds), R10: a listed user who built the image, or who is the requester,
+    """Policy kinds, R10: a listed user who built the image, or who is the requester,
     can never approve: requestApproval is BAD_USER_INPUT and creates nothing."""
     await grant(world, "approver1", "BUILD_AND_DEPLOY")
     await set_policy(
@@ -740,7 +740,7 @@ async def test_issue6_request_refused_when_a_listed_user_built_the_image_or_requ
 
 
 async def test_issue6_request_refused_when_a_listed_user_is_no_longer_eligible(world, unchanged):
-    """issue 6 (policy kinds): a listed user who lost image-approver, or was deactivated,
+    """Policy kinds: a listed user who lost image-approver, or was deactivated,
     after the policy was saved makes requestApproval BAD_USER_INPUT."""
     await set_policy(
         world,
@@ -763,7 +763,7 @@ async def test_issue6_request_refused_when_a_listed_user_is_no_longer_eligible(w
 
 
 async def test_issue6_request_refused_when_a_group_has_too_few_eligible_members(world, unchanged):
-    """issue 6 (policy kinds), R9: a group whose eligible members (not the builder, not the
+    """Policy kinds, R9: a group whose eligible members (not the builder, not the
     requester, holding image-approver or super-admin) are fewer than its quorum can never meet
     it: BAD_USER_INPUT, nothing created."""
     sre = await make_group(world, "sre", "approver1", "approver2")

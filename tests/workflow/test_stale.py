@@ -1,4 +1,4 @@
-"""Stale image protection (issue 6): a request for an image older (createdAt, then id) than the
+"""Stale image protection: a request for an image older (createdAt, then id) than the
 pipeline's active image is stale; deploying a newer image flags the pipeline's live requests
 for older images (or, with cancelStaleRequests, cancels them and emails the requester);
 approving or deploying a stale one needs acknowledgeStale, else STALE_IMAGE."""
@@ -117,7 +117,7 @@ async def refused(unchanged, client, query: str, variables: dict, code: str, cas
 
 
 async def test_issue6_request_for_an_image_older_than_the_active_one_is_stale(world):
-    """issue 6 (stale images): with `new` active on shop/prod, a request for `old` (registered
+    """Stale images: with `new` active on shop/prod, a request for `old` (registered
     before it) is stale from the start, one for `newer` is not, and neither is a request for
     `old` on shop/staging, where nothing is active."""
     old = await world.register_image("dev", tag="old")
@@ -140,7 +140,7 @@ async def test_issue6_request_for_an_image_older_than_the_active_one_is_stale(wo
 
 
 async def test_issue6_stale_compares_created_at_then_id(world):
-    """issue 6 (stale images): age is createdAt first: an image with a higher id but an earlier
+    """Stale images: age is createdAt first: an image with a higher id but an earlier
     createdAt is older; with equal createdAt the lower id is older."""
     first = await world.register_image("dev", tag="first")
     second = await world.register_image("dev", tag="second")
@@ -166,7 +166,7 @@ async def test_issue6_stale_compares_created_at_then_id(world):
 
 
 async def test_issue6_deploying_a_newer_image_flags_older_live_requests(world):
-    """issue 6 (stale images): deploying C on shop/prod makes the live requests for A (PENDING)
+    """Stale images: deploying C on shop/prod makes the live requests for A (PENDING)
     and B (APPROVED) stale, states unchanged, each audited "request_marked_stale"; a request for
     D (newer than C), and one for A on shop/staging, stay fresh; nobody is emailed about it."""
     await set_policy(world, "shop/staging", requiredApprovals=1, ttlHours=None)
@@ -193,7 +193,7 @@ async def test_issue6_deploying_a_newer_image_flags_older_live_requests(world):
 
 
 async def test_issue6_cancel_stale_requests_cancels_and_emails_the_requester(world):
-    """issue 6 (stale images): with cancelStaleRequests the live requests for older images are
+    """Stale images: with cancelStaleRequests the live requests for older images are
     CANCELLED when a newer image is deployed (by no one: actor null), and each requester gets a
     "request_cancelled" email; a request for a newer image is left alone."""
     policy = await set_policy(world, cancelStaleRequests=True)
@@ -236,7 +236,7 @@ async def test_issue6_cancel_stale_requests_cancels_and_emails_the_requester(wor
 
 
 async def test_issue6_approving_a_stale_request_needs_acknowledgement(world, unchanged):
-    """issue 6 (stale images): approveRequest on a stale request is STALE_IMAGE without
+    """Stale images: approveRequest on a stale request is STALE_IMAGE without
     acknowledgeStale true (omitted or false) and records nothing; with it the approval counts."""
     old = await world.register_image("dev", tag="old")
     request = await world.request_approval(old, who="dev2")
@@ -257,7 +257,7 @@ async def test_issue6_approving_a_stale_request_needs_acknowledgement(world, unc
 
 
 async def test_issue6_stale_refusal_comes_after_forbidden_self_approval_and_invalid_state(world, unchanged):
-    """issue 6 (stale images): on a stale request FORBIDDEN (R4), SELF_APPROVAL (R10) and
+    """Stale images: on a stale request FORBIDDEN (R4), SELF_APPROVAL (R10) and
     INVALID_STATE (R11, R16) are answered before STALE_IMAGE."""
     await world["admin"].ok(
         GRANT,
@@ -280,7 +280,7 @@ async def test_issue6_stale_refusal_comes_after_forbidden_self_approval_and_inva
 
 
 async def test_issue6_acknowledging_a_fresh_request_is_harmless(world):
-    """issue 6 (stale images): acknowledgeStale true on a request that is not stale approves as
+    """Stale images: acknowledgeStale true on a request that is not stale approves as
     usual."""
     image = await world.register_image("dev")
     request = await world.request_approval(image, who="dev2")
@@ -293,7 +293,7 @@ async def test_issue6_acknowledging_a_fresh_request_is_harmless(world):
 
 
 async def test_issue6_deploying_a_stale_approved_request_needs_acknowledgement(world, unchanged):
-    """issue 6 (stale images): B was APPROVED, then newer C was deployed; deploying B is
+    """Stale images: B was APPROVED, then newer C was deployed; deploying B is
     STALE_IMAGE without acknowledgeStale (request stays APPROVED), and with it B deploys and the
     request is CONSUMED."""
     b = await world.register_image("dev", tag="b")
@@ -312,7 +312,7 @@ async def test_issue6_deploying_a_stale_approved_request_needs_acknowledgement(w
 
 
 async def test_issue6_rolling_back_without_a_stale_request_needs_no_acknowledgement(world):
-    """issue 6 (stale images): acknowledgement is asked for a stale *request*; on shop/staging
+    """Stale images: acknowledgement is asked for a stale *request*; on shop/staging
     (no approval, so no request) rolling back to an older image is a plain deploy (R19)."""
     a = await world.register_image("dev", tag="a")
     b = await world.register_image("dev", tag="b")
@@ -325,7 +325,7 @@ async def test_issue6_rolling_back_without_a_stale_request_needs_no_acknowledgem
 
 
 async def test_issue6_stale_image_refusal_order_in_deploy(world, unchanged):
-    """issue 6 (stale images): FORBIDDEN / NOT_FOUND and CONFLICT (R22) come before
+    """Stale images: FORBIDDEN / NOT_FOUND and CONFLICT (R22) come before
     STALE_IMAGE, and DEPLOY_FROZEN before it too."""
     old = await world.register_image("dev", tag="old")
     active = await world.register_image("dev", tag="active")
