@@ -30,6 +30,7 @@ from greenlight.schema.identity import (
 )
 from greenlight.schema.images import Image, ImageCheck, ImageFilter, image_filter
 from greenlight.schema.inputs import ApprovalRequestFilter, AuditEventFilter
+from greenlight.schema.loaders import Selected
 from greenlight.schema.nodes import Connection, Node, connection
 from greenlight.schema.requests import ApprovalRequest
 from greenlight.workflow import (
@@ -169,6 +170,8 @@ async def approval_requests(
         first=first,
         after_id=ids.decode_cursor(after),
     )
+    # the relations the query selects, one statement each, read before the page is answered
+    await info.context.loaders.prefetch_requests(found.items, Selected.below(info, "edges", "node"))
     return connection(found, ApprovalRequest)
 
 

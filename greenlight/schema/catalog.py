@@ -15,6 +15,7 @@ from greenlight.schema.arguments import After, First
 from greenlight.schema.context import Info
 from greenlight.schema.enums import ApprovalPolicyKind, DeploymentStrategy, TriggerType, Weekday
 from greenlight.schema.identity import Group, User, load_user, load_users
+from greenlight.schema.loaders import Selected, now_or_later
 from greenlight.schema.nodes import Connection, Node, connection
 from greenlight.workflow import decisions, freezes
 
@@ -91,12 +92,14 @@ class GroupQuorum:
 class ApprovalPolicy(Node):
     pipeline: strawberry.Private[models.Pipeline]
 
-    @strawberry.field(
+    id: strawberry.ID = strawberry.field(
         description='"ApprovalPolicy:<pipeline number>": each pipeline has one policy, so its id '
-        "follows the pipeline's."
+        "follows the pipeline's.",
+        default=strawberry.ID(""),
     )
-    def id(self) -> strawberry.ID:
-        return strawberry.ID(ids.encode("ApprovalPolicy", self.pipeline.id))
+
+    def __post_init__(self) -> None:
+        self.id = strawberry.ID(ids.encode("ApprovalPolicy", self.pipeline.id))
 
     required_approvals: int = strawberry.field(
         description="0: deploys need no approval; otherwise the least number of approvals."
@@ -291,14 +294,18 @@ class Pipeline(Node):
     application: Application
 
     @strawberry.field(description="The application it deploys.")
-    async def application(self, info: Info) -> Application:
-        return Application.from_model(await info.context.loaders.application.load(self.model.application_id))
+    def application(self, info: Info) -> Application:
+        return now_or_later(
+            info.context.loaders.application, self.model.application_id, Application.from_model
+        )
 
     environment: Environment
 
     @strawberry.field(description="The environment it deploys to.")
-    async def environment(self, info: Info) -> Environment:
-        return Environment.from_model(await info.context.loaders.environment.load(self.model.environment_id))
+    def environment(self, info: Info) -> Environment:
+        return now_or_later(
+            info.context.loaders.environment, self.model.environment_id, Environment.from_model
+        )
 
     strategy: DeploymentStrategy = strawberry.field(description="How deployments roll out.")
     trigger_type: TriggerType = strawberry.field(
@@ -355,6 +362,7 @@ class Pipeline(Node):
             rows = await info.context.loaders.deployable_images.load(self.model.id)
         else:
             rows = await info.context.loaders.deployable_images_filtered.load((self.model.id, found))
+        await info.context.loaders.prefetch_images(rows, Selected.below(info), info.context.actor)
         return [Image.from_model(i) for i in rows]
 
     # --- "Why can't I?" (decided by greenlight.workflow.decisions, as the mutations are) ---

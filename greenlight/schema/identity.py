@@ -13,6 +13,7 @@ from greenlight.schema import ids
 from greenlight.schema.arguments import After, First
 from greenlight.schema.context import Info
 from greenlight.schema.enums import Role, described_enum
+from greenlight.schema.loaders import now_or_later
 from greenlight.schema.nodes import Connection, Node, connection
 from greenlight.workflow import notices
 
@@ -57,6 +58,12 @@ class User(Node):
             name=model.name,
             is_active=model.is_active,
         )
+
+
+def user_of(info: Info, user_id: int) -> User:
+    """A user by id: at once when the request has read them already (a list's prefetch),
+    else through the loader (the caller's field is then answered when it has)."""
+    return now_or_later(info.context.loaders.user, user_id, User.from_model)
 
 
 async def load_user(info: Info, user_id: int) -> User:

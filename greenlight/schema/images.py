@@ -14,7 +14,8 @@ from greenlight.schema.arguments import described
 from greenlight.schema.catalog import Application, Environment
 from greenlight.schema.context import Info
 from greenlight.schema.enums import ApprovalState, described_enum
-from greenlight.schema.identity import User, load_user
+from greenlight.schema.identity import User, user_of
+from greenlight.schema.loaders import now_or_later
 from greenlight.schema.nodes import Node
 from greenlight.workflow import images, reads
 
@@ -137,8 +138,8 @@ class Image(Node):
     built_by: User
 
     @strawberry.field(description="The user whose credentials registered it; never an approver of it (R10).")
-    async def built_by(self, info: Info) -> User:
-        return await load_user(info, self.model.built_by_id)
+    def built_by(self, info: Info) -> User:
+        return user_of(info, self.model.built_by_id)
 
     created_at: datetime = strawberry.field(description="When it was registered.")
     commit: str | None = strawberry.field(
@@ -179,13 +180,14 @@ class Image(Node):
         return [Environment.from_model(e) for e in found]
 
     @strawberry.field(description="The latest request's state on that pipeline; null if never requested.")
-    async def approval_state(
+    def approval_state(
         self,
         info: Info,
         pipeline_id: Annotated[strawberry.ID, described("A pipeline of the image's application.")],
     ) -> ApprovalState | None:
         pid = ids.decode("Pipeline", pipeline_id, "pipelineId")
-        return await info.context.loaders.approval_state(info.context.actor).load((self.model.id, pid))
+        loader = info.context.loaders.approval_state(info.context.actor)
+        return now_or_later(loader, (self.model.id, pid), lambda state: state)
 
     @classmethod
     def from_model(cls, model: models.Image) -> Image:

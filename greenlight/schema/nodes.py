@@ -28,14 +28,19 @@ class Node:
     authorises or loads a relation (through the loaders) stays a method.
 
     A bare annotation above such a method (`user: User`) keeps that field in its place:
-    Strawberry lists annotated fields before the others, and schema.graphql keeps its order."""
+    Strawberry lists annotated fields before the others, and schema.graphql keeps its order.
 
-    @strawberry.field(
+    The id is a plain field too, filled as the object is made (`__post_init__`): answering it
+    calls no resolver, once per object of every list."""
+
+    id: strawberry.ID = strawberry.field(
         description='"<Type>:<number>", e.g. "Pipeline:3": unique across types and stable, so a '
-        "client's normalised cache can key on it."
+        "client's normalised cache can key on it.",
+        default=strawberry.ID(""),
     )
-    def id(self) -> strawberry.ID:
-        return strawberry.ID(ids.encode(type(self).__name__, self.model.pk))
+
+    def __post_init__(self) -> None:
+        self.id = strawberry.ID(ids.encode(type(self).__name__, self.model.pk))
 
 
 @strawberry.type(description="Where a page of a connection stands among all the items (Relay).")

@@ -12,8 +12,9 @@ from greenlight.policies import Scope
 from greenlight.schema.catalog import Pipeline
 from greenlight.schema.context import Info
 from greenlight.schema.enums import ApprovalPolicyKind, ApprovalState
-from greenlight.schema.identity import Group, User, load_user, load_users
+from greenlight.schema.identity import Group, User, load_user, load_users, user_of
 from greenlight.schema.images import Image
+from greenlight.schema.loaders import now_or_later
 from greenlight.schema.nodes import Node
 from greenlight.workflow import checks, decisions, policy, reads
 from greenlight.workflow.states import effective_state
@@ -28,8 +29,8 @@ class Approval:
     )
 
     @strawberry.field(description="Who decided.")
-    async def user(self, info: Info) -> User:
-        return await load_user(info, self.user_id)
+    def user(self, info: Info) -> User:
+        return user_of(info, self.user_id)
 
 
 @strawberry.type(
@@ -68,6 +69,10 @@ class ApprovalRequirement:
         return None if found is None else Group.from_model(found)
 
 
+def _approvals(rows: list[models.Approval]) -> list[Approval]:
+    return [Approval(user_id=a.user_id, decided_at=a.decided_at, comment=a.comment) for a in rows]
+
+
 @strawberry.type(
     description="A request to approve one image for one pipeline (R6 to R18); deployable once APPROVED (R12, R20)."
 )
@@ -77,26 +82,24 @@ class ApprovalRequest(Node):
     image: Image
 
     @strawberry.field(description="The image to approve.")
-    async def image(self, info: Info) -> Image:
-        return Image.from_model(await info.context.loaders.image.load(self.model.image_id))
+    def image(self, info: Info) -> Image:
+        return now_or_later(info.context.loaders.image, self.model.image_id, Image.from_model)
 
     pipeline: Pipeline
 
     @strawberry.field(description="Where it would be deployed.")
-    async def pipeline(self, info: Info) -> Pipeline:
-        return Pipeline.from_model(await info.context.loaders.pipeline.load(self.model.pipeline_id))
+    def pipeline(self, info: Info) -> Pipeline:
+        return now_or_later(info.context.loaders.pipeline, self.model.pipeline_id, Pipeline.from_model)
 
-    state: ApprovalState
-
-    @strawberry.field(description="Its state now: a passed expiresAt reads EXPIRED at once (R15).")
-    def state(self) -> ApprovalState:
-        return effective_state(self.model)
+    state: ApprovalState = strawberry.field(
+        description="Its state now: a passed expiresAt reads EXPIRED at once (R15)."
+    )
 
     requested_by: User
 
     @strawberry.field(description="Who asked (build-and-deploy, R3); never an approver of it (R10).")
-    async def requested_by(self, info: Info) -> User:
-        return await load_user(info, self.model.requested_by_id)
+    def requested_by(self, info: Info) -> User:
+        return user_of(info, self.model.requested_by_id)
 
     requested_at: datetime = strawberry.field(description="When it was asked.")
     comment: str | None = strawberry.field(description="The requester's comment.")
@@ -105,9 +108,8 @@ class ApprovalRequest(Node):
     approvals: list[Approval]
 
     @strawberry.field(description="The approvals so far, each counted once (R11).")
-    async def approvals(self, info: Info) -> list[Approval]:
-        rows = await info.context.loaders.approvals.load(self.model.id)
-        return [Approval(user_id=a.user_id, decided_at=a.decided_at, comment=a.comment) for a in rows]
+    def approvals(self, info: Info) -> list[Approval]:
+        return now_or_later(info.context.loaders.approvals, self.model.id, _approvals)
 
     rejection: Approval | None
 
@@ -227,6 +229,7 @@ class ApprovalRequest(Node):
     def from_model(cls, model: models.ApprovalRequest) -> ApprovalRequest:
         return cls(
             model=model,
+            state=effective_state(model),  # at the moment the answer is made (R15)
             requested_at=model.requested_at,
             comment=model.comment,
             required_approvals=model.required_approvals,

@@ -233,6 +233,26 @@ WORLD_BINDINGS = [("admin", "SUPER_ADMIN", "*", "*")] + [
 GRANT = "mutation($i: RoleBindingInput!) { grantRole(input: $i) { id } }"
 
 
+RENAME = {
+    Application: "mutation($i: UpdateApplicationInput!) { updateApplication(input: $i) { id } }",
+    Environment: "mutation($i: UpdateEnvironmentInput!) { updateEnvironment(input: $i) { id } }",
+}
+
+
+async def _restore_names(world, admin) -> None:
+    """Fuzzed mutations may rename or archive the world's applications and environments:
+    each gets its name back (through the API, so the role bindings follow it) and is
+    restored; a name taken meanwhile by another of them is freed first."""
+    for model, names in ((Application, ("shop", "billing")), (Environment, ("staging", "prod"))):
+        rows = {name: await model.get(id=int(world.ids[name].split(":")[1])) for name in names}
+        changed = {name: row for name, row in rows.items() if row.name != name or row.archived_at}
+        for name, row in changed.items():
+            if row.name != name:
+                await admin.ok(RENAME[model], {"i": {"id": world.ids[name], "name": f"fuzz-{row.id}"}})
+        for name in changed:
+            await admin.ok(RENAME[model], {"i": {"id": world.ids[name], "name": name, "archived": False}})
+
+
 async def restore_world(world) -> None:
     """Fuzzed mutations may deactivate the world's users, revoke their tokens or their roles;
     give them back so that later examples still act as every role (none of this is what the
@@ -250,9 +270,10 @@ async def restore_world(world) -> None:
         for name, role, app, env in WORLD_BINDINGS
         if (int(world[name].user_id.split(":")[1]), Role[role], app, env) not in held
     ]
+    gone = {name for name, role, *_ in missing if role == "SUPER_ADMIN"}
+    admin = world["admin2" if "admin" in gone else "admin"]
+    await _restore_names(world, admin)
     if missing:
-        gone = {name for name, role, *_ in missing if role == "SUPER_ADMIN"}
-        admin = world["admin2" if "admin" in gone else "admin"]
         for name, role, app, env in missing:
             i = {"userId": world[name].user_id, "role": role, "application": app, "environment": env}
             await admin.ok(GRANT, {"i": i})

@@ -32,7 +32,7 @@ def described(pipeline: Pipeline | None):
     )
 
 
-async def test_issue8_prepared_answers_as_its_queryset(world, backend):
+async def test_prepared_answers_as_its_queryset(world, backend):
     """The locked read of approveRequest (a subquery, two select_related, FOR UPDATE on
     PostgreSQL): the same pipeline, application and environment as the queryset gives,
     for every request and for one that does not exist, in and out of a transaction."""
@@ -58,7 +58,7 @@ async def test_issue8_prepared_answers_as_its_queryset(world, backend):
     assert ("FOR UPDATE" in statement.sql) == (backend == "postgres")
 
 
-async def test_issue8_prepared_token_lookup_finds_by_string(world):
+async def test_prepared_token_lookup_finds_by_string(world):
     """A string parameter (the token hash of authentication) is prepared too, and the user
     comes with the token."""
     prepared = Prepared(ApiToken, lambda h: ApiToken.filter(token_hash=h).select_related("user").limit(1))
@@ -70,7 +70,7 @@ async def test_issue8_prepared_token_lookup_finds_by_string(world):
     assert next(iter(prepared._statements.values())) is not None
 
 
-async def test_issue8_a_query_it_cannot_prepare_is_built_every_time(world):
+async def test_a_query_it_cannot_prepare_is_built_every_time(world):
     """The value used twice: the SQL cannot take it in one place, so the queryset is
     built and run as it is, and still answers right."""
     prepared = Prepared(User, lambda user_id: User.filter(id=user_id).filter(id__gte=user_id))

@@ -510,7 +510,7 @@ async def test_r8_one_click_completing_approval_tells_requester(world, settings,
     ]
 
 
-async def test_issue6_r8_one_click_on_a_stale_image_asks_in_page_words_then_approves(world, settings, smtp):
+async def test_r8_one_click_on_a_stale_image_asks_in_page_words_then_approves(world, settings, smtp):
     """Stale images, by email link: the page says the image is older than the one
     running and asks for a tick; a click without it approves nothing and says why in the
     page's words (never the API's acknowledgeStale); with it the approval counts."""

@@ -371,7 +371,7 @@ CASES = [
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-async def test_issue8_statements_do_not_grow_with_the_list(world, case: Case):
+async def test_statements_do_not_grow_with_the_list(world, case: Case):
     """The same number of SQL statements for a list of 1 and a list of 50."""
     client = world[case.who]
     variables = case.variables(world)

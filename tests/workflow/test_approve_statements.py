@@ -47,7 +47,7 @@ async def counted(client, query: str, variables: dict) -> tuple[int, dict]:
     return counter.count, data
 
 
-async def test_issue8_approve_request_statements(world, backend):
+async def test_approve_request_statements(world, backend):
     """R12, R25: approveRequest reads the request, its pipeline and image once,
     writes its audit events in one statement, and answers from what it read."""
     notify = 1 if backend == "postgres" else 0

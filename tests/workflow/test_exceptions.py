@@ -73,7 +73,7 @@ async def active_image(world, pipeline: str = "shop/prod") -> str | None:
     return found["id"] if found else None
 
 
-async def test_issue6_exception_user_deploys_without_approval_marked_and_audited(world, unchanged):
+async def test_exception_user_deploys_without_approval_marked_and_audited(world, unchanged):
     """Exceptions: dev, listed in exceptionUsers of shop/prod, deploys an image that
     was never requested; the Deployment has approvalException true and no request, and the
     audit "deploy" event's after holds approvalException true. dev2, not listed, still gets
@@ -103,7 +103,7 @@ async def test_issue6_exception_user_deploys_without_approval_marked_and_audited
     await deploy_refused(world, unchanged, other, "dev2", "NOT_APPROVED")
 
 
-async def test_issue6_exception_group_members_deploy_without_approval(world, unchanged):
+async def test_exception_group_members_deploy_without_approval(world, unchanged):
     """Exceptions: members of a group in exceptionGroups deploy without approval;
     leaving the group ends it on the next deploy; a non-member still gets NOT_APPROVED."""
     hotfix = await make_group(world, "hotfixers", "dev2")
@@ -124,7 +124,7 @@ async def test_issue6_exception_group_members_deploy_without_approval(world, unc
     assert await active_image(world) == image
 
 
-async def test_issue6_r3_exceptions_still_need_build_and_deploy(world, unchanged):
+async def test_r3_exceptions_still_need_build_and_deploy(world, unchanged):
     """R3, exceptions: listed users and group members without build-and-deploy on the
     pipeline's scope cannot deploy: FORBIDDEN when they see the pipeline, NOT_FOUND when not."""
     helpers = await make_group(world, "helpers", "prod_approver", "billing_dev")
@@ -141,7 +141,7 @@ async def test_issue6_r3_exceptions_still_need_build_and_deploy(world, unchanged
     assert await active_image(world) is None
 
 
-async def test_issue6_exception_user_with_an_approved_request_consumes_it(world):
+async def test_exception_user_with_an_approved_request_consumes_it(world):
     """Exceptions, R20: when a usable APPROVED request exists the exception user's
     deploy consumes it as usual and approvalException is false."""
     await set_policy(world, exceptionUserIds=[world["dev"].user_id])
@@ -153,7 +153,7 @@ async def test_issue6_exception_user_with_an_approved_request_consumes_it(world)
     assert not event["after"].get("approvalException")
 
 
-async def test_issue6_plain_deploys_are_not_exceptions(world):
+async def test_plain_deploys_are_not_exceptions(world):
     """Exceptions: a deploy with an approval, and one on a pipeline needing none, have
     approvalException false."""
     image, _ = await world.approved_image()
@@ -165,7 +165,7 @@ async def test_issue6_plain_deploys_are_not_exceptions(world):
     assert not event["after"].get("approvalException")
 
 
-async def test_issue6_exceptions_are_per_pipeline_and_can_be_removed(world, unchanged):
+async def test_exceptions_are_per_pipeline_and_can_be_removed(world, unchanged):
     """Exceptions: dev listed on shop/prod is not an exception on shop/staging (set to
     need approval); once removed from shop/prod's list dev gets NOT_APPROVED there too."""
     await set_policy(world, exceptionUserIds=[world["dev"].user_id])
@@ -178,7 +178,7 @@ async def test_issue6_exceptions_are_per_pipeline_and_can_be_removed(world, unch
     await deploy_refused(world, unchanged, image, "dev", "NOT_APPROVED")
 
 
-async def test_issue6_r22_exception_deploy_of_the_active_image_is_conflict(world, unchanged):
+async def test_r22_exception_deploy_of_the_active_image_is_conflict(world, unchanged):
     """R22, exceptions: the exception does not let the active image be deployed
     again."""
     await set_policy(world, exceptionUserIds=[world["dev"].user_id])
@@ -187,7 +187,7 @@ async def test_issue6_r22_exception_deploy_of_the_active_image_is_conflict(world
     await deploy_refused(world, unchanged, image, "dev", "CONFLICT")
 
 
-async def test_issue6_exception_lists_refuse_unknown_or_inactive_entries(world, unchanged):
+async def test_exception_lists_refuse_unknown_or_inactive_entries(world, unchanged):
     """Exceptions: exceptionUserIds must name existing active users and
     exceptionGroupIds existing groups, else BAD_USER_INPUT; non-super-admins get FORBIDDEN
     (R2). The policy stays as it was."""

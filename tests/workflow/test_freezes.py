@@ -123,7 +123,7 @@ async def deploy_is_open(world, pipeline: str = "shop/staging") -> dict:
 # --- one-off windows ---------------------------------------------------------------------------
 
 
-async def test_issue6_freeze_one_off_refuses_deploys_in_its_environment(world, unchanged):
+async def test_freeze_one_off_refuses_deploys_in_its_environment(world, unchanged):
     """Freezes: a one-off freeze on staging in force now refuses deploys on
     shop/staging with DEPLOY_FROZEN (message and extensions.frozenUntil say when it ends),
     leaves shop/prod alone, and once deleted deploys go ahead."""
@@ -148,7 +148,7 @@ async def test_issue6_freeze_one_off_refuses_deploys_in_its_environment(world, u
     assert await freezes(world) == []
 
 
-async def test_issue6_freeze_one_off_edges(world, unchanged, clock):
+async def test_freeze_one_off_edges(world, unchanged, clock):
     """Freezes: a one-off window is [startsAt, endsAt): open a second before it
     starts, frozen at startsAt and a second before endsAt, open again at endsAt."""
     start = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
@@ -169,7 +169,7 @@ async def test_issue6_freeze_one_off_edges(world, unchanged, clock):
     await deploy_is_open(world)
 
 
-async def test_issue6_pipeline_freeze_and_environment_freeze_reach_their_pipelines(world, unchanged):
+async def test_pipeline_freeze_and_environment_freeze_reach_their_pipelines(world, unchanged):
     """Freezes: an environment freeze on prod holds shop/prod and billing/prod; a
     pipeline freeze on shop/staging holds only it; Pipeline.deployFreezes lists the pipeline's
     own and its environment's; deployFreezes lists those the caller can see (R1)."""
@@ -201,7 +201,7 @@ async def test_issue6_pipeline_freeze_and_environment_freeze_reach_their_pipelin
 # --- weekly windows ----------------------------------------------------------------------------
 
 
-async def test_issue6_weekly_window_wraps_over_the_week_end(world, unchanged, clock):
+async def test_weekly_window_wraps_over_the_week_end(world, unchanged, clock):
     """Freezes: FRIDAY 18:00 -> MONDAY 08:00 (UTC) holds from Friday 18:00 through
     the weekend to Monday 07:59:59, and recurs the next week."""
     await create_freeze(
@@ -231,7 +231,7 @@ async def test_issue6_weekly_window_wraps_over_the_week_end(world, unchanged, cl
     await deploy_is_frozen(world, unchanged, datetime(2026, 12, 14, 8, 0, tzinfo=UTC))
 
 
-async def test_issue6_weekly_window_is_wall_clock_in_its_time_zone(world, unchanged, clock):
+async def test_weekly_window_is_wall_clock_in_its_time_zone(world, unchanged, clock):
     """Freezes: TUESDAY 09:00 -> THURSDAY 17:00 America/New_York (UTC-5 in December)
     is 14:00 UTC Tuesday to 22:00 UTC Thursday."""
     await create_freeze(
@@ -252,7 +252,7 @@ async def test_issue6_weekly_window_is_wall_clock_in_its_time_zone(world, unchan
     await deploy_is_open(world)
 
 
-async def test_issue6_weekly_window_across_spring_dst_change_in_berlin(world, unchanged, clock):
+async def test_weekly_window_across_spring_dst_change_in_berlin(world, unchanged, clock):
     """Freezes, DST: FRIDAY 18:00 -> MONDAY 08:00 Europe/Berlin. In winter Monday 08:00
     is 07:00 UTC; over the weekend of the last Sunday of March (29 March 2026, CET -> CEST) the
     window starts at 17:00 UTC Friday and ends at 06:00 UTC Monday."""
@@ -282,7 +282,7 @@ async def test_issue6_weekly_window_across_spring_dst_change_in_berlin(world, un
     await deploy_is_open(world)
 
 
-async def test_issue6_weekly_window_across_autumn_dst_change_in_berlin(world, unchanged, clock):
+async def test_weekly_window_across_autumn_dst_change_in_berlin(world, unchanged, clock):
     """Freezes, DST: the same Europe/Berlin window over the last Sunday of October
     (25 October 2026, CEST -> CET) starts at 16:00 UTC Friday and ends at 07:00 UTC Monday."""
     await create_freeze(
@@ -308,7 +308,7 @@ async def test_issue6_weekly_window_across_autumn_dst_change_in_berlin(world, un
 # --- refusal order -----------------------------------------------------------------------------
 
 
-async def test_issue6_freeze_refusal_order(world, unchanged):
+async def test_freeze_refusal_order(world, unchanged):
     """Freezes: on a frozen shop/prod, FORBIDDEN / NOT_FOUND and CONFLICT (R22) come
     before DEPLOY_FROZEN, and DEPLOY_FROZEN before NOT_APPROVED; an APPROVED request stays
     APPROVED."""
@@ -330,7 +330,7 @@ async def test_issue6_freeze_refusal_order(world, unchanged):
     assert state == "APPROVED"
 
 
-async def test_issue6_exception_users_are_frozen_too(world, unchanged):
+async def test_exception_users_are_frozen_too(world, unchanged):
     """Freezes, exceptions: an exception user deploying without approval is still
     refused DEPLOY_FROZEN while frozen."""
     await world["admin"].ok(
@@ -345,7 +345,7 @@ async def test_issue6_exception_users_are_frozen_too(world, unchanged):
     await deploy_is_frozen(world, unchanged, end, "shop/prod")
 
 
-async def test_issue6_requesting_and_approving_are_not_frozen(world):
+async def test_requesting_and_approving_are_not_frozen(world):
     """Freezes: while prod is frozen, approval is requested and given as usual; the
     image deploys once the freeze is deleted."""
     freeze = await one_off(world, real_now() - timedelta(hours=1), real_now() + timedelta(hours=1), "prod")
@@ -359,7 +359,7 @@ async def test_issue6_requesting_and_approving_are_not_frozen(world):
 # --- override ----------------------------------------------------------------------------------
 
 
-async def test_issue6_super_admin_overrides_a_freeze_with_a_reason(world, unchanged):
+async def test_super_admin_overrides_a_freeze_with_a_reason(world, unchanged):
     """Freezes, override: a super-admin passing freezeOverrideReason deploys through
     the freeze; Deployment.freezeOverrideReason holds it and an audit "freeze_override" event on
     the Deployment has after.reason. Approval is still needed (R20): an unapproved image with a
@@ -400,7 +400,7 @@ async def test_issue6_super_admin_overrides_a_freeze_with_a_reason(world, unchan
     assert code == "NOT_APPROVED"
 
 
-async def test_issue6_override_needs_a_reason_and_a_super_admin(world, unchanged):
+async def test_override_needs_a_reason_and_a_super_admin(world, unchanged):
     """Freezes, override: while frozen, a super-admin without a reason gets
     DEPLOY_FROZEN, with an empty or blank reason BAD_USER_INPUT; anyone else passing a reason
     gets FORBIDDEN. Nothing changes, no freeze_override is audited."""
@@ -423,7 +423,7 @@ async def test_issue6_override_needs_a_reason_and_a_super_admin(world, unchanged
     assert await frozen_until(world) == end
 
 
-async def test_issue6_override_reason_is_ignored_when_not_frozen(world):
+async def test_override_reason_is_ignored_when_not_frozen(world):
     """Freezes, override: with no freeze in force the reason is ignored, whoever
     passes it: the deploy goes ahead, freezeOverrideReason is null, nothing is audited as an
     override."""
@@ -439,7 +439,7 @@ async def test_issue6_override_reason_is_ignored_when_not_frozen(world):
 # --- automatic pipelines (R24) -----------------------------------------------------------------
 
 
-async def test_issue6_r24_automatic_pipeline_waits_while_frozen(world):
+async def test_r24_automatic_pipeline_waits_while_frozen(world):
     """R24, freezes: on a frozen AUTOMATIC pipeline the completing approval deploys
     nothing; the request stays APPROVED and "automatic_deploy_skipped" is audited. After the
     freeze the requester deploys it."""
@@ -477,7 +477,7 @@ async def test_issue6_r24_automatic_pipeline_waits_while_frozen(world):
 # --- createDeployFreeze and deleteDeployFreeze -------------------------------------------------
 
 
-async def test_issue6_create_deploy_freeze_refuses_bad_input(world, unchanged):
+async def test_create_deploy_freeze_refuses_bad_input(world, unchanged):
     """Freezes: exactly one of environmentId / pipelineId, exactly one of a one-off
     range (startsAt < endsAt) / weekly window, an IANA time zone, "HH:MM" times, a weekly start
     and end that differ, a name of 1..200 characters; all else BAD_USER_INPUT, nothing made."""
@@ -529,7 +529,7 @@ async def test_issue6_create_deploy_freeze_refuses_bad_input(world, unchanged):
     assert made["startsAt"] is None and made["endsAt"] is None
 
 
-async def test_issue6_r2_only_super_admins_manage_freezes(world, unchanged):
+async def test_r2_only_super_admins_manage_freezes(world, unchanged):
     """R2, freezes: createDeployFreeze and deleteDeployFreeze are for super-admins;
     admin2 may, others who see the scope get FORBIDDEN, anonymous UNAUTHENTICATED."""
     window = {"startsAt": iso(real_now()), "endsAt": iso(real_now() + timedelta(hours=1))}

@@ -135,7 +135,7 @@ EMAIL = "{}@example.com".format
 # --- ANY ---------------------------------------------------------------------------------------
 
 
-async def test_issue6_any_is_the_default_with_one_requirement_line(world, unchanged):
+async def test_any_is_the_default_with_one_requirement_line(world, unchanged):
     """Policy kinds, R12: an existing pipeline's policy reads as ANY with every new
     field at its default; an ANY request has one line, the total, and is not deployable until
     the total is met."""
@@ -177,7 +177,7 @@ async def test_issue6_any_is_the_default_with_one_requirement_line(world, unchan
 # --- SPECIFIC_USERS ----------------------------------------------------------------------------
 
 
-async def test_issue6_specific_users_every_listed_user_must_approve(world, unchanged):
+async def test_specific_users_every_listed_user_must_approve(world, unchanged):
     """Policy kinds, R12: with SPECIFIC_USERS [approver1, prod_approver] and
     requiredApprovals 1, one listed user's approval meets the total but the request stays
     PENDING (not deployable) until the other listed user approves too."""
@@ -228,7 +228,7 @@ async def test_issue6_specific_users_every_listed_user_must_approve(world, uncha
     assert data["deployImage"]["approvalRequest"] == {"id": request, "state": "CONSUMED"}
 
 
-async def test_issue6_specific_users_others_count_to_the_total_only(world):
+async def test_specific_users_others_count_to_the_total_only(world):
     """Policy kinds: approvals by eligible users who are not listed count toward the
     total only; the total reached without the listed user is still PENDING."""
     await set_policy(
@@ -252,7 +252,7 @@ async def test_issue6_specific_users_others_count_to_the_total_only(world):
     assert found["requirements"][0]["approved"] >= 2
 
 
-async def test_issue6_specific_users_listed_and_total_both_needed(world):
+async def test_specific_users_listed_and_total_both_needed(world):
     """Policy kinds: with one listed user and requiredApprovals 3, the listed user's
     approval is not enough; the request is APPROVED when the total reaches 3."""
     await set_policy(
@@ -275,7 +275,7 @@ async def test_issue6_specific_users_listed_and_total_both_needed(world):
 # --- GROUP_QUORUMS -----------------------------------------------------------------------------
 
 
-async def test_issue6_group_quorums_partial_and_complete(world, unchanged):
+async def test_group_quorums_partial_and_complete(world, unchanged):
     """Policy kinds, R12: sre needs 2 of its members, security 1; approvals from
     outside the groups count to the total only; APPROVED once every quorum is met."""
     sre = await make_group(world, "sre", "approver1", "approver2")
@@ -326,7 +326,7 @@ async def test_issue6_group_quorums_partial_and_complete(world, unchanged):
     assert image in await deployable(world)
 
 
-async def test_issue6_group_quorums_total_still_needed(world):
+async def test_group_quorums_total_still_needed(world):
     """Policy kinds: every quorum met but the total (requiredApprovals 3) not yet
     reached: still PENDING."""
     sre = await make_group(world, "sre", "approver1")
@@ -340,7 +340,7 @@ async def test_issue6_group_quorums_total_still_needed(world):
     assert await approve(world, request, "approver3") == "APPROVED"
 
 
-async def test_issue6_person_in_two_groups_counts_once_by_default(world):
+async def test_person_in_two_groups_counts_once_by_default(world):
     """Policy kinds, countOncePerPerson true, the default: approver1 is in sre and in
     security; their approval counts toward one group only, and the assignment that meets the
     most quorums is used whichever other member approves next."""
@@ -374,7 +374,7 @@ async def test_issue6_person_in_two_groups_counts_once_by_default(world):
     assert lines(found)["security"] == (1, 1, True)
 
 
-async def test_issue6_person_in_two_groups_counts_for_each_when_count_once_is_false(world):
+async def test_person_in_two_groups_counts_for_each_when_count_once_is_false(world):
     """Policy kinds, countOncePerPerson false: approver1's one approval counts for
     both of their groups: alone it meets sre 1 and security 1."""
     sre = await make_group(world, "sre", "approver1", "approver2")
@@ -397,7 +397,7 @@ async def test_issue6_person_in_two_groups_counts_for_each_when_count_once_is_fa
 
 
 @pytest.mark.parametrize("count_once", [True, False])
-async def test_issue6_two_groups_with_larger_quorums_under_both_settings(world, count_once):
+async def test_two_groups_with_larger_quorums_under_both_settings(world, count_once):
     """Policy kinds: sre needs 2, security 1; approver1 is in both. After approver1
     and approver2 (sre) the request is APPROVED only when one person may count for both
     groups; with countOncePerPerson true approver3 (security) is still needed."""
@@ -431,7 +431,7 @@ async def test_issue6_two_groups_with_larger_quorums_under_both_settings(world, 
     assert lines(found)["security"] == (1, 1, True)
 
 
-async def test_issue6_group_count_uses_membership_when_approving(world):
+async def test_group_count_uses_membership_when_approving(world):
     """Policy kinds: a group's count is the approvals of people who were members when
     they approved: joining the group later does not count an earlier approval, leaving it later
     does not take one away."""
@@ -455,7 +455,7 @@ async def test_issue6_group_count_uses_membership_when_approving(world):
 # --- R7: the request's snapshot ----------------------------------------------------------------
 
 
-async def test_issue6_r7_request_keeps_its_policy_kind_and_listed_users(world):
+async def test_r7_request_keeps_its_policy_kind_and_listed_users(world):
     """R7, policy kinds: a request made under SPECIFIC_USERS [prod_approver] keeps
     it after the pipeline changes to ANY with requiredApprovals 1: approver1's approval alone,
     which the new policy would accept, leaves it PENDING; a request made after the change
@@ -481,7 +481,7 @@ async def test_issue6_r7_request_keeps_its_policy_kind_and_listed_users(world):
     assert await approve(world, after, "approver1") == "APPROVED"
 
 
-async def test_issue6_r7_request_made_under_any_ignores_a_later_quorum(world):
+async def test_r7_request_made_under_any_ignores_a_later_quorum(world):
     """R7, policy kinds: a request made under ANY (2) is APPROVED by approver1 and
     approver2 after the pipeline switched to GROUP_QUORUMS (security, whose only member has not
     approved)."""
@@ -505,7 +505,7 @@ async def test_issue6_r7_request_made_under_any_ignores_a_later_quorum(world):
     assert lines(await view(world, after))["security"] == (0, 1, False)
 
 
-async def test_issue6_r7_request_keeps_its_quorums_and_count_once_setting(world):
+async def test_r7_request_keeps_its_quorums_and_count_once_setting(world):
     """R7, policy kinds: quorums and countOncePerPerson are fixed when requested:
     after the pipeline switches to countOncePerPerson false and a larger quorum, the earlier
     request still counts approver1 once and keeps its quorum of 1."""
@@ -538,7 +538,7 @@ async def test_issue6_r7_request_keeps_its_quorums_and_count_once_setting(world)
     assert await approve(world, after, "approver2") == "APPROVED"
 
 
-async def test_issue6_r18_required_zero_still_cancels_live_requests_of_any_kind(world):
+async def test_r18_required_zero_still_cancels_live_requests_of_any_kind(world):
     """R18 with a named-approver policy: a SPECIFIC_USERS request is cancelled when the pipeline is set back
     to ANY with requiredApprovals 0."""
     await set_policy(
@@ -552,7 +552,7 @@ async def test_issue6_r18_required_zero_still_cancels_live_requests_of_any_kind(
 # --- the policy input --------------------------------------------------------------------------
 
 
-async def test_issue6_omitted_fields_keep_their_values_and_kind_change_clears_lists(world):
+async def test_omitted_fields_keep_their_values_and_kind_change_clears_lists(world):
     """Policy kinds: updateApprovalPolicy with only the old fields keeps the new ones;
     changing kind clears the other kind's list."""
     sre = await make_group(world, "sre", "approver1")
@@ -592,7 +592,7 @@ async def test_issue6_omitted_fields_keep_their_values_and_kind_change_clears_li
     assert await read_policy(world) == policy
 
 
-async def test_issue6_specific_users_may_list_super_admins_and_twenty_users(world):
+async def test_specific_users_may_list_super_admins_and_twenty_users(world):
     """Policy kinds: a super-admin is eligible without image-approver; up to 20 users
     may be listed."""
     policy = await set_policy(
@@ -615,7 +615,7 @@ async def test_issue6_specific_users_may_list_super_admins_and_twenty_users(worl
     assert {a["id"] for a in policy["approvers"]} == set(twenty)
 
 
-async def test_issue6_policy_refusals_are_bad_user_input_and_change_nothing(world, unchanged):
+async def test_policy_refusals_are_bad_user_input_and_change_nothing(world, unchanged):
     """Policy kinds: lists that do not fit the kind, empty or oversized lists,
     ineligible listed users (extensions.ineligibleUserIds), bad quorums, and a non-ANY kind with
     requiredApprovals 0 are BAD_USER_INPUT; the policy and everything else stay as they were."""
@@ -698,7 +698,7 @@ async def test_issue6_policy_refusals_are_bad_user_input_and_change_nothing(worl
     assert (await view(world, request))["policyKind"] == "ANY"
 
 
-async def test_issue6_r2_only_super_admins_set_policy_kinds(world, unchanged):
+async def test_r2_only_super_admins_set_policy_kinds(world, unchanged):
     """R2, policy kinds: others who see the pipeline get FORBIDDEN; the policy stays."""
     policy = await read_policy(world)
     variables = {
@@ -718,7 +718,7 @@ async def _request_refused(world, unchanged, image: str, who: str, case: str) ->
     await refused(unchanged, world[who], REQUEST, variables, "BAD_USER_INPUT", case)
 
 
-async def test_issue6_request_refused_when_a_listed_user_built_the_image_or_requests_it(world, unchanged):
+async def test_request_refused_when_a_listed_user_built_the_image_or_requests_it(world, unchanged):
     """Policy kinds, R10: a listed user who built the image, or who is the requester,
     can never approve: requestApproval is BAD_USER_INPUT and creates nothing."""
     await grant(world, "approver1", "BUILD_AND_DEPLOY")
@@ -739,7 +739,7 @@ async def test_issue6_request_refused_when_a_listed_user_built_the_image_or_requ
     assert (await view(world, request))["state"] == "PENDING"
 
 
-async def test_issue6_request_refused_when_a_listed_user_is_no_longer_eligible(world, unchanged):
+async def test_request_refused_when_a_listed_user_is_no_longer_eligible(world, unchanged):
     """Policy kinds: a listed user who lost image-approver, or was deactivated,
     after the policy was saved makes requestApproval BAD_USER_INPUT."""
     await set_policy(
@@ -762,7 +762,7 @@ async def test_issue6_request_refused_when_a_listed_user_is_no_longer_eligible(w
     await _request_refused(world, unchanged, image, "dev2", "listed user deactivated")
 
 
-async def test_issue6_request_refused_when_a_group_has_too_few_eligible_members(world, unchanged):
+async def test_request_refused_when_a_group_has_too_few_eligible_members(world, unchanged):
     """Policy kinds, R9: a group whose eligible members (not the builder, not the
     requester, holding image-approver or super-admin) are fewer than its quorum can never meet
     it: BAD_USER_INPUT, nothing created."""

@@ -116,7 +116,7 @@ async def refused(unchanged, client, query: str, variables: dict, code: str, cas
 # --- stale when requested ----------------------------------------------------------------------
 
 
-async def test_issue6_request_for_an_image_older_than_the_active_one_is_stale(world):
+async def test_request_for_an_image_older_than_the_active_one_is_stale(world):
     """Stale images: with `new` active on shop/prod, a request for `old` (registered
     before it) is stale from the start, one for `newer` is not, and neither is a request for
     `old` on shop/staging, where nothing is active."""
@@ -139,7 +139,7 @@ async def test_issue6_request_for_an_image_older_than_the_active_one_is_stale(wo
     assert (await view(world, other))["stale"] is False
 
 
-async def test_issue6_stale_compares_created_at_then_id(world):
+async def test_stale_compares_created_at_then_id(world):
     """Stale images: age is createdAt first: an image with a higher id but an earlier
     createdAt is older; with equal createdAt the lower id is older."""
     first = await world.register_image("dev", tag="first")
@@ -165,7 +165,7 @@ async def test_issue6_stale_compares_created_at_then_id(world):
 # --- flagged when a newer image is deployed ----------------------------------------------------
 
 
-async def test_issue6_deploying_a_newer_image_flags_older_live_requests(world):
+async def test_deploying_a_newer_image_flags_older_live_requests(world):
     """Stale images: deploying C on shop/prod makes the live requests for A (PENDING)
     and B (APPROVED) stale, states unchanged, each audited "request_marked_stale"; a request for
     D (newer than C), and one for A on shop/staging, stay fresh; nobody is emailed about it."""
@@ -192,7 +192,7 @@ async def test_issue6_deploying_a_newer_image_flags_older_live_requests(world):
     assert await outbox(world, "request_cancelled") == []
 
 
-async def test_issue6_cancel_stale_requests_cancels_and_emails_the_requester(world):
+async def test_cancel_stale_requests_cancels_and_emails_the_requester(world):
     """Stale images: with cancelStaleRequests the live requests for older images are
     CANCELLED when a newer image is deployed (by no one: actor null), and each requester gets a
     "request_cancelled" email; a request for a newer image is left alone."""
@@ -235,7 +235,7 @@ async def test_issue6_cancel_stale_requests_cancels_and_emails_the_requester(wor
 # --- approving a stale request -----------------------------------------------------------------
 
 
-async def test_issue6_approving_a_stale_request_needs_acknowledgement(world, unchanged):
+async def test_approving_a_stale_request_needs_acknowledgement(world, unchanged):
     """Stale images: approveRequest on a stale request is STALE_IMAGE without
     acknowledgeStale true (omitted or false) and records nothing; with it the approval counts."""
     old = await world.register_image("dev", tag="old")
@@ -256,7 +256,7 @@ async def test_issue6_approving_a_stale_request_needs_acknowledgement(world, unc
     assert data["approveRequest"]["state"] == "APPROVED"
 
 
-async def test_issue6_stale_refusal_comes_after_forbidden_self_approval_and_invalid_state(world, unchanged):
+async def test_stale_refusal_comes_after_forbidden_self_approval_and_invalid_state(world, unchanged):
     """Stale images: on a stale request FORBIDDEN (R4), SELF_APPROVAL (R10) and
     INVALID_STATE (R11, R16) are answered before STALE_IMAGE."""
     await world["admin"].ok(
@@ -279,7 +279,7 @@ async def test_issue6_stale_refusal_comes_after_forbidden_self_approval_and_inva
     await refused(unchanged, world["approver1"], APPROVE_PLAIN, {"id": request}, "INVALID_STATE", "again")
 
 
-async def test_issue6_acknowledging_a_fresh_request_is_harmless(world):
+async def test_acknowledging_a_fresh_request_is_harmless(world):
     """Stale images: acknowledgeStale true on a request that is not stale approves as
     usual."""
     image = await world.register_image("dev")
@@ -292,7 +292,7 @@ async def test_issue6_acknowledging_a_fresh_request_is_harmless(world):
 # --- deploying a stale image -------------------------------------------------------------------
 
 
-async def test_issue6_deploying_a_stale_approved_request_needs_acknowledgement(world, unchanged):
+async def test_deploying_a_stale_approved_request_needs_acknowledgement(world, unchanged):
     """Stale images: B was APPROVED, then newer C was deployed; deploying B is
     STALE_IMAGE without acknowledgeStale (request stays APPROVED), and with it B deploys and the
     request is CONSUMED."""
@@ -311,7 +311,7 @@ async def test_issue6_deploying_a_stale_approved_request_needs_acknowledgement(w
     assert await active_image(world) == b
 
 
-async def test_issue6_rolling_back_without_a_stale_request_needs_no_acknowledgement(world):
+async def test_rolling_back_without_a_stale_request_needs_no_acknowledgement(world):
     """Stale images: acknowledgement is asked for a stale *request*; on shop/staging
     (no approval, so no request) rolling back to an older image is a plain deploy (R19)."""
     a = await world.register_image("dev", tag="a")
@@ -324,7 +324,7 @@ async def test_issue6_rolling_back_without_a_stale_request_needs_no_acknowledgem
     assert await active_image(world, "shop/staging") == c
 
 
-async def test_issue6_stale_image_refusal_order_in_deploy(world, unchanged):
+async def test_stale_image_refusal_order_in_deploy(world, unchanged):
     """Stale images: FORBIDDEN / NOT_FOUND and CONFLICT (R22) come before
     STALE_IMAGE, and DEPLOY_FROZEN before it too."""
     old = await world.register_image("dev", tag="old")
