@@ -330,8 +330,8 @@ class Phases:
         from tortoise.backends.asyncpg.client import AsyncpgDBClient, TransactionWrapper
         from tortoise.backends.sqlite.client import SqliteClient, SqliteTransactionWrapper
 
+        from greenlight.api import GreenlightSchema
         from greenlight.app import GreenlightGraphQL
-        from greenlight.schema import GreenlightSchema
 
         self._wrap_async(GreenlightGraphQL, "get_context", "authentication (token, user, policy version)")
         self._wrap_async(GreenlightSchema, "execute", "GraphQL execute (parse, validate, resolvers)")

@@ -26,6 +26,7 @@ from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET
 
 from greenlight import console, db, jobs, notifications, sso
+from greenlight.api import build_schema
 from greenlight.config import Settings
 from greenlight.errors import Unauthenticated
 from greenlight.events import listen_postgres
@@ -37,7 +38,6 @@ from greenlight.observability.requests import RequestContextMiddleware
 from greenlight.policies import Authorizer, validate
 from greenlight.resolvers import pages
 from greenlight.rollout import drivers
-from greenlight.schema import build_schema
 from greenlight.schema.context import Context
 from greenlight.schema.errors import to_contract
 from greenlight.workflow.identity import authorize

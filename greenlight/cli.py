@@ -270,7 +270,7 @@ def audit_export(args: argparse.Namespace) -> int:
 
 
 def export_schema(args: argparse.Namespace) -> int:
-    from greenlight.schema import schema
+    from greenlight.api import schema
 
     text = schema.as_str() + "\n"
     if args.output == "-":

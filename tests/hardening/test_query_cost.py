@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from graphql import FragmentDefinitionNode, GraphQLSyntaxError, OperationDefinitionNode, parse, print_ast
 
+from greenlight.api import schema
 from greenlight.config import ConfigError, Settings
 from greenlight.limits.cost import cost_of
 from greenlight.models import Application
-from greenlight.schema import schema
 from greenlight.workflow import audit, reads
 
 README = Path(__file__).resolve().parents[2] / "README.md"

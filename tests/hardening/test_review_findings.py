@@ -2,10 +2,10 @@
 
 import asyncio
 
+from greenlight.api import schema
 from greenlight.jobs import finish_due_rollouts
 from greenlight.models import AuditEvent, Deployment, RoleBinding, User
 from greenlight.policies import Actor
-from greenlight.schema import schema
 from greenlight.schema.context import Context
 
 CREATE_PIPE = "mutation($i: CreatePipelineInput!) { createPipeline(input: $i) { id } }"

@@ -76,7 +76,7 @@ WITHOUT_ENDPOINT = """
 from opentelemetry import trace
 from tortoise.backends.sqlite.client import SqliteClient
 from greenlight.observability import tracing
-from greenlight.schema import schema
+from greenlight.api import schema
 
 
 async def main():

@@ -5,8 +5,8 @@ from pathlib import Path
 
 from graphql import build_schema
 
+from greenlight.api import schema
 from greenlight.contract import differences
-from greenlight.schema import schema
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTRACT = Path(__file__).with_name("contract.graphql")

@@ -14,7 +14,7 @@ from graphql import (
     build_schema as build_sdl,
 )
 
-from greenlight.schema import build_schema
+from greenlight.api import build_schema
 
 BUILT_IN_SCALARS = {"String", "Int", "Float", "Boolean", "ID"}
 

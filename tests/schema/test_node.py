@@ -7,10 +7,10 @@ import uuid
 
 from graphql import GraphQLObjectType
 
+from greenlight.api import build_schema
 from greenlight.clock import now
 from greenlight.models import ChatDelivery, EmailOutbox, User
 from greenlight.resolvers.queries import NODES
-from greenlight.schema import build_schema
 
 from ..policies.test_access import PIPELINES, VISIBLE, populate
 

@@ -2,10 +2,10 @@
 
 import asyncio
 
+from greenlight.api import schema
 from greenlight.jobs import finish_due_rollouts
 from greenlight.models import User
 from greenlight.policies import Actor
-from greenlight.schema import schema
 from greenlight.schema.context import Context
 
 
