@@ -39,6 +39,9 @@ class Spec:
     suffix: str = ""
     ids: list[int] = field(default_factory=list)
     cycle: bool = False  # start the ids again when they run out (the baseline ignores them)
+    # Or: one (token, body) per request, in turn (many users; consumed like ids unless
+    # `cycle`); built-in generator only.
+    variants: list[list[str]] = field(default_factory=list)
     host: str = "127.0.0.1"
     path: str = "/graphql"
 
@@ -80,6 +83,7 @@ class _Run:
             body = spec.body.encode()
             self.fixed = head + b"Content-Length: %d\r\n\r\n" % len(body) + body
         self.prefix, self.suffix = spec.prefix.encode(), spec.suffix.encode()
+        self.variants = [self._request(token, body.encode()) for token, body in spec.variants]
         self.ids = itertools.cycle(spec.ids) if spec.cycle else iter(spec.ids)
         self.deadline = 0.0
         self.started = 0.0
@@ -92,6 +96,14 @@ class _Run:
         self.in_flight = 0
         self.idle = asyncio.Event()
 
+    def _request(self, token: str, body: bytes) -> bytes:
+        spec = self.spec
+        return (
+            f"POST {spec.path} HTTP/1.1\r\nHost: {spec.host}:{spec.port}\r\n"
+            f"Content-Type: application/json\r\nAuthorization: Bearer {token}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
+
     def next_request(self) -> bytes | None:
         now = time.perf_counter()
         if now >= self.deadline:
@@ -99,6 +111,13 @@ class _Run:
         if self.fixed is not None:
             self.sent += 1
             return self.fixed
+        if self.variants:
+            if self.sent >= len(self.variants) and not self.spec.cycle:
+                if self.exhausted_at is None:
+                    self.exhausted_at = now
+                return None
+            self.sent += 1
+            return self.variants[(self.sent - 1) % len(self.variants)]
         request_id = next(self.ids, None)
         if request_id is None:
             if self.exhausted_at is None:
@@ -303,6 +322,8 @@ end
 
 def wrk(spec: Spec) -> Result:
     """Runs wrk (one thread: the server under test needs the other core)."""
+    if spec.variants:
+        raise ValueError("bench: wrk is not given per-request tokens; use the built-in generator")
     fixed = request = ""
     if spec.body is not None:
         fixed = f"wrk.body = {_lua_string(spec.body)}"
