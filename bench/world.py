@@ -379,6 +379,7 @@ def generate(sizes: Sizes, seed: int = 8) -> tuple[list[Table], World]:
     mix_home = [homes[k % len(homes)] for k in range(MIX_USERS)]
     mix_seen = [[mix_home[k], homes[(k + 1) % len(homes)]] for k in range(MIX_USERS)]
     mix_pending: dict[int, list[tuple[int, int]]] = {}  # app -> (request id, approvals seeded)
+    planned: dict[int, list[tuple[int, int]]] = {}  # app -> (image, pipeline) pending pairs
     for a in sorted(set(mix_home) | {x for seen in mix_seen for x in seen}):
         if a in mix_pending:
             continue
@@ -392,11 +393,14 @@ def generate(sizes: Sizes, seed: int = 8) -> tuple[list[Table], World]:
         pending_pairs = (
             (image_id(a, k), pipeline_id(a, e)) for k in range(n - 1, -1, -1) for e in range(1, E)
         )
-        for image, pid in pending_pairs:
-            if len(mix_pending[a]) == MIX_PENDING:
-                break
-            if (image, pid) not in used:
-                seeded = len(mix_pending[a]) % 2
+        planned[a] = [pair for pair in pending_pairs if pair not in used][:MIX_PENDING]
+    # Requested in turns across the applications, as real traffic interleaves them: a
+    # user's newest page holds some of each application it sees.
+    for turn in range(MIX_PENDING):
+        for a, pairs in planned.items():
+            if turn < len(pairs):
+                seeded = turn % 2
+                image, pid = pairs[turn]
                 mix_pending[a].append((add_request(image, pid, "PENDING", 2, seeded, r=mix_rnd), seeded))
 
     # Role bindings
