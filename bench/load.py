@@ -42,6 +42,11 @@ class Spec:
     # Or: one (token, body) per request, in turn (many users; consumed like ids unless
     # `cycle`); built-in generator only.
     variants: list[list[str]] = field(default_factory=list)
+    # requests/s over the time to the last answer counted rather than the whole duration:
+    # a server whose answers all come back together (many requests in flight, each
+    # taking longer than a fraction of the run) would otherwise be charged for the
+    # answers the deadline cut off (built-in generator only).
+    to_last_answer: bool = False
     host: str = "127.0.0.1"
     path: str = "/graphql"
 
@@ -219,6 +224,8 @@ async def _drive(spec: Spec) -> Result:
     seconds = spec.duration
     if run.exhausted_at is not None:
         seconds = max(run.last_answer, run.exhausted_at) - run.started
+    elif spec.to_last_answer and run.latencies:
+        seconds = run.last_answer - run.started
     latencies = sorted(run.latencies)
     return Result(
         requests=len(latencies),

@@ -294,6 +294,7 @@ def drive_round(
         token="",
         variants=variants,
         cycle=cycle,
+        to_last_answer=True,
     )
     return load.builtin(spec)
 
@@ -438,6 +439,16 @@ def run_backend(
     counted = json.loads(
         in_process("mix", backend, url, world, [], operations=keys, variants=variants, profiled=PROFILED)
     )
+    naive_keys = [k for k in keys if MIX_OPERATIONS[k].naive]
+    naive_counted: dict[str, float] = {}
+    if naive_keys:
+        naive_variants = {
+            k: supply.reserve(k, WARM + COUNTED) if MIX_OPERATIONS[k].mutation else variants[k]
+            for k in naive_keys
+        }
+        naive_counted = json.loads(
+            in_process("naive-count", backend, url, world, [], operations=naive_keys, variants=naive_variants)
+        )["per_request"]
     logs = options.data_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     rows: list[MixRow] = []
@@ -461,9 +472,24 @@ def run_backend(
                 for row in found:
                     if row.server == "greenlight":
                         row.statements = counted["per_request"].get(key)
+                    elif row.server == "naive":
+                        row.statements = naive_counted.get(key)
                 rows += found
         finally:
             writer.stop()
+    rates = []
+    for name in ("baseline", "greenlight", "naive"):
+        mine = [r for r in rows if r.server == name]
+        seconds = sum(x.writes_seconds for r in mine for x in r.rounds)
+        if seconds:
+            done = sum(x.writes_ok for r in mine for x in r.rounds)
+            failed = sum(x.writes_failed for r in mine for x in r.rounds)
+            where = " (sent to Greenlight)" if name == "naive" else ""
+            rates.append(
+                f"{name} rounds {done / seconds:.1f}/s{where}" + (f", {failed} failed" if failed else "")
+            )
+    if rates:
+        notes.append(f"{backend}: background writes during the measured rounds: " + "; ".join(rates))
     if writer.first_error:
         notes.append(f"{backend}: the background writer's first error: {writer.first_error}")
     if not options.keep_logs:

@@ -70,6 +70,13 @@ def test_bench_prints_a_row_for_every_operation_and_server(tmp_path):
                 assert re.search(rf"^{title}\s+{backend}\s+{server}\s+[\d,.]+\s", out, re.M), (title, out)
             line = re.search(rf"^{title}\s+{backend}\s+greenlight\s.*$", out, re.M).group(0)
             assert len(re.findall(spread, line)) == 2, line  # vs baseline, vs naive
+        # SQL statements per request, counted in-process, for Greenlight and the naive server
+        for server in ("greenlight", "naive"):
+            line = re.search(rf"^{title}\s+sqlite\s+{server}\s.*$", out, re.M).group(0)
+            assert re.search(r"\s\d+(\.\d+)?\s+\d+(\s|$)", line.split("first error")[0]), line
+    assert re.search(
+        r"^sqlite: background writes during the measured rounds: baseline rounds [\d.]+/s", out, re.M
+    )
     for title in ("approveRequest", "requestApproval"):
         assert re.search(rf"^{title}\s+sqlite\s+greenlight\s", out, re.M), out
     assert re.search(r"^  Select Image 50 \(sqlite, [\d.]+ ms/req profiled\): \S", out, re.M), out
