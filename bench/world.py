@@ -50,7 +50,7 @@ FIRST_RANDOM_USER = 5
 # "Approval pending" lists, and what its approveRequest consumes).
 MIX_USERS = 50
 MIX_SELECT = 50
-MIX_PENDING = 60
+MIX_PENDING = 200
 MIX_REQUEST_SUPPLY = 30_000  # at most, (pipeline, image) pairs for requestApproval
 
 
