@@ -231,6 +231,7 @@ class Writer(threading.Thread):
 
 @dataclass
 class Round:
+    number: int  # 1, 2, ...: the servers' rounds of the same number ran one after the other
     result: load.Result
     writes_ok: int = 0
     writes_failed: int = 0
@@ -261,19 +262,14 @@ class MixRow:
     def first_error(self) -> str | None:
         return next((r.result.first_error for r in self.rounds if r.result.first_error), None)
 
-    def write_rate(self) -> float | None:
-        seconds = sum(r.writes_seconds for r in self.rounds)
-        return sum(r.writes_ok for r in self.rounds) / seconds if seconds else None
-
-    def writes_failed(self) -> int:
-        return sum(r.writes_failed for r in self.rounds)
-
 
 def ratios(mine: MixRow, other: MixRow) -> list[float]:
     """Round by round: requests/s of `mine` over `other`'s in the same round."""
+    theirs = {r.number: r for r in other.rounds}
     out = []
-    for a, b in zip(mine.rounds, other.rounds, strict=False):
-        if b.result.rps > 0:
+    for a in mine.rounds:
+        b = theirs.get(a.number)
+        if b is not None and b.result.rps > 0:
             out.append(a.result.rps / b.result.rps)
     return out
 
@@ -342,7 +338,9 @@ def run_operation(
                 if result.exhausted:
                     rows[server].note = f"ran out of its supply after {result.seconds:.1f} s"
             if n > 0:
-                rows[server].rounds.append(Round(result, after[0] - before[0], after[1] - before[1], elapsed))
+                rows[server].rounds.append(
+                    Round(n, result, after[0] - before[0], after[1] - before[1], elapsed)
+                )
     return [rows[s] for s in servers]
 
 

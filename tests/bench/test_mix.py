@@ -10,7 +10,7 @@ import json
 import os
 from pathlib import Path
 
-from bench import mix
+from bench import load, mix
 from bench.config import parse
 from bench.queries import APPROVE_REQUEST, encode
 from bench.run import database, post, server, wait_ready
@@ -113,3 +113,20 @@ def test_the_mix_supplies_are_each_used_once():
     assert len(reserved) == 10
     assert len(supply.approvals) == len(world_mix.approvals) - 10
     assert Path(mix.__file__).exists()
+
+
+def test_ratios_are_taken_round_by_round():
+    def row(server, figures):
+        rounds = [
+            mix.Round(n, load.Result(requests=int(rps * 2), errors=0, seconds=2.0, p50_ms=1.0, p99_ms=2.0))
+            for n, rps in figures
+        ]
+        return mix.MixRow("select", "sqlite", server, rounds)
+
+    greenlight = row("greenlight", [(1, 300), (2, 100), (3, 200)])
+    baseline = row("baseline", [(1, 100), (2, 100), (3, 50)])
+    naive = row("naive", [(1, 100), (3, 20)])  # its round 2 did not run
+    assert mix.ratios(greenlight, baseline) == [3.0, 1.0, 4.0]
+    assert mix.ratios(greenlight, naive) == [3.0, 10.0]
+    assert mix.spread(mix.ratios(greenlight, baseline)) == "1.00 / 3.00 / 4.00x"
+    assert greenlight.median("rps") == 200
