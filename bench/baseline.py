@@ -173,6 +173,18 @@ PENDING = [_request(50_000 - n, n % 2) for n in range(COUNT)]
 APPROVED = _request(40_000, 2)
 
 
+@strawberry.input
+class RequestApprovalInput:
+    pipeline_id: strawberry.ID
+    image_id: strawberry.ID
+    approver_ids: list[strawberry.ID] | None = None
+    comment: str | None = None
+    previous_request_id: strawberry.ID | None = None
+
+
+REQUESTED = _request(45_000, 0)
+
+
 @strawberry.type
 class Query:
     @strawberry.field
@@ -199,6 +211,10 @@ class Mutation:
     @strawberry.mutation
     def approve_request(self, id: strawberry.ID, comment: str | None = None) -> ApprovalRequest:
         return APPROVED
+
+    @strawberry.mutation
+    def request_approval(self, input: RequestApprovalInput) -> ApprovalRequest:
+        return REQUESTED
 
 
 schema = strawberry.Schema(query=Query, mutation=Mutation)

@@ -60,12 +60,18 @@ class Options:
     visibility: bool = True  # bench/visibility.py's table
     invisible: tuple[int, int] = (10, 10_000)  # applications the user cannot see, the two worlds
     visibility_requests: int = 200  # timed requests per query and world
+    mix: bool = True  # bench/mix.py's realistic mix (the headline)
+    mix_rounds: int = 5  # interleaved rounds per operation and server
+    mix_duration: float = 5.0  # seconds per round
+    mix_rate: float = 2.5  # background writes per second
+    mix_queries: tuple[str, ...] = ("select", "pending", "approve", "request")
 
     def describe(self) -> dict:
         return {**asdict(self), "sizes": asdict(self.sizes)}
 
 
 QUERIES = ("select", "pending", "approve")
+MIX_QUERIES = ("select", "pending", "approve", "request")
 BACKENDS = ("sqlite", "postgres")
 
 
@@ -147,17 +153,38 @@ def parse(argv: list[str] | None = None) -> Options:
         default=None,
         help="timed requests per query and world in bench/visibility.py (BENCH_VISIBILITY_REQUESTS)",
     )
+    parser.add_argument(
+        "--skip-mix",
+        action="store_true",
+        default=env.get("BENCH_MIX", "1") in ("0", "false", "no"),
+        help="leave out the realistic mix (BENCH_MIX=0)",
+    )
+    parser.add_argument("--mix-rounds", type=int, default=None, help="rounds per server (BENCH_MIX_ROUNDS)")
+    parser.add_argument(
+        "--mix-duration", type=float, default=None, help="seconds per round (BENCH_MIX_DURATION)"
+    )
+    parser.add_argument(
+        "--mix-rate", type=float, default=None, help="background writes per second (BENCH_MIX_RATE, 2.5)"
+    )
+    parser.add_argument(
+        "--mix-queries",
+        default=env.get("BENCH_MIX_QUERIES", ",".join(MIX_QUERIES)),
+        help="the mix's operations: select,pending,approve,request",
+    )
     args = parser.parse_args(argv)
 
     if args.tiny:
         base, duration, warmup = TINY, 1.0, 0.3
         invisible, visibility_requests = (10, 100), 20
+        mix_rounds, mix_duration = 2, 1.0
     elif args.small:
         base, duration, warmup = SMALL, 3.0, 1.0
         invisible, visibility_requests = (10, 10_000), 50
+        mix_rounds, mix_duration = 3, 2.0
     else:
         base, duration, warmup = Sizes(), 10.0, 2.0
         invisible, visibility_requests = (10, 10_000), 200
+        mix_rounds, mix_duration = 5, 5.0
     if args.invisible is not None:
         invisible = _pair(args.invisible)
     if args.visibility_requests is not None:
@@ -191,4 +218,13 @@ def parse(argv: list[str] | None = None) -> Options:
         visibility=not args.skip_visibility,
         invisible=invisible,
         visibility_requests=visibility_requests,
+        mix=not args.skip_mix,
+        mix_rounds=args.mix_rounds
+        if args.mix_rounds is not None
+        else _env_int("BENCH_MIX_ROUNDS", mix_rounds),
+        mix_duration=args.mix_duration
+        if args.mix_duration is not None
+        else _env_float("BENCH_MIX_DURATION", mix_duration),
+        mix_rate=args.mix_rate if args.mix_rate is not None else _env_float("BENCH_MIX_RATE", 2.5),
+        mix_queries=_csv(args.mix_queries, MIX_QUERIES, "--mix-queries"),
     )

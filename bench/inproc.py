@@ -428,6 +428,118 @@ async def profile(spec: dict) -> str:
     return report.getvalue()
 
 
+async def mix(spec: dict) -> dict:
+    """The realistic mix's operations (bench/mix.py), as its users send them: statements per
+    request averaged over COUNTED requests of different users after WARM, then `profiled`
+    requests under cProfile, own time by package. A mutation's bodies are each used once."""
+    from bench.mix import TOP
+
+    app = App(spec["database_url"])
+    counter = StatementCounter()
+    postgres = spec["backend"] == "postgres"
+    if postgres:
+        _hook_postgres(counter)
+    await app.start()
+    per_request: dict[str, float] = {}
+    profiles: dict[str, dict] = {}
+    hooked = False
+    try:
+        for key, variants in spec["variants"].items():
+            queue = list(variants)
+            mutation = key in ("approve", "request")
+
+            def take(n: int, queue=queue, mutation=mutation) -> list[list[str]]:
+                if mutation:
+                    taken = queue[:n]
+                    del queue[:n]
+                    return taken
+                return [queue[i % len(queue)] for i in range(n)]
+
+            for token, body in take(WARM):
+                await _checked(app, body.encode(), token)
+            if not postgres and not hooked:
+                await _hook_sqlite(counter)
+                hooked = True
+            await asyncio.sleep(0.05)
+            counter.reset()
+            for token, body in take(COUNTED):
+                await _checked(app, body.encode(), token)
+            await asyncio.sleep(0.05)
+            per_request[key] = counter.count / COUNTED
+            chosen = take(spec["profiled"])
+            profiler = cProfile.Profile()
+            started = time.perf_counter()
+            profiler.enable()
+            for token, body in chosen:
+                await _checked(app, body.encode(), token)
+            profiler.disable()
+            wall = time.perf_counter() - started
+            shares = sorted(package_shares(pstats.Stats(profiler)).items(), key=lambda kv: -kv[1])
+            profiles[key] = {"top": shares[:TOP], "ms": wall / max(1, len(chosen)) * 1000}
+    finally:
+        await app.stop()
+    return {"per_request": per_request, "profile": profiles}
+
+
+class NaiveApp(App):
+    """bench/naive's GraphQL app, called directly (its lifespan's work done by start)."""
+
+    async def start(self) -> None:
+        from tortoise import Tortoise
+
+        from bench.naive.app import NaiveGraphQL, schema, tortoise_config
+
+        await Tortoise.init(config=tortoise_config(self.database_url), _enable_global_fallback=True)
+        self.app = NaiveGraphQL(schema)
+
+    async def stop(self) -> None:
+        from tortoise import Tortoise
+
+        await Tortoise.close_connections()
+
+
+async def _hook_naive_sqlite(counter: StatementCounter) -> None:
+    """Every statement the naive server's SQLite connection runs (sqlite3's trace callback:
+    BEGIN and COMMIT count; a write would count again per trigger it fires)."""
+    from tortoise import Tortoise
+
+    connection = Tortoise.get_connection("default")._connection  # aiosqlite's, on its own thread
+    await connection._execute(connection._conn.set_trace_callback, counter)
+
+
+async def naive_count(spec: dict) -> dict:
+    """Statements per request of the naive server for the mix's reads (and approveRequest),
+    as `mix` counts Greenlight's."""
+    app = NaiveApp(spec["database_url"])
+    counter = StatementCounter()
+    postgres = spec["backend"] == "postgres"
+    if postgres:
+        _hook_postgres(counter)
+    await app.start()
+    per_request: dict[str, float] = {}
+    try:
+        for key, variants in spec["variants"].items():
+            queue = list(variants)
+            for token, body in queue[:WARM]:
+                await _checked(app, body.encode(), token)
+            if not postgres:
+                await _hook_naive_sqlite(counter)
+            await asyncio.sleep(0.05)
+            counter.reset()
+            chosen = (
+                queue[WARM : WARM + COUNTED]
+                if key == "approve"
+                else [queue[i % len(queue)] for i in range(COUNTED)]
+            )
+            for token, body in chosen:
+                await _checked(app, body.encode(), token)
+            await asyncio.sleep(0.05)
+            per_request[key] = counter.count / len(chosen)
+    finally:
+        await app.stop()
+    return {"per_request": per_request}
+
+
 def main(argv: list[str]) -> None:
     mode, path = argv
     spec = json.loads(Path(path).read_text())
@@ -440,6 +552,10 @@ def main(argv: list[str]) -> None:
         print(json.dumps(asyncio.run(count(spec))))
     elif mode == "profile":
         print(asyncio.run(profile(spec)))
+    elif mode == "mix":
+        print(json.dumps(asyncio.run(mix(spec))))
+    elif mode == "naive-count":
+        print(json.dumps(asyncio.run(naive_count(spec))))
     else:
         raise SystemExit(f"unknown mode {mode}")
 

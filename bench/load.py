@@ -39,6 +39,17 @@ class Spec:
     suffix: str = ""
     ids: list[int] = field(default_factory=list)
     cycle: bool = False  # start the ids again when they run out (the baseline ignores them)
+    # Or: one (token, body) per request, in turn (many users; consumed like ids unless
+    # `cycle`); built-in generator only.
+    variants: list[list[str]] = field(default_factory=list)
+    # requests/s over the time to the last answer counted rather than the whole duration:
+    # a server whose answers all come back together (many requests in flight, each
+    # taking longer than a fraction of the run) would otherwise be charged for the
+    # answers the deadline cut off (built-in generator only).
+    to_last_answer: bool = False
+    # Past the duration, keep sending until this many answers are counted (a server slower
+    # than the duration still gets a figure; built-in generator only).
+    min_answers: int = 0
     host: str = "127.0.0.1"
     path: str = "/graphql"
 
@@ -80,6 +91,7 @@ class _Run:
             body = spec.body.encode()
             self.fixed = head + b"Content-Length: %d\r\n\r\n" % len(body) + body
         self.prefix, self.suffix = spec.prefix.encode(), spec.suffix.encode()
+        self.variants = [self._request(token, body.encode()) for token, body in spec.variants]
         self.ids = itertools.cycle(spec.ids) if spec.cycle else iter(spec.ids)
         self.deadline = 0.0
         self.started = 0.0
@@ -92,13 +104,32 @@ class _Run:
         self.in_flight = 0
         self.idle = asyncio.Event()
 
+    def _request(self, token: str, body: bytes) -> bytes:
+        spec = self.spec
+        return (
+            f"POST {spec.path} HTTP/1.1\r\nHost: {spec.host}:{spec.port}\r\n"
+            f"Content-Type: application/json\r\nAuthorization: Bearer {token}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
+
+    def over(self, at: float) -> bool:
+        """Whether the run is over at `at`: the duration passed and enough answers counted."""
+        return at > self.deadline and len(self.latencies) >= self.spec.min_answers
+
     def next_request(self) -> bytes | None:
         now = time.perf_counter()
-        if now >= self.deadline:
+        if self.over(now):
             return None
         if self.fixed is not None:
             self.sent += 1
             return self.fixed
+        if self.variants:
+            if self.sent >= len(self.variants) and not self.spec.cycle:
+                if self.exhausted_at is None:
+                    self.exhausted_at = now
+                return None
+            self.sent += 1
+            return self.variants[(self.sent - 1) % len(self.variants)]
         request_id = next(self.ids, None)
         if request_id is None:
             if self.exhausted_at is None:
@@ -109,7 +140,7 @@ class _Run:
         return self.head + b"Content-Length: %d\r\n\r\n" % len(body) + body
 
     def record(self, status: int, body: bytes, sent_at: float, answered_at: float) -> None:
-        if answered_at > self.deadline:
+        if self.over(answered_at):
             return
         self.latencies.append(answered_at - sent_at)
         self.last_answer = answered_at
@@ -191,7 +222,7 @@ async def _drive(spec: Spec) -> Result:
         client.busy = True
         client.send()
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(run.idle.wait(), spec.duration + GRACE)
+        await asyncio.wait_for(run.idle.wait(), spec.duration + GRACE + (60 if spec.min_answers else 0))
     wall = time.perf_counter() - run.started
     cpu_after = resource.getrusage(resource.RUSAGE_SELF)
     for client in clients:
@@ -200,6 +231,8 @@ async def _drive(spec: Spec) -> Result:
     seconds = spec.duration
     if run.exhausted_at is not None:
         seconds = max(run.last_answer, run.exhausted_at) - run.started
+    elif spec.to_last_answer and run.latencies:
+        seconds = run.last_answer - run.started
     latencies = sorted(run.latencies)
     return Result(
         requests=len(latencies),
@@ -223,7 +256,7 @@ def builtin(spec: Spec) -> Result:
             [sys.executable, "-m", "bench.load", handle.name],
             capture_output=True,
             text=True,
-            timeout=spec.duration + GRACE + 60,
+            timeout=spec.duration + GRACE + 60 + (60 if spec.min_answers else 0),
             cwd=Path(__file__).resolve().parent.parent,
         )
     finally:
@@ -303,6 +336,8 @@ end
 
 def wrk(spec: Spec) -> Result:
     """Runs wrk (one thread: the server under test needs the other core)."""
+    if spec.variants:
+        raise ValueError("bench: wrk is not given per-request tokens; use the built-in generator")
     fixed = request = ""
     if spec.body is not None:
         fixed = f"wrk.body = {_lua_string(spec.body)}"

@@ -89,3 +89,28 @@ OPERATIONS = {
     "pending": Operation("pending", "Approval pending", 1.0, APPROVAL_PENDING),
     "approve": Operation("approve", "approveRequest", 0.4, APPROVE_REQUEST, mutation=True),
 }
+
+
+# The realistic mix (bench/mix.py): each user's own questions, and the writes around them.
+
+APPROVAL_PENDING_MINE = APPROVAL_PENDING.replace(
+    "filter: {states: [PENDING]}", "filter: {states: [PENDING], awaitingMyApproval: true}"
+)
+
+REQUEST_APPROVAL = """mutation RequestApproval($pipelineId: ID!, $imageId: ID!) {
+  requestApproval(input: {pipelineId: $pipelineId, imageId: $imageId}) {
+    id
+    state
+    requestedBy { email }
+  }
+}"""
+
+REGISTER_IMAGE = """mutation RegisterImage($application: String!, $repository: String!, $tag: String!, $digest: String!) {
+  registerImage(input: {application: $application, repository: $repository, tag: $tag, digest: $digest}) {
+    id
+  }
+}"""
+
+
+def encode(query: str, variables: dict) -> bytes:
+    return json.dumps({"query": query, "variables": variables}, separators=(",", ":")).encode()

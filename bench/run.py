@@ -54,6 +54,10 @@ class Report:
     authorization: str | None = None
     visibility: str | None = None
     statements: dict[str, dict] = field(default_factory=dict)
+    mix_rows: list = field(default_factory=list)
+    mix_profiles: dict[str, dict] = field(default_factory=dict)
+    mix_notes: list[str] = field(default_factory=list)
+    mix_world: str = ""
 
 
 def say(message: str) -> None:
@@ -359,6 +363,18 @@ def run_backend(report: Report, options: Options, tool: str, backend: str) -> No
             "GREENLIGHT_ENV_FILE": "",
         }
         run_server(report, options, tool, "greenlight", env, world, backend, counted["per_request"], supply)
+        if options.mix:
+            from bench import mix
+
+            report.mix_world = "\n".join(mix.describe(world, options))
+            try:
+                rows, profile, notes = mix.run_backend(options, backend, url, world, env)
+            except Exception as error:  # report it, keep the rest of the table
+                report.mix_notes.append(f"{backend}: the mix failed: {type(error).__name__}: {error}")
+            else:
+                report.mix_rows += rows
+                report.mix_profiles[backend] = profile
+                report.mix_notes += notes
 
 
 def authorization(options: Options) -> str:
@@ -408,11 +424,18 @@ def render(report: Report) -> str:
         "",
         "Greenlight benchmark",
         f"  world: {s.applications:,} applications, {s.environments:,} environments, {s.images:,} images, "
-        f"{s.requests:,} approval requests, {s.bindings:,} role bindings, {s.users:,} users",
+        f"{s.requests:,} approval requests, {s.bindings:,} role bindings, {s.users:,} users "
+        "(plus the mix's users, their bindings and requests)",
+        "  servers: one uvicorn worker each, same settings (bench/serve.py); baseline = bare Strawberry, "
+        "static data; naive = bench/naive (Strawberry + Tortoise without special care)",
+        "",
+    ]
+    lines += mix_section(report)
+    lines += [
+        "One user repeating one question (the figures measured before the mix, kept for comparison: the "
+        "benchmark user, one token, the same request every time, no writes meanwhile, one run each):",
         f"  load: {options.connections} concurrent keep-alive clients, {options.duration:g} s per operation "
         f"after {options.warmup:g} s warm-up; load generator: {report.tool}",
-        "  servers: one uvicorn worker each, same settings (bench/serve.py); baseline = bare Strawberry, "
-        "static data",
         "",
     ]
     header = (
@@ -463,6 +486,25 @@ def render(report: Report) -> str:
         else "Listing what a user may see (bench/visibility.py):\n  not measured"
     )
     return "\n".join(lines) + "\n"
+
+
+def mix_section(report: Report) -> list[str]:
+    options = report.options
+    if not options.mix:
+        return ["The realistic mix: not measured (--skip-mix)", ""]
+    from bench import mix
+
+    lines = ["The realistic mix (the headline; bench/mix.py):"]
+    if report.mix_world:
+        lines.append(report.mix_world)
+    lines.append("")
+    if report.mix_rows:
+        lines += mix.render(report.mix_rows, report.mix_profiles, [])
+    else:
+        lines.append("  not measured")
+    lines += report.mix_notes
+    lines.append("")
+    return lines
 
 
 def save(report: Report, text: str) -> None:

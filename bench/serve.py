@@ -15,6 +15,7 @@ import uvicorn
 APPS = {
     "baseline": ("bench.baseline:app", False),
     "greenlight": ("greenlight.app:app_from_environment", True),
+    "naive": ("bench.naive.app:app_from_environment", True),
 }
 
 # One worker, uvicorn's defaults (uvloop and httptools when installed), no access log:

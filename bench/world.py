@@ -42,6 +42,17 @@ BENCH_EMAIL = "bench@example.com"
 BENCH_USER, CI_USER, APPROVER_USER, ADMIN_USER = 1, 2, 3, 4
 FIRST_RANDOM_USER = 5
 
+# The realistic mix (bench/mix.py): MIX_USERS users of their own (ids after the random
+# ones), each image-approver on two applications the benchmark user cannot see (its home
+# and the next one) and build-and-deploy on its home; on every home application, the
+# newest MIX_SELECT images APPROVED on its first environment (what the user's "Select
+# Image" lists) and MIX_PENDING PENDING requests on the other environments (what its
+# "Approval pending" lists, and what its approveRequest consumes).
+MIX_USERS = 50
+MIX_SELECT = 50
+MIX_PENDING = 200
+MIX_REQUEST_SUPPLY = 30_000  # at most, (pipeline, image) pairs for requestApproval
+
 
 @dataclass
 class World:
@@ -55,6 +66,10 @@ class World:
     pending_visible: int  # PENDING requests the benchmark user sees
     supply: list[int] = field(default_factory=list)  # PENDING requests it may approve
     rows: dict[str, int] = field(default_factory=dict)
+    mix: dict = field(default_factory=dict)  # MixWorld as a dict (see `mix_world`)
+
+    def mix_world(self) -> MixWorld:
+        return MixWorld.of(self.mix)
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self)))
@@ -62,6 +77,41 @@ class World:
     @classmethod
     def load(cls, path: Path) -> World:
         return cls(**json.loads(path.read_text()))
+
+
+@dataclass
+class MixUser:
+    id: int
+    email: str
+    token: str
+    applications: list[str]  # the applications it sees (image-approver on each)
+    home: str  # build-and-deploy here too
+    select_pipeline_id: int
+    select_images: int  # how many images its "Select Image" lists
+    pending: int  # PENDING requests awaiting its approval, when seeded
+
+
+@dataclass
+class MixWorld:
+    """The realistic mix's users, and what their mutations consume."""
+
+    users: list[MixUser]
+    ci_token: str  # CI_USER's: registers images and requests approval (the writer)
+    approver_token: str  # APPROVER_USER's: approves what the writer asked (the writer)
+    targets: list[tuple[str, str, int]]  # (application, repository, pipeline id) the writer uses
+    approvals: list[tuple[int, int]]  # (user index, request id): approveRequest's supply
+    requests: list[tuple[int, int, int]]  # (user index, pipeline id, image id): requestApproval's
+
+    @classmethod
+    def of(cls, data: dict) -> MixWorld:
+        return cls(
+            users=[MixUser(**u) for u in data["users"]],
+            ci_token=data["ci_token"],
+            approver_token=data["approver_token"],
+            targets=[tuple(t) for t in data["targets"]],
+            approvals=[tuple(a) for a in data["approvals"]],
+            requests=[tuple(r) for r in data["requests"]],
+        )
 
 
 @dataclass
@@ -80,8 +130,10 @@ def fingerprint() -> str:
     return digest.hexdigest()[:12]
 
 
-def _token(sizes: Sizes) -> str:
-    return "glt_bench_" + hashlib.sha256(f"greenlight-bench-{sizes.key()}".encode()).hexdigest()[:32]
+def _token(sizes: Sizes, who: str = "") -> str:
+    if not who:
+        return "glt_bench_" + hashlib.sha256(f"greenlight-bench-{sizes.key()}".encode()).hexdigest()[:32]
+    return "glt_mix_" + hashlib.sha256(f"greenlight-bench-{who}-{sizes.key()}".encode()).hexdigest()[:32]
 
 
 def generate(sizes: Sizes, seed: int = 8) -> tuple[list[Table], World]:
@@ -102,9 +154,9 @@ def generate(sizes: Sizes, seed: int = 8) -> tuple[list[Table], World]:
     def at(seconds: float) -> datetime:
         return T0 + timedelta(seconds=seconds, microseconds=1)
 
-    def random_user(*excluded: int) -> int:
+    def random_user(*excluded: int, r: random.Random = rnd) -> int:
         while True:
-            user = rnd.randrange(FIRST_RANDOM_USER, U + 1)
+            user = r.randrange(FIRST_RANDOM_USER, U + 1)
             if user not in excluded:
                 return user
 
@@ -212,10 +264,12 @@ def generate(sizes: Sizes, seed: int = 8) -> tuple[list[Table], World]:
     used: set[tuple[int, int]] = set()
     supply: list[int] = []
 
-    def add_request(image: int, pid: int, state: str, required: int, approvers: int) -> int:
+    def add_request(
+        image: int, pid: int, state: str, required: int, approvers: int, r: random.Random = rnd
+    ) -> int:
         request_id = len(requests.rows) + 1
         used.add((image, pid))
-        requester = random_user(built_by[image])
+        requester = random_user(built_by[image], r=r)
         when = at(I + request_id)
         live = state in ("PENDING", "APPROVED")
         closed = None if live else when + timedelta(hours=1)
@@ -236,14 +290,20 @@ def generate(sizes: Sizes, seed: int = 8) -> tuple[list[Table], World]:
         )
         decided: set[int] = set()
         for _ in range(approvers):
-            approver = random_user(built_by[image], requester, *decided)
+            approver = random_user(built_by[image], requester, *decided, r=r)
             decided.add(approver)
             approvals.rows.append(
                 (len(approvals.rows) + 1, request_id, approver, when + timedelta(minutes=10), None)
             )
         if state == "REJECTED":
             rejections.rows.append(
-                (len(rejections.rows) + 1, request_id, random_user(built_by[image], requester), closed, "no")
+                (
+                    len(rejections.rows) + 1,
+                    request_id,
+                    random_user(built_by[image], requester, r=r),
+                    closed,
+                    "no",
+                )
             )
         if state == "CONSUMED":
             deployments.rows.append(
@@ -312,6 +372,37 @@ def generate(sizes: Sizes, seed: int = 8) -> tuple[list[Table], World]:
     for n, (image, pid) in enumerate(supply_plan):
         supply.append(add_request(image, pid, "PENDING", 2, n % 2))
 
+    # The mix (after everything else, with a random generator of its own, so the rest of
+    # the world is what it was without it).
+    mix_rnd = random.Random(seed + 1)
+    homes = list(range(V, A)) or list(range(A))
+    mix_home = [homes[k % len(homes)] for k in range(MIX_USERS)]
+    mix_seen = [[mix_home[k], homes[(k + 1) % len(homes)]] for k in range(MIX_USERS)]
+    mix_pending: dict[int, list[tuple[int, int]]] = {}  # app -> (request id, approvals seeded)
+    planned: dict[int, list[tuple[int, int]]] = {}  # app -> (image, pipeline) pending pairs
+    for a in sorted(set(mix_home) | {x for seen in mix_seen for x in seen}):
+        if a in mix_pending:
+            continue
+        n = images_of(a)
+        if a in mix_home:
+            pid = pipeline_id(a, 0)
+            for k in range(max(0, n - SELECT_IMAGES), n):
+                if (image_id(a, k), pid) not in used:
+                    add_request(image_id(a, k), pid, "APPROVED", 2, 2, r=mix_rnd)
+        mix_pending[a] = []
+        pending_pairs = (
+            (image_id(a, k), pipeline_id(a, e)) for k in range(n - 1, -1, -1) for e in range(1, E)
+        )
+        planned[a] = [pair for pair in pending_pairs if pair not in used][:MIX_PENDING]
+    # Requested in turns across the applications, as real traffic interleaves them: a
+    # user's newest page holds some of each application it sees.
+    for turn in range(MIX_PENDING):
+        for a, pairs in planned.items():
+            if turn < len(pairs):
+                seeded = turn % 2
+                image, pid = pairs[turn]
+                mix_pending[a].append((add_request(image, pid, "PENDING", 2, seeded, r=mix_rnd), seeded))
+
     # Role bindings
     bindings = Table("RoleBinding", ["id", "user_id", "role", "application", "environment", "created_at"])
     wanted: list[tuple[int, str, str, str]] = [
@@ -336,7 +427,89 @@ def generate(sizes: Sizes, seed: int = 8) -> tuple[list[Table], World]:
         if binding not in seen:
             seen.add(binding)
             wanted.append(binding)
-    bindings.rows = [(n + 1, *binding, at(n)) for n, binding in enumerate(wanted[:B])]
+    wanted = wanted[:B]
+    mix_users: list[MixUser] = []
+    mix_tokens = {CI_USER: _token(sizes, "ci"), APPROVER_USER: _token(sizes, "approver")}
+    for k in range(MIX_USERS):
+        user_id = U + 1 + k
+        email = f"mix{k:02d}@example.com"
+        users.rows.append((user_id, email, f"Mix {k}", True, at(user_id)))
+        mix_tokens[user_id] = _token(sizes, f"mix-{k}")
+        for a in mix_seen[k]:
+            wanted.append((user_id, "image-approver", app_names[a], "*"))
+        wanted.append((user_id, "build-and-deploy", app_names[mix_home[k]], "*"))
+    for user_id, secret in mix_tokens.items():
+        tokens.rows.append((len(tokens.rows) + 1, user_id, "mix", hash_token(secret), at(0)))
+    bindings.rows = [(n + 1, *binding, at(n)) for n, binding in enumerate(wanted)]
+
+    approved_on: dict[int, set[int]] = {}
+    for row in requests.rows:
+        if row[4] == "APPROVED":
+            approved_on.setdefault(row[2], set()).add(row[1])
+    for k in range(MIX_USERS):
+        user_id = U + 1 + k
+        select = pipeline_id(mix_home[k], 0)
+        mix_users.append(
+            MixUser(
+                id=user_id,
+                email=f"mix{k:02d}@example.com",
+                token=mix_tokens[user_id],
+                applications=[app_names[a] for a in mix_seen[k]],
+                home=app_names[mix_home[k]],
+                select_pipeline_id=select,
+                select_images=len(approved_on.get(select, ())),
+                pending=len({r for a in set(mix_seen[k]) for r, _ in mix_pending[a]}),
+            )
+        )
+    # approveRequest's supply: every user's first approval of each request it sees, then
+    # the second ones (a request seeded with one approval takes one more only).
+    first_round: list[tuple[int, int]] = []
+    second_round: list[tuple[int, int]] = []
+    takers: dict[int, list[int]] = {}
+    for k in range(MIX_USERS):
+        for a in dict.fromkeys(mix_seen[k]):
+            for request_id, _seeded in mix_pending[a]:
+                takers.setdefault(request_id, []).append(k)
+    seeded_of = {r: s for pending in mix_pending.values() for r, s in pending}
+    for request_id in sorted(takers):
+        room = 2 - seeded_of[request_id]
+        for n, k in enumerate(takers[request_id][:room]):
+            (first_round if n == 0 else second_round).append((k, request_id))
+    mix_rnd.shuffle(first_round)
+    mix_rnd.shuffle(second_round)
+    # requestApproval's supply: pairs on the user's home never requested, users in turn.
+    free: dict[int, list[tuple[int, int]]] = {}
+    for a in sorted(set(mix_home)):
+        free[a] = [
+            (pipeline_id(a, e), image_id(a, k))
+            for k in range(images_of(a) - 1, -1, -1)
+            for e in range(E)
+            if (image_id(a, k), pipeline_id(a, e)) not in used
+        ]
+    owners: dict[int, list[int]] = {}
+    for k in range(MIX_USERS):
+        owners.setdefault(mix_home[k], []).append(k)
+    request_supply: list[tuple[int, int, int]] = []
+    per_user: dict[int, list[tuple[int, int, int]]] = {k: [] for k in range(MIX_USERS)}
+    for a, pairs in free.items():
+        for n, (pid, image) in enumerate(pairs):
+            per_user[owners[a][n % len(owners[a])]].append((owners[a][n % len(owners[a])], pid, image))
+    for turn in range(max(len(v) for v in per_user.values())):
+        for k in range(MIX_USERS):
+            if turn < len(per_user[k]):
+                request_supply.append(per_user[k][turn])
+    mix = MixWorld(
+        users=mix_users,
+        ci_token=mix_tokens[CI_USER],
+        approver_token=mix_tokens[APPROVER_USER],
+        targets=[
+            (app_names[a], f"registry.example.com/acme/{app_names[a]}", pipeline_id(a, e))
+            for a in sorted(set(mix_home))
+            for e in range(1, E)
+        ],
+        approvals=first_round + second_round,
+        requests=request_supply[:MIX_REQUEST_SUPPLY],
+    )
 
     tables = [
         users,
@@ -361,6 +534,7 @@ def generate(sizes: Sizes, seed: int = 8) -> tuple[list[Table], World]:
         pending_visible=visible_pending,
         supply=supply,
         rows={table.model: len(table.rows) for table in tables},
+        mix=asdict(mix),
     )
     return tables, world
 

@@ -59,6 +59,27 @@ def test_bench_prints_a_row_for_every_operation_and_server(tmp_path):
                 assert re.search(r"\d\.\d\dx\s+>=\d\.\dx", line), line
                 assert re.search(r"(ok|MISS)\s+\d+(\.\d+)?\s+\d+", line), line
     assert "Authorization decisions" in out
+    # the realistic mix, the headline, first: every server's row, Greenlight's with the spread
+    # of its ratios to the baseline and to the naive server over the interleaved rounds
+    assert out.index("The realistic mix") < out.index("One user repeating one question")
+    assert re.search(r"^\s+users: 50, each with its own token", out, re.M), out
+    spread = r"\d+\.\d\d / \d+\.\d\d / \d+\.\d\dx"
+    for title in ("Select Image 50", "Approval pending 50"):
+        for backend in backends:
+            for server in ("baseline", "greenlight", "naive"):
+                assert re.search(rf"^{title}\s+{backend}\s+{server}\s+[\d,.]+\s", out, re.M), (title, out)
+            line = re.search(rf"^{title}\s+{backend}\s+greenlight\s.*$", out, re.M).group(0)
+            assert len(re.findall(spread, line)) == 2, line  # vs baseline, vs naive
+        # SQL statements per request, counted in-process, for Greenlight and the naive server
+        for server in ("greenlight", "naive"):
+            line = re.search(rf"^{title}\s+sqlite\s+{server}\s.*$", out, re.M).group(0)
+            assert re.search(r"\s\d+(\.\d+)?\s+\d+(\s|$)", line.split("first error")[0]), line
+    assert re.search(
+        r"^sqlite: background writes during the measured rounds: baseline rounds [\d.]+/s", out, re.M
+    )
+    for title in ("approveRequest", "requestApproval"):
+        assert re.search(rf"^{title}\s+sqlite\s+greenlight\s", out, re.M), out
+    assert re.search(r"^  Select Image 50 \(sqlite, [\d.]+ ms/req profiled\): \S", out, re.M), out
     # bench/visibility.py's table (tests/bench/test_visibility.py looks at it closer), in the
     # last-run file too
     assert re.search(r"^Select Image\s+sqlite\s+[\d.]+ / [\d.]+\s+[\d.]+ / [\d.]+\s+[\d.]+x", out, re.M), out
