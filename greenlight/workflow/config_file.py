@@ -573,7 +573,7 @@ class _Reader:
         if not isinstance(zone, str):
             raise self.refuse((*path, "timeZone"), f"must be a time zone name, got {zone!r}")
         window = freezes.WeeklyWindow(zone, parts[0][0], parts[0][1], parts[1][0], parts[1][1])
-        self.checked(path, freezes._validate_window, None, None, window)
+        self.checked(path, freezes.validate_window, None, None, window)
         return ("weekly", zone, item["from"], item["to"])
 
 
@@ -603,11 +603,15 @@ async def _group_names() -> dict[int, str]:
     return dict(await Group.all().values_list("id", "name"))
 
 
+async def _environment_names() -> dict[int, str]:
+    return dict(await Environment.all().values_list("id", "name"))
+
+
 async def pipeline_settings(
-    pipeline: Pipeline, emails: dict[int, str], groups: dict[int, str]
+    pipeline: Pipeline, emails: dict[int, str], groups: dict[int, str], environments: dict[int, str]
 ) -> dict[str, Any]:
-    """Every setting of the pipeline, as the document writes it."""
-    environments = dict(await Environment.all().values_list("id", "name"))
+    """Every setting of the pipeline, as the document writes it (users, groups and
+    environments by name, from the maps read once for all pipelines)."""
     approvers = await PolicyApprover.filter(pipeline_id=pipeline.id).values_list("user_id", flat=True)
     quorums = await GroupQuorum.filter(pipeline_id=pipeline.id).values_list("group_id", "min_approvals")
     exceptions = await ApprovalException.filter(pipeline_id=pipeline.id).values_list("user_id", "group_id")
@@ -677,7 +681,7 @@ async def _current_freezes() -> list[tuple[FreezeKey, DeployFreeze]]:
 
 async def document() -> dict[str, Any]:
     """The database's configuration as the document writes it, in a stable order."""
-    emails, groups = await _emails(), await _group_names()
+    emails, groups, environments = await _emails(), await _group_names(), await _environment_names()
 
     def named(rows) -> list[dict]:
         return [{"name": r.name} | ({"archived": True} if r.archived_at else {}) for r in rows]
@@ -687,7 +691,7 @@ async def document() -> dict[str, Any]:
         members.setdefault(group_id, []).append(emails[user_id])
     pipelines = []
     for pipeline in await Pipeline.all().prefetch_related("application", "environment"):
-        settings = await pipeline_settings(pipeline, emails, groups)
+        settings = await pipeline_settings(pipeline, emails, groups, environments)
         written = {k: v for k, v in settings.items() if k in ALWAYS_WRITTEN or v != PIPELINE_DEFAULTS[k]}
         pipelines.append(
             {"application": pipeline.application.name, "environment": pipeline.environment.name} | written
@@ -977,9 +981,10 @@ class _Applier:
             created.add(item.label)
             self.changes.append(f"create pipeline {item.label}")
         emails, groups = await _emails(), await _group_names()
+        names = {e.id: name for name, e in environments.items()}
         for item in self.spec.pipelines:
             pipeline = await Pipeline.get(id=rows[(item.application, item.environment)].id)
-            before = await pipeline_settings(pipeline, emails, groups)
+            before = await pipeline_settings(pipeline, emails, groups, names)
             # A new pipeline takes the defaults for what is left out; one that exists keeps
             # what it holds (a key left out is not a request to reset it).
             wanted = item.settings if item.label in created else item.wanted(before)

@@ -140,7 +140,7 @@ def override_reason(value: str | None) -> str | None:
 # --- managing freezes (super-admins) -------------------------------------------------------
 
 
-def _validate_window(
+def validate_window(
     starts_at: datetime | None, ends_at: datetime | None, weekly: WeeklyWindow | None
 ) -> None:
     one_off = starts_at is not None or ends_at is not None
@@ -180,7 +180,7 @@ async def create_freeze(
     name = validation.text("name", name, required=True, limit=200)
     if (environment_id is None) == (pipeline_id is None):
         raise BadUserInput("give exactly one of environmentId and pipelineId", field="environmentId")
-    _validate_window(starts_at, ends_at, weekly)
+    validate_window(starts_at, ends_at, weekly)
     async with transaction():
         environment = pipeline = None
         if environment_id is not None:
