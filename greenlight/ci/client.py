@@ -35,6 +35,17 @@ TRANSIENT_CODES = {
 }
 
 
+# Failures after the request may have reached the server: a mutation may have been made.
+# Anything else (no connection, a header refused before sending) left the server untouched.
+MAY_HAVE_ARRIVED = (
+    httpx.ReadTimeout,
+    httpx.ReadError,
+    httpx.WriteTimeout,
+    httpx.WriteError,
+    httpx.RemoteProtocolError,
+)
+
+
 class Failure(Exception):
     """What went wrong, as the CLI reports it: a contract code (or NETWORK, HTTP_<status>,
     BAD_ARGUMENTS for what never reached the server), words, and the exit status."""
@@ -94,8 +105,7 @@ class Client:
         try:
             response = self._http.post(self.url, json={"query": query, "variables": variables or {}})
         except httpx.HTTPError as error:
-            sent = not isinstance(error, httpx.ConnectError | httpx.ConnectTimeout)
-            if sent and query.lstrip().startswith("mutation"):
+            if isinstance(error, MAY_HAVE_ARRIVED) and query.lstrip().startswith("mutation"):
                 # The request may have reached the server and been made: say so, as the
                 # server does when its commit is lost, so a job reads back before retrying.
                 raise Failure(
