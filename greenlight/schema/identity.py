@@ -76,10 +76,24 @@ async def load_users(info: Info, user_ids: list[int]) -> list[User]:
     return [User.from_model(u) for u in await info.context.loaders.user.load_many(user_ids)]
 
 
+class _BindingOfModel:
+    """`from_model` of the two kinds of role binding (a user's, a group's): the same row,
+    the same role, application and environment; their holder is the field that differs."""
+
+    @classmethod
+    def from_model(cls, model: models.RoleBinding):
+        return cls(
+            model=model,
+            role=models.Role(model.role),
+            application=model.application,
+            environment=model.environment,
+        )
+
+
 @strawberry.type(
     description="A role granted to a user on a scope (R1 to R5): an application name or *, an environment name or *."
 )
-class RoleBinding(Node):
+class RoleBinding(_BindingOfModel, Node):
     model: strawberry.Private[models.RoleBinding]
 
     user: User
@@ -91,15 +105,6 @@ class RoleBinding(Node):
     role: Role = strawberry.field(description="The role granted.")
     application: str = strawberry.field(description='An application name, or "*" for all.')
     environment: str = strawberry.field(description='An environment name, or "*" for all.')
-
-    @classmethod
-    def from_model(cls, model: models.RoleBinding) -> RoleBinding:
-        return cls(
-            model=model,
-            role=models.Role(model.role),
-            application=model.application,
-            environment=model.environment,
-        )
 
 
 @strawberry.type(description="An API token (never its secret): send it as `Authorization: Bearer <token>`.")
@@ -182,7 +187,7 @@ ActionEnum = described_enum(
 
 
 @strawberry.type(description="A role granted to a group on a scope; its members inherit it (R5).")
-class GroupRoleBinding(Node):
+class GroupRoleBinding(_BindingOfModel, Node):
     model: strawberry.Private[models.RoleBinding]
 
     group: Group
@@ -194,15 +199,6 @@ class GroupRoleBinding(Node):
     role: Role = strawberry.field(description="The role granted.")
     application: str = strawberry.field(description='An application name, or "*" for all.')
     environment: str = strawberry.field(description='An environment name, or "*" for all.')
-
-    @classmethod
-    def from_model(cls, model: models.RoleBinding) -> GroupRoleBinding:
-        return cls(
-            model=model,
-            role=models.Role(model.role),
-            application=model.application,
-            environment=model.environment,
-        )
 
 
 @strawberry.type(description="A team; its members inherit the roles granted to it.")
