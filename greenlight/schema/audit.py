@@ -10,7 +10,7 @@ from strawberry.scalars import JSON
 from greenlight import models
 from greenlight.schema import ids
 from greenlight.schema.context import Info
-from greenlight.schema.identity import User, load_user
+from greenlight.schema.identity import User, user_of
 from greenlight.schema.nodes import Node
 
 
@@ -25,10 +25,10 @@ class AuditEvent(Node):
     actor: User | None
 
     @strawberry.field(description="Null when Greenlight acted on its own.")
-    async def actor(self, info: Info) -> User | None:
+    def actor(self, info: Info) -> User | None:
         if self.model.actor_id is None:
             return None
-        return await load_user(info, self.model.actor_id)
+        return user_of(info, self.model.actor_id)
 
     action: str = strawberry.field(description='What was done, e.g. "approve", "deploy", "grant_role".')
 

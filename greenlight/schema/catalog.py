@@ -14,7 +14,7 @@ from greenlight.schema import ids
 from greenlight.schema.arguments import After, First
 from greenlight.schema.context import Info
 from greenlight.schema.enums import ApprovalPolicyKind, DeploymentStrategy, TriggerType, Weekday
-from greenlight.schema.identity import Group, User, load_user, load_users
+from greenlight.schema.identity import Group, User, load_users, user_of
 from greenlight.schema.loaders import Selected, now_or_later
 from greenlight.schema.nodes import Connection, Node, connection
 from greenlight.workflow import decisions, freezes
@@ -269,8 +269,8 @@ class DeployFreeze(Node):
     created_by: User
 
     @strawberry.field(description="The super-admin who made it.")
-    async def created_by(self, info: Info) -> User:
-        return await load_user(info, self.model.created_by_id)
+    def created_by(self, info: Info) -> User:
+        return user_of(info, self.model.created_by_id)
 
     created_at: datetime = strawberry.field(description="When it was made.")
 

@@ -10,7 +10,7 @@ from greenlight import models
 from greenlight.schema.catalog import Environment, Pipeline
 from greenlight.schema.context import Info
 from greenlight.schema.enums import described_enum
-from greenlight.schema.identity import User
+from greenlight.schema.identity import User, user_of
 from greenlight.schema.nodes import Node
 from greenlight.workflow.chat import _host
 
@@ -104,8 +104,8 @@ class ChatChannel(Node):
     created_by: User
 
     @strawberry.field(description="Who made it.")
-    async def created_by(self, info: Info) -> User:
-        return User.from_model(await info.context.loaders.user.load(self.model.created_by_id))
+    def created_by(self, info: Info) -> User:
+        return user_of(info, self.model.created_by_id)
 
     created_at: datetime = strawberry.field(description="When it was made.")
 

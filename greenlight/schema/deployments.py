@@ -12,7 +12,7 @@ from greenlight.rollout import plan
 from greenlight.schema.catalog import Pipeline
 from greenlight.schema.context import Info
 from greenlight.schema.enums import DeploymentStatus, DeploymentStrategy, described_enum
-from greenlight.schema.identity import User, load_user
+from greenlight.schema.identity import User, user_of
 from greenlight.schema.images import Image
 from greenlight.schema.nodes import Node
 from greenlight.schema.requests import ApprovalRequest
@@ -42,8 +42,8 @@ class Deployment(Node):
     triggered_by: User
 
     @strawberry.field(description="Who deployed; the requester for an automatic deploy (R24).")
-    async def triggered_by(self, info: Info) -> User:
-        return await load_user(info, self.model.triggered_by_id)
+    def triggered_by(self, info: Info) -> User:
+        return user_of(info, self.model.triggered_by_id)
 
     approval_request: ApprovalRequest | None
 

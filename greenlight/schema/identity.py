@@ -66,11 +66,6 @@ def user_of(info: Info, user_id: int) -> User:
     return now_or_later(info.context.loaders.user, user_id, User.from_model)
 
 
-async def load_user(info: Info, user_id: int) -> User:
-    """A user by id, through the request's loader."""
-    return User.from_model(await info.context.loaders.user.load(user_id))
-
-
 async def load_users(info: Info, user_ids: list[int]) -> list[User]:
     """Users by id, in their order, through the request's loader (one statement)."""
     return [User.from_model(u) for u in await info.context.loaders.user.load_many(user_ids)]
@@ -99,8 +94,8 @@ class RoleBinding(_BindingOfModel, Node):
     user: User
 
     @strawberry.field(description="Who holds the role.")
-    async def user(self, info: Info) -> User:
-        return await load_user(info, self.model.user_id)
+    def user(self, info: Info) -> User:
+        return user_of(info, self.model.user_id)
 
     role: Role = strawberry.field(description="The role granted.")
     application: str = strawberry.field(description='An application name, or "*" for all.')
@@ -116,8 +111,8 @@ class ApiToken(Node):
     user: User
 
     @strawberry.field(description="Whose token it is: it acts as this user.")
-    async def user(self, info: Info) -> User:
-        return await load_user(info, self.model.user_id)
+    def user(self, info: Info) -> User:
+        return user_of(info, self.model.user_id)
 
     expires_at: datetime | None = strawberry.field(description="When it stops working; null: never.")
     created_at: datetime = strawberry.field(description="When it was issued.")

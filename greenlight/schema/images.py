@@ -104,8 +104,8 @@ class ImageCheck(Node):
     reported_at: datetime = strawberry.field(description="When it was last reported.")
 
     @strawberry.field(description="Whose credentials reported it last.")
-    async def reported_by(self, info: Info) -> User:
-        return User.from_model(await info.context.loaders.user.load(self.model.reported_by_id))
+    def reported_by(self, info: Info) -> User:
+        return user_of(info, self.model.reported_by_id)
 
     @classmethod
     def from_model(cls, model: models.ImageCheck) -> ImageCheck:

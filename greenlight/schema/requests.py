@@ -12,7 +12,7 @@ from greenlight.policies import Scope
 from greenlight.schema.catalog import Pipeline
 from greenlight.schema.context import Info
 from greenlight.schema.enums import ApprovalPolicyKind, ApprovalState
-from greenlight.schema.identity import Group, User, load_user, load_users, user_of
+from greenlight.schema.identity import Group, User, load_users, user_of
 from greenlight.schema.images import Image
 from greenlight.schema.loaders import now_or_later
 from greenlight.schema.nodes import Node
@@ -58,8 +58,8 @@ class ApprovalRequirement:
         )
 
     @strawberry.field(description="SPECIFIC_USERS: the user whose approval the line waits for.")
-    async def user(self, info: Info) -> User | None:
-        return None if self.user_id is None else await load_user(info, self.user_id)
+    def user(self, info: Info) -> User | None:
+        return None if self.user_id is None else user_of(info, self.user_id)
 
     @strawberry.field(description="GROUP_QUORUMS: the group whose quorum the line counts.")
     async def group(self, info: Info) -> Group | None:
